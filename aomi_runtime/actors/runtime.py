@@ -1,0 +1,192 @@
+"""The runtime as its callers see it (a Serve replica, a driver, a notebook on the cluster): Apps by name,
+sessions by id, each call routed to the session's actor and retried once if that actor went away."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from ..agent.apps import AppSpec
+from ..agent.errors import AppMismatch, InvalidInput, SessionClosed, SessionNotFound
+from ..agent.models import Event, SessionInfo, SessionRecord
+from .directory import SessionDirectory
+from .store import HistoryStore
+
+HANDLE_CACHE_SIZE = 10_000
+DEFAULT_NAMESPACE = "aomi"
+
+_GONE = (RayActorError, SessionClosed)
+
+
+def app_namespace(prefix: str, app: str) -> str:
+    return f"{prefix}-{app}"
+
+
+@dataclass(frozen=True)
+class AppActors:
+    """One App's actors, in its own namespace: the directory of its sessions and the store of its history."""
+
+    spec: AppSpec
+    directory: Any
+    store: Any
+
+    @classmethod
+    def start(cls, spec: AppSpec, database_url: str, namespace: str) -> AppActors:
+        """Get the App's actors, creating them if this is the first caller. Detached: they outlive any replica."""
+        options = {"namespace": namespace, "lifetime": "detached", "get_if_exists": True}
+        store = HistoryStore.options(name="store", **options).remote(spec.name, database_url)
+        directory = SessionDirectory.options(name="directory", **options).remote(spec, store, namespace)
+        return cls(spec=spec, directory=directory, store=store)
+
+
+@dataclass(frozen=True)
+class _Found:
+    app: AppActors
+    handle: Any
+
+
+class Runtime:
+    """Routes calls to session actors, caching their handles; each App's actors live in their own namespace."""
+
+    def __init__(self, specs: Sequence[AppSpec], database_url: str, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.apps = {s.name: AppActors.start(s, database_url, app_namespace(namespace, s.name)) for s in specs}
+        self._handles: OrderedDict[str, _Found] = OrderedDict()
+
+    def app(self, name: str) -> AppActors:
+        try:
+            return self.apps[name]
+        except KeyError:
+            raise InvalidInput(f"Unknown App {name!r}; this runtime serves: {', '.join(self.apps)}.") from None
+
+    async def owner(self, session_id: str) -> AppActors | None:
+        """The App a session belongs to, or None if no App has it."""
+        if (found := self._handles.get(session_id)) is not None:
+            return found.app
+        owners = await asyncio.gather(*(a.store.owner.remote(session_id) for a in self.apps.values()))
+        name = next((o for o in owners if o is not None), None)
+        return None if name is None else self.apps.get(name)
+
+    async def _resolve(
+        self,
+        session_id: str,
+        *,
+        app: str | None,
+        create: bool,
+        public_key: str | None = None,
+        stale: Any = None,
+        wait: float = 0.0,
+    ) -> _Found | None:
+        cached = self._handles.get(session_id)
+        if cached is not None and stale is None:
+            if app is not None and cached.app.spec.name != app:
+                raise AppMismatch(f"The session {session_id!r} belongs to another App than {app!r}.")
+            self._handles.move_to_end(session_id)
+            return cached
+        self._handles.pop(session_id, None)
+        if app is not None:
+            candidates = [self.app(app)]
+        elif (owner := await self.owner(session_id)) is not None:
+            candidates = [owner]
+        elif wait:
+            candidates = list(self.apps.values())  # not created yet: wait for it wherever it appears
+        else:
+            return None
+        handles = await asyncio.gather(
+            *(a.directory.get.remote(session_id, create, public_key, stale, wait) for a in candidates)
+        )
+        found = next((_Found(a, h) for a, h in zip(candidates, handles, strict=True) if h is not None), None)
+        if found is not None:
+            self._handles[session_id] = found
+            if len(self._handles) > HANDLE_CACHE_SIZE:
+                self._handles.popitem(last=False)
+        return found
+
+    async def call(
+        self,
+        session_id: str,
+        method: str,
+        *args: Any,
+        app: str | None = None,
+        create: bool = False,
+        public_key: str | None = None,
+    ) -> Any:
+        """Call a session actor's method. A session that went away (evicted, restarted) is found again, once.
+
+        Raises:
+            SessionNotFound: no App has the session, and `create` is false.
+        """
+        stale = None
+        for attempt in range(2):
+            found = await self._resolve(session_id, app=app, create=create, public_key=public_key, stale=stale)
+            if found is None:
+                raise SessionNotFound(f"No session {session_id!r} exists; send a chat message to start it.")
+            try:
+                return await getattr(found.handle, method).remote(*args)
+            except _GONE:
+                if attempt:
+                    raise
+                self._handles.pop(session_id, None)
+                stale = found.handle
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def chat(
+        self, session_id: str, text: str, *, app: str, user_state: dict[str, Any] | None, public_key: str | None
+    ) -> bytes:
+        # The request id makes the one retry of `call` safe: a message already stored is not added again.
+        request_id = uuid.uuid4().hex
+        result: bytes = await self.call(
+            session_id, "chat", text, user_state, request_id, app=app, create=True, public_key=public_key
+        )
+        return result
+
+    async def events_after(self, session_id: str, after: int, timeout: float) -> list[Event]:
+        """The next events of a session, waiting up to `timeout`; a session not created yet is waited for."""
+        found = await self._resolve(session_id, app=None, create=False, wait=timeout)
+        if found is None:
+            return []
+        try:
+            events: list[Event] = await found.handle.events_after.remote(after, timeout)
+        except _GONE:
+            self._handles.pop(session_id, None)
+            await self._resolve(session_id, app=None, create=False, stale=found.handle)
+            return []
+        return events
+
+    async def info(self, session_id: str) -> SessionInfo:
+        owner = await self.owner(session_id)
+        record: SessionRecord | None = None
+        if owner is not None:
+            record = await owner.store.get.remote(owner.spec.name, session_id)
+        if record is None:
+            raise SessionNotFound(f"No session {session_id!r} exists.")
+        return SessionInfo.of(record)
+
+    async def list_sessions(self, apps: Sequence[str], public_key: str, limit: int) -> list[SessionInfo]:
+        chosen = [self.app(name) for name in apps]
+        lists = await asyncio.gather(*(a.store.list.remote(a.spec.name, public_key, limit) for a in chosen))
+        records = sorted((r for rs in lists for r in rs), key=lambda r: r.updated_at, reverse=True)
+        return [SessionInfo.of(r) for r in records[:limit]]
+
+    async def delete(self, session_id: str) -> bool:
+        owner = await self.owner(session_id)
+        self._handles.pop(session_id, None)
+        if owner is None:
+            return False
+        deleted: bool = await owner.directory.delete.remote(session_id)
+        return deleted
+
+    async def stop(self) -> None:
+        """Stop every App's sessions, directory and store. Stored history stays."""
+        for actors in self.apps.values():
+            await actors.directory.close_all.remote()
+            await actors.store.close.remote()
+            ray.kill(actors.directory, no_restart=True)
+            ray.kill(actors.store, no_restart=True)
+        self._handles.clear()

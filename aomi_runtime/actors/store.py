@@ -1,0 +1,92 @@
+"""The history store actor: one per App, it owns the App's history backend so session actors stay lean."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from ..agent.errors import AppMismatch
+from ..agent.models import Commit, Event, SessionRecord, StoredSession
+from ..agent.protocols import HistoryBackend
+from ..backends.history import open_history
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class HistoryStore:
+    """A `HistoryBackend` behind an actor, bound to one App. Its writes are idempotent, so Ray may retry
+    them after a restart (`max_task_retries=-1`) without duplicating anything."""
+
+    def __init__(self, app: str, url: str) -> None:
+        self._app = app
+        self._backend = open_history(url)
+
+    async def _ready(self, app: str) -> HistoryBackend:
+        if app != self._app:
+            raise AppMismatch(f"This store holds the App {self._app!r}, not {app!r}.")
+        await self._backend.setup()
+        return self._backend
+
+    async def commit(self, app: str, commit: Commit) -> None:
+        await (await self._ready(app)).commit(app, commit)
+
+    async def load(self, app: str, session_id: str) -> StoredSession | None:
+        return await (await self._ready(app)).load(app, session_id)
+
+    async def get(self, app: str, session_id: str) -> SessionRecord | None:
+        return await (await self._ready(app)).get(app, session_id)
+
+    async def list(self, app: str, public_key: str | None, limit: int) -> list[SessionRecord]:
+        return await (await self._ready(app)).list(app, public_key, limit)
+
+    async def events(self, app: str, session_id: str, after: int, limit: int) -> list[Event]:
+        return await (await self._ready(app)).events(app, session_id, after, limit)
+
+    async def last_events(self, app: str, session_id: str, count: int) -> list[Event]:
+        return await (await self._ready(app)).last_events(app, session_id, count)
+
+    async def delete(self, app: str, session_id: str) -> bool:
+        return await (await self._ready(app)).delete(app, session_id)
+
+    async def owner(self, session_id: str) -> str | None:
+        return await (await self._ready(self._app)).owner(session_id)
+
+    async def close(self) -> None:
+        await self._backend.close()
+
+
+class StoreClient:
+    """The `HistoryBackend` a session actor sees: each call goes to the App's store actor."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    async def setup(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def commit(self, app: str, commit: Commit) -> None:
+        await self._store.commit.remote(app, commit)
+
+    async def load(self, app: str, session_id: str) -> StoredSession | None:
+        return await self._store.load.remote(app, session_id)  # type: ignore[no-any-return]
+
+    async def get(self, app: str, session_id: str) -> SessionRecord | None:
+        return await self._store.get.remote(app, session_id)  # type: ignore[no-any-return]
+
+    async def list(self, app: str, public_key: str | None, limit: int) -> list[SessionRecord]:
+        return await self._store.list.remote(app, public_key, limit)  # type: ignore[no-any-return]
+
+    async def events(self, app: str, session_id: str, after: int, limit: int) -> list[Event]:
+        return await self._store.events.remote(app, session_id, after, limit)  # type: ignore[no-any-return]
+
+    async def last_events(self, app: str, session_id: str, count: int) -> list[Event]:
+        return await self._store.last_events.remote(app, session_id, count)  # type: ignore[no-any-return]
+
+    async def delete(self, app: str, session_id: str) -> bool:
+        return await self._store.delete.remote(app, session_id)  # type: ignore[no-any-return]
+
+    async def owner(self, session_id: str) -> str | None:
+        return await self._store.owner.remote(session_id)  # type: ignore[no-any-return]

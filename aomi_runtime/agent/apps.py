@@ -1,0 +1,108 @@
+"""Apps: the configuration that declares one (picklable, sent to every actor) and the App it builds."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import InvalidInput, MessageTooLarge, ModelUnavailable
+from .protocols import ModelProvider
+from .tools import ToolRegistry
+
+APP_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+DEFAULT_APP = "default"
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Use the tools you are given when they help."
+
+
+class ModelSpec(BaseModel):
+    """One model an App offers: shown to users by `label`, chosen by `slug`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str
+    slug: str
+    provider: Literal["scripted"] = "scripted"
+    model: str = "scripted"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Limits(BaseModel):
+    """What one App allows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, gt=0)
+    max_tool_rounds: int = Field(8, gt=0)
+
+    def check_message(self, text: str) -> None:
+        """Raise if a user message is too large (counted in UTF-8 bytes) or has no text."""
+        if len(text.encode("utf-8", "surrogatepass")) > self.max_message_bytes:
+            raise MessageTooLarge(f"The message is larger than this App's limit of {self.max_message_bytes} bytes.")
+        if not text.strip():
+            raise InvalidInput("The message is empty; send some text.")
+
+
+SCRIPTED_MODEL = ModelSpec(label="Scripted (offline)", slug="scripted")
+
+
+class AppSpec(BaseModel):
+    """An App as declared: its name, whether it needs a key, its models, tools, prompt and limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    public: bool = True
+    models: tuple[ModelSpec, ...] = (SCRIPTED_MODEL,)
+    default_model: str | None = None
+    tools: tuple[str, ...] = ("time_now", "long_task", "always_fails")
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    limits: Limits = Field(default_factory=Limits)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_simple(cls, name: str) -> str:
+        if not APP_NAME_PATTERN.fullmatch(name):
+            raise ValueError("an App name is 1-63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit")
+        return name
+
+    @model_validator(mode="after")
+    def _default_model_is_offered(self) -> AppSpec:
+        if not self.models:
+            raise ValueError("an App offers at least one model")
+        if self.default_model is not None and self.model(self.default_model) is None:
+            raise ValueError(f"default_model {self.default_model!r} is not among the App's models")
+        return self
+
+    def model(self, label_or_slug: str | None) -> ModelSpec | None:
+        """The model with this slug or label; the App's default for None."""
+        if label_or_slug is None:
+            label_or_slug = self.default_model or self.models[0].slug
+        return next((m for m in self.models if label_or_slug in (m.slug, m.label)), None)
+
+
+DEFAULT_APP_SPEC = AppSpec(name=DEFAULT_APP)
+
+
+@dataclass
+class App:
+    """An App built for running turns: its spec, a provider per model slug, and its tool registry."""
+
+    spec: AppSpec
+    providers: dict[str, ModelProvider]
+    tools: ToolRegistry = field(default_factory=ToolRegistry)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def provider(self, slug: str | None) -> ModelProvider:
+        chosen = self.spec.model(slug)
+        if chosen is None or chosen.slug not in self.providers:
+            raise ModelUnavailable(f"The model {slug!r} is not offered by the App {self.name!r}.")
+        return self.providers[chosen.slug]

@@ -1,0 +1,150 @@
+"""The shapes a session is made of, as `API.md` gives them: messages, snapshots, events, records."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_TITLE = "New Chat"
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+SystemEvent = dict[str, Any]
+"""An externally tagged system event: `{"SystemError": "text"}`, `{"SystemNotice": "text"}`, `{"InlineCall": {...}}`."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def is_valid_session_id(session_id: str) -> bool:
+    return SESSION_ID_PATTERN.fullmatch(session_id) is not None
+
+
+class ToolCall(BaseModel):
+    """A tool call as the model asked for it; kept on the tool result message so the model sees it again."""
+
+    id: str
+    call_id: str | None = None
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Message(BaseModel):
+    """One message of a conversation, in the shape clients expect.
+
+    Our additions: `id`, its place in the session (None while queued); `tool_call`, the call behind a tool
+    result; `queued`, true for a message acknowledged during a turn and waiting for its own.
+    """
+
+    id: int | None = None
+    sender: Literal["user", "agent", "system"]
+    content: str = ""
+    tool_result: tuple[str, str] | None = None
+    timestamp: datetime = Field(default_factory=utcnow)
+    is_streaming: bool = False
+    tool_call: ToolCall | None = None
+    queued: bool = False
+    request_id: str | None = None
+
+
+class QueuedMessage(BaseModel):
+    """A user message acknowledged while a turn was running; it gets its turn in arrival order."""
+
+    content: str
+    timestamp: datetime = Field(default_factory=utcnow)
+    request_id: str | None = None
+
+
+class Snapshot(BaseModel):
+    """A session as clients see it: every message, the system events not yet handed out, title and state."""
+
+    messages: list[Message] = Field(default_factory=list)
+    system_events: list[SystemEvent] = Field(default_factory=list)
+    title: str | None = None
+    is_processing: bool = False
+    user_state: dict[str, Any] | None = None
+
+
+EMPTY_SNAPSHOT = Snapshot()
+
+
+class Event(BaseModel):
+    """One event of a session's log: `seq` rises by one per event; `data` is the JSON sent on the stream."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    data: dict[str, Any]
+
+
+class SessionRecord(BaseModel):
+    """What is stored of a session besides its messages and events."""
+
+    session_id: str
+    app: str
+    public_key: str | None = None
+    title: str = DEFAULT_TITLE
+    title_is_manual: bool = False
+    is_archived: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    user_state: dict[str, Any] | None = None
+    model: str | None = None
+    last_seq: int = 0
+    is_processing: bool = False
+    pending_system_events: list[SystemEvent] = Field(default_factory=list)
+    model_notes: list[str] = Field(default_factory=list)
+    queue: list[QueuedMessage] = Field(default_factory=list)
+
+
+class SessionInfo(BaseModel):
+    """A session as the `/api/sessions` routes list it."""
+
+    session_id: str
+    title: str
+    is_archived: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, record: SessionRecord) -> SessionInfo:
+        return cls(
+            session_id=record.session_id,
+            title=record.title,
+            is_archived=record.is_archived,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+class StoredSession(BaseModel):
+    """Everything a session is rebuilt from: its record and all its messages."""
+
+    record: SessionRecord
+    messages: list[Message] = Field(default_factory=list)
+
+
+class Commit(BaseModel):
+    """One atomic write of a session: its record, messages to upsert (by id) and events to append."""
+
+    record: SessionRecord
+    messages: list[Message] = Field(default_factory=list)
+    events: list[Event] = Field(default_factory=list)
+
+
+def system_error(text: str) -> SystemEvent:
+    return {"SystemError": text}
+
+
+def system_notice(text: str) -> SystemEvent:
+    return {"SystemNotice": text}
+
+
+def inline_call(type_: str, payload: Any, **extra: Any) -> SystemEvent:
+    return {"InlineCall": {"type": type_, **extra, "payload": payload}}
+
+
+INTERRUPTION = inline_call("user_request", "Interrupted by user", kind="Interruption")

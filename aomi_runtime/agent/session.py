@@ -1,0 +1,405 @@
+"""A live session: its state, its turns (one at a time, the rest queued), its event log, written through.
+
+Plain asyncio, no Ray: the session actor is a thin adapter around this class.
+
+Every change goes to the history backend before anyone is told of it: state is marked dirty, events are
+appended to a pending list, and `_flush` writes all of it in one commit, then publishes the events. So an
+acknowledged message is stored, and an event a subscriber has seen can always be replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from contextlib import suppress
+from typing import Any
+
+from .apps import App
+from .errors import AomiError, InvalidInput, SessionClosed
+from .models import (
+    DEFAULT_TITLE,
+    INTERRUPTION,
+    Commit,
+    Event,
+    Message,
+    QueuedMessage,
+    SessionRecord,
+    Snapshot,
+    StoredSession,
+    ToolCall,
+    inline_call,
+    system_error,
+    system_notice,
+    utcnow,
+)
+from .protocols import HistoryBackend
+from .titles import generate_title
+from .turn import run_turn
+
+log = logging.getLogger(__name__)
+
+RECENT_EVENTS = 1024
+EVENT_PAGE = 500
+RETRY_WINDOW = 64  # how far back a retried chat request is looked for
+MAX_TITLE_CHARS = 200
+CUT_SHORT = (
+    "The previous turn was cut short when its session stopped unexpectedly; "
+    "send the message again if it still needs an answer."
+)
+
+
+class Session:
+    """One conversation, live. Create it with `create` or `restore`; stop it with `close`."""
+
+    def __init__(self, app: App, history: HistoryBackend, stored: StoredSession) -> None:
+        self.app = app
+        self.record = stored.record
+        self.messages: list[Message] = list(stored.messages)
+        self.last_active = time.monotonic()
+        self._history = history
+        self._dirty_messages: set[int] = set()
+        self._record_dirty = False
+        self._pending: list[Event] = []
+        self._recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self._published = self.record.last_seq
+        self._published_signal = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._turn: asyncio.Task[None] | None = None
+        self._title: asyncio.Task[None] | None = None
+        self._interrupted = False
+        self._in_model = False
+        self._closed = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @classmethod
+    async def create(
+        cls, app: App, history: HistoryBackend, session_id: str, *, public_key: str | None = None
+    ) -> Session:
+        """A new session, stored before it is returned. Raises `AppMismatch` if the id is another App's."""
+        record = SessionRecord(session_id=session_id, app=app.name, public_key=public_key)
+        session = cls(app, history, StoredSession(record=record))
+        session._record_dirty = True
+        await session._flush()
+        return session
+
+    @classmethod
+    async def restore(cls, app: App, history: HistoryBackend, stored: StoredSession) -> Session:
+        """The reconstructor: a stored session made live, a turn left open closed, its queue resumed."""
+        session = cls(app, history, stored)
+        if session.record.is_processing or any(m.is_streaming for m in session.messages):
+            session._finish_streaming()
+            session.record.pending_system_events.append(system_error(CUT_SHORT))
+            session.record.is_processing = False
+            session._emit("processing_done", error=CUT_SHORT)
+            await session._flush()
+        if session.record.queue:
+            await session._start_turn(session.record.queue.pop(0))
+        return session
+
+    async def close(self) -> None:
+        """Stop the running turn and title task, store what is left, and refuse further calls."""
+        self._closed = True
+        for task in (self._turn, self._title):
+            if task is not None and not task.done():
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+        await self._flush()
+        self._published_signal.set()
+
+    @property
+    def session_id(self) -> str:
+        return self.record.session_id
+
+    @property
+    def is_processing(self) -> bool:
+        return self.record.is_processing
+
+    @property
+    def is_busy(self) -> bool:
+        """A turn or a title is being made: the session should not be evicted."""
+        return self.is_processing or (self._title is not None and not self._title.done())
+
+    # --- what clients call ----------------------------------------------------------------------
+
+    async def chat(
+        self, text: str, user_state: dict[str, Any] | None = None, request_id: str | None = None
+    ) -> Snapshot:
+        """Store the user's message, start its turn (or queue it behind the running one), return the snapshot.
+
+        A `request_id` already stored (a retry of a request whose answer was lost) adds nothing again.
+        """
+        self.check_open()
+        if request_id is not None and self._has_request(request_id):
+            return await self.snapshot(user_state)
+        self.app.spec.limits.check_message(text)
+        self._set_user_state(user_state)
+        queued = QueuedMessage(content=text, request_id=request_id)
+        if self.is_processing:
+            self.record.queue.append(queued)
+            self._record_dirty = True
+            await self._flush()
+        else:
+            await self._start_turn(queued)
+        return await self.snapshot()
+
+    async def snapshot(self, user_state: dict[str, Any] | None = None) -> Snapshot:
+        """The whole session; system events are handed out once, so they are stored as taken."""
+        self.check_open()
+        self._set_user_state(user_state)
+        events = self.record.pending_system_events
+        if events:
+            self.record.pending_system_events = []
+            self._record_dirty = True
+        if self._record_dirty:
+            await self._flush()
+        queued = [
+            Message(sender="user", content=q.content, timestamp=q.timestamp, queued=True, request_id=q.request_id)
+            for q in self.record.queue
+        ]
+        return Snapshot(
+            messages=[*self.messages, *queued],
+            system_events=events,
+            title=self.record.title,
+            is_processing=self.is_processing,
+            user_state=self.record.user_state,
+        )
+
+    async def interrupt(self) -> Snapshot:
+        """Stop the running turn at once; idempotent. Messages queued behind it still get their turns."""
+        self.check_open()
+        turn = self._turn
+        if turn is not None and not turn.done():
+            if self._in_model:  # past the model and tools, the turn is only storing its end: let it
+                self._interrupted = True
+                turn.cancel()
+            with suppress(asyncio.CancelledError):
+                await turn
+        return await self.snapshot()
+
+    async def post_system(self, message: str) -> Any:
+        """Text becomes a `system_notice`; a JSON object is published as-is. The model sees either next turn."""
+        self.check_open()
+        try:
+            parsed = json.loads(message)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            type_ = parsed.get("type") if isinstance(parsed.get("type"), str) else "system"
+            self._emit(type_, **{k: v for k, v in parsed.items() if k not in ("type", "session_id")})
+            self.record.pending_system_events.append(inline_call(type_, parsed))
+            self.record.model_notes.append(json.dumps(parsed, ensure_ascii=False))
+            result: Any = parsed
+        else:
+            self._emit("system_notice", message=message)
+            self.record.pending_system_events.append(system_notice(message))
+            self.record.model_notes.append(message)
+            result = message
+        await self._flush()
+        return result
+
+    async def rename(self, title: str) -> None:
+        """Set a title by hand; the automatic title never replaces it."""
+        self.check_open()
+        title = title.strip()
+        if not title or len(title) > MAX_TITLE_CHARS:
+            raise InvalidInput(f"A title is 1 to {MAX_TITLE_CHARS} characters, not only spaces.")
+        self.record.title = title
+        self.record.title_is_manual = True
+        self._emit("title_changed", new_title=title)
+        await self._flush()
+
+    async def set_archived(self, archived: bool) -> None:
+        self.check_open()
+        self.record.is_archived = archived
+        self._record_dirty = True
+        await self._flush()
+
+    async def events_after(self, after: int, timeout: float) -> list[Event]:
+        """Events with seq above `after`, oldest first: at once if there are any, else the first within `timeout`."""
+        self.check_open()
+        self.last_active = time.monotonic()
+        if self._published <= after:
+            signal = self._published_signal
+            with suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), timeout)
+            self.check_open()
+        if self._published <= after:
+            return []
+        if self._recent and self._recent[0].seq <= after + 1:
+            return [e for e in self._recent if e.seq > after]
+        return await self._history.events(self.app.name, self.session_id, after, EVENT_PAGE)
+
+    async def last_events(self, count: int) -> list[Event]:
+        self.check_open()
+        if count <= len(self._recent) or len(self._recent) == self._published:
+            return list(self._recent)[-count:] if count else []
+        return await self._history.last_events(self.app.name, self.session_id, count)
+
+    # --- the turn sink: what the turn engine calls ----------------------------------------------
+
+    def append_text(self, text: str) -> None:
+        last = self.messages[-1] if self.messages else None
+        if last is None or last.sender != "agent" or not last.is_streaming:
+            last = self._add_message(Message(id=len(self.messages), sender="agent", is_streaming=True))
+        last.content += text
+
+    async def end_text(self) -> None:
+        if self._finish_streaming():
+            await self._flush()
+
+    async def add_tool_result(self, call: ToolCall, topic: str, text: str) -> None:
+        self._finish_streaming()
+        self._add_message(Message(id=len(self.messages), sender="agent", tool_result=(topic, text), tool_call=call))
+        self._add_message(Message(id=len(self.messages), sender="agent", is_streaming=True), announce=False)
+        await self._flush()
+
+    async def emit(self, type_: str, **fields: Any) -> None:
+        self._emit(type_, **fields)
+        await self._flush()
+
+    # --- turns ----------------------------------------------------------------------------------
+
+    async def _start_turn(self, queued: QueuedMessage) -> None:
+        self.record.is_processing = True
+        self._emit("processing_started")
+        self._add_message(
+            Message(
+                id=len(self.messages),
+                sender="user",
+                content=queued.content,
+                timestamp=queued.timestamp,
+                request_id=queued.request_id,
+            )
+        )
+        self._add_message(Message(id=len(self.messages), sender="agent", is_streaming=True), announce=False)
+        await self._flush()
+        self._turn = asyncio.create_task(self._run_turn(), name=f"turn:{self.session_id}")
+
+    async def _run_turn(self) -> None:
+        error: str | None = None
+        interrupted = False
+        notes, self.record.model_notes = self.record.model_notes, []
+        self._in_model = True
+        try:
+            await run_turn(
+                self.app,
+                self,
+                session_id=self.session_id,
+                history=self.messages[:],
+                model=self.record.model,
+                user_state=self.record.user_state,
+                notes=notes,
+            )
+        except asyncio.CancelledError:
+            if not self._interrupted:
+                raise  # closing: `close` stores what is left
+            self._interrupted, interrupted = False, True
+            self.record.pending_system_events.append(INTERRUPTION)
+        except AomiError as exc:
+            error = str(exc)
+        except Exception:
+            log.exception("turn of session %s failed", self.session_id)
+            error = "The turn failed because of an internal error; it was logged."
+        finally:
+            self._in_model = False
+        if error is not None:
+            self.record.pending_system_events.append(system_error(error))
+        self._finish_streaming()
+        self._maybe_make_title()
+        outcome = {"error": error} if error else {"interrupted": True} if interrupted else {}
+        self._emit("processing_done", **outcome)
+        if self.record.queue and not self._closed:
+            # The next queued message gets its turn as a task of its own, so an interrupt stops only this one.
+            await self._start_turn(self.record.queue.pop(0))
+        else:
+            self.record.is_processing = False
+            await self._flush()
+
+    def _maybe_make_title(self) -> None:
+        if self.record.title_is_manual or self.record.title != DEFAULT_TITLE:
+            return
+        if self._title is None or self._title.done():
+            self._title = asyncio.create_task(self._make_title(), name=f"title:{self.session_id}")
+
+    async def _make_title(self) -> None:
+        try:
+            title = await generate_title(self.app.provider(self.record.model), self.messages)
+        except Exception as exc:  # a title is a nicety: a failing model must not break the session
+            log.warning("title for session %s failed: %s", self.session_id, exc)
+            return
+        if not title or self.record.title_is_manual or self._closed:
+            return
+        self.record.title = title
+        await self.emit("title_changed", new_title=title)
+
+    # --- state and the write path ---------------------------------------------------------------
+
+    def check_open(self) -> None:
+        if self._closed:
+            raise SessionClosed(f"The session {self.session_id!r} is closing; look it up again.")
+        self.last_active = time.monotonic()
+
+    def _has_request(self, request_id: str) -> bool:
+        recent_users = (m for m in reversed(self.messages[-RETRY_WINDOW:]) if m.sender == "user")
+        return any(m.request_id == request_id for m in recent_users) or any(
+            q.request_id == request_id for q in self.record.queue
+        )
+
+    def _set_user_state(self, user_state: dict[str, Any] | None) -> None:
+        if user_state is not None and user_state != self.record.user_state:
+            self.record.user_state = user_state
+            self._record_dirty = True
+
+    def _add_message(self, message: Message, *, announce: bool = True) -> Message:
+        self.messages.append(message)
+        assert message.id is not None
+        self._dirty_messages.add(message.id)
+        if announce:
+            self._emit("message", message=message.model_dump(mode="json", exclude={"queued"}))
+        return message
+
+    def _finish_streaming(self) -> bool:
+        """End every streaming agent message and announce it; return whether there was one."""
+        finished = False
+        for m in self.messages:
+            if m.is_streaming:
+                m.is_streaming = False
+                assert m.id is not None
+                self._dirty_messages.add(m.id)
+                self._emit("message", message=m.model_dump(mode="json", exclude={"queued"}))
+                finished = True
+        return finished
+
+    def _emit(self, type_: str, **fields: Any) -> None:
+        self.record.last_seq += 1
+        data = {"type": type_, "session_id": self.session_id, **fields}
+        self._pending.append(Event(seq=self.record.last_seq, data=data))
+        self._record_dirty = True
+
+    async def _flush(self) -> None:
+        """Write everything changed in one commit, then publish its events. Concurrent calls coalesce."""
+        async with self._flush_lock:
+            if not (self._record_dirty or self._dirty_messages or self._pending):
+                return
+            ids, events = sorted(self._dirty_messages), self._pending
+            self._dirty_messages, self._pending, self._record_dirty = set(), [], False
+            self.record.updated_at = utcnow()
+            commit = Commit(record=self.record, messages=[self.messages[i] for i in ids], events=events)
+            try:
+                await self._history.commit(self.app.name, commit)
+            except BaseException:
+                # Not stored, so not published: keep it for the next flush.
+                self._dirty_messages.update(ids)
+                self._pending[:0] = events
+                self._record_dirty = True
+                raise
+            if events:
+                self._recent.extend(events)
+                self._published = events[-1].seq
+                signal, self._published_signal = self._published_signal, asyncio.Event()
+                signal.set()

@@ -1,0 +1,112 @@
+"""Tools: how one is written, the context it runs in, and the registry an App's model sees."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidInput
+from .protocols import ToolSpec
+
+Progress = Callable[[Any], Awaitable[None]]
+
+TOPIC_PROPERTY = {
+    "type": "string",
+    "description": "A short topic for the result, shown to the user; defaults to the tool's name.",
+}
+
+
+async def _no_progress(_: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a running tool knows of where it runs. `progress` reaches the calling session only."""
+
+    session_id: str
+    app: str
+    user_state: dict[str, Any] | None = None
+    progress: Progress = _no_progress
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A tool: `fn(args, ctx)` returns its result, sync (run in a thread) or async (may report progress)."""
+
+    name: str
+    description: str
+    fn: Callable[[dict[str, Any], ToolContext], Any]
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+    def spec(self) -> ToolSpec:
+        properties = {**self.parameters.get("properties", {}), "topic": TOPIC_PROPERTY}
+        return ToolSpec(
+            name=self.name, description=self.description, parameters={**self.parameters, "properties": properties}
+        )
+
+    async def run(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        if inspect.iscoroutinefunction(self.fn):
+            return await self.fn(args, ctx)
+        # A sync tool may block; the actor's event loop must not.
+        return await asyncio.to_thread(self.fn, args, ctx)
+
+
+def tool(
+    name: str | None = None, *, description: str = "", parameters: dict[str, Any] | None = None
+) -> Callable[[Callable[[dict[str, Any], ToolContext], Any]], Tool]:
+    """Decorate `fn(args, ctx)` to make a `Tool`; the name defaults to the function's."""
+
+    def wrap(fn: Callable[[dict[str, Any], ToolContext], Any]) -> Tool:
+        return Tool(
+            name=name or fn.__name__,
+            description=description or inspect.getdoc(fn) or "",
+            fn=fn,
+            parameters=parameters or {"type": "object", "properties": {}},
+        )
+
+    return wrap
+
+
+class ToolRegistry:
+    """The tools one App offers, by name."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for t in tools:
+            if t.name in self._tools:
+                raise InvalidInput(f"Two tools are named {t.name!r}; tool names must be unique within an App.")
+            self._tools[t.name] = t
+
+    @classmethod
+    def from_names(cls, names: Iterable[str], builtins: Iterable[Tool]) -> ToolRegistry:
+        """Resolve each name as a built-in tool, or as an import path `package.module:attribute`."""
+        known = {t.name: t for t in builtins}
+        return cls(known[n] if n in known else _import_tool(n) for n in names)
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def specs(self) -> list[ToolSpec]:
+        return [t.spec() for t in self._tools.values()]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+
+def _import_tool(path: str) -> Tool:
+    module_name, _, attribute = path.partition(":")
+    if not attribute:
+        raise InvalidInput(f"Unknown tool {path!r}: not a built-in tool, nor an import path 'package.module:name'.")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInput(f"Cannot import tool {path!r}: {exc}") from exc
+    if not isinstance(found, Tool):
+        raise InvalidInput(f"{path!r} is a {type(found).__name__}, not a Tool; decorate it with @tool.")
+    return found

@@ -1,0 +1,165 @@
+"""The turn engine: one user message in, agent messages out, through the App's model and tools."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .apps import App
+from .errors import ModelUnavailable
+from .models import Message, ToolCall
+from .protocols import ModelMessage, ModelRequest, TextDelta, ToolCallRequest
+from .tools import ToolContext
+
+log = logging.getLogger(__name__)
+
+
+class TurnSink(Protocol):
+    """Where a turn's output goes; the session implements it, and tests may record it."""
+
+    def append_text(self, text: str) -> None:
+        """Add text to the newest streaming agent message, starting one if there is none."""
+
+    async def end_text(self) -> None:
+        """Finish the streaming agent message, if any: it is stored and announced."""
+
+    async def add_tool_result(self, call: ToolCall, topic: str, text: str) -> None:
+        """Add a finished tool call as its own message."""
+
+    async def emit(self, type_: str, **fields: Any) -> None:
+        """Append an event to the session's log."""
+
+
+def to_model_messages(messages: Sequence[Message]) -> list[ModelMessage]:
+    """The conversation as a model reads it: each tool result preceded by the call that made it."""
+    out: list[ModelMessage] = []
+    for m in messages:
+        if m.tool_result is not None and m.tool_call is not None:
+            call = ToolCallRequest(
+                call_id=m.tool_call.call_id or m.tool_call.id, name=m.tool_call.name, arguments=m.tool_call.arguments
+            )
+            last = out[-1] if out else None
+            if last is not None and last.role == "assistant" and not last.tool_calls:
+                last.tool_calls.append(call)
+            else:
+                out.append(ModelMessage(role="assistant", tool_calls=[call]))
+            out.append(ModelMessage(role="tool", content=m.tool_result[1], tool_call_id=call.call_id, name=call.name))
+        elif m.sender == "user":
+            out.append(ModelMessage(role="user", content=m.content))
+        elif m.sender == "system":
+            out.append(ModelMessage(role="system", content=m.content))
+        elif m.content:
+            out.append(ModelMessage(role="assistant", content=m.content))
+    return out
+
+
+def summarize_user_state(state: dict[str, Any] | None) -> str:
+    """One line for the model: wallet address, chain id, connected or not (flat or nested, snake or camel)."""
+    if not state:
+        return "User state: none sent."
+    flat: dict[str, Any] = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            flat.update({k.lower().replace("_", ""): v for k, v in value.items()})
+        flat[key.lower().replace("_", "")] = value
+    address = flat.get("address") or flat.get("walletaddress")
+    chain = flat.get("chainid") or flat.get("chain")
+    connected = flat.get("isconnected", flat.get("connected"))
+    if connected is None and isinstance(flat.get("status"), str):
+        connected = flat["status"] == "connected"
+    parts = [
+        f"wallet {address}" if address else "no wallet address",
+        f"chain id {chain}" if chain is not None else "no chain id",
+        "connected" if connected else "not connected",
+    ]
+    return "User state: " + ", ".join(parts) + "."
+
+
+def build_system_prompt(app: App, user_state: dict[str, Any] | None, notes: Sequence[str]) -> str:
+    parts = [app.spec.system_prompt, summarize_user_state(user_state)]
+    if notes:
+        parts.append("System messages since the last turn:\n" + "\n".join(f"- {n}" for n in notes))
+    return "\n\n".join(parts)
+
+
+def _result_text(result: Any) -> str:
+    return result if isinstance(result, str) else json.dumps(result, default=str, ensure_ascii=False)
+
+
+async def run_turn(
+    app: App,
+    sink: TurnSink,
+    *,
+    session_id: str,
+    history: Sequence[Message],
+    model: str | None = None,
+    user_state: dict[str, Any] | None = None,
+    notes: Sequence[str] = (),
+) -> None:
+    """Answer the last user message of `history`: stream the model's text, run the tools it calls, repeat.
+
+    Raises:
+        ModelUnavailable: the model failed, or kept calling tools past the App's limit.
+    """
+    provider = app.provider(model)
+    request = ModelRequest(
+        system=build_system_prompt(app, user_state, notes),
+        messages=to_model_messages(history),
+        tools=app.tools.specs(),
+    )
+    for _ in range(app.spec.limits.max_tool_rounds + 1):
+        text: list[str] = []
+        calls: list[ToolCallRequest] = []
+        async for chunk in provider.stream(request):
+            if isinstance(chunk, TextDelta):
+                text.append(chunk.text)
+                sink.append_text(chunk.text)
+            else:
+                calls.append(chunk)
+        if not calls:
+            return
+        await sink.end_text()
+        request.messages.append(ModelMessage(role="assistant", content="".join(text), tool_calls=calls))
+        for call in calls:
+            result = await _run_tool(app, sink, call, session_id=session_id, user_state=user_state)
+            request.messages.append(
+                ModelMessage(role="tool", content=result, tool_call_id=call.call_id, name=call.name)
+            )
+    raise ModelUnavailable(
+        f"The model kept calling tools for more than {app.spec.limits.max_tool_rounds} rounds; the turn was stopped."
+    )
+
+
+async def _run_tool(
+    app: App, sink: TurnSink, request: ToolCallRequest, *, session_id: str, user_state: dict[str, Any] | None
+) -> str:
+    call = ToolCall(
+        id=f"tool_{uuid.uuid4().hex[:16]}", call_id=request.call_id, name=request.name, arguments=request.arguments
+    )
+    event = {"id": call.id, "call_id": call.call_id, "tool_name": call.name}
+
+    async def progress(update: Any) -> None:
+        await sink.emit("tool_update", **event, result=update)
+
+    args = dict(request.arguments)
+    topic = args.pop("topic", None)
+    tool = app.tools.get(request.name)
+    result: Any
+    if tool is None:
+        result = {"error": f"Unknown tool {request.name!r}; this App offers: {', '.join(app.tools.names) or 'none'}."}
+    else:
+        try:
+            result = await tool.run(
+                args, ToolContext(session_id=session_id, app=app.name, user_state=user_state, progress=progress)
+            )
+        except Exception as exc:  # the model sees a tool's failure as its result
+            log.info("tool %s failed: %s", request.name, type(exc).__name__)
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+    text = _result_text(result)
+    # Events carry JSON: a result of another type goes out as its JSON form, as the model sees it.
+    await sink.emit("tool_complete", **event, result=result if isinstance(result, str) else json.loads(text))
+    await sink.add_tool_result(call, topic if isinstance(topic, str) and topic else call.name, text)
+    return text

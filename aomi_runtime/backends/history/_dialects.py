@@ -1,0 +1,55 @@
+"""What differs between SQLite and PostgreSQL: URLs, the upsert construct, connection set-up, DDL locking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    # In WAL mode this survives a process crash; only an OS crash may lose the last commits.
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=5000",
+)
+DDL_LOCK_KEY = 0x616F6D69  # "aomi": serialises concurrent schema creation on PostgreSQL
+
+
+def normalize_url(url: str) -> str:
+    """Accept the plain scheme names and pick the async driver: aiosqlite for SQLite, asyncpg for PostgreSQL."""
+    for plain, driver in (
+        ("sqlite://", "sqlite+aiosqlite://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+def insert(engine: AsyncEngine, table: Any) -> Any:
+    """The dialect's INSERT, which has `on_conflict_do_update` and `on_conflict_do_nothing`."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if engine.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise ValueError(f"History in {engine.dialect.name!r} is not supported; use SQLite or PostgreSQL.")
+
+
+def configure(engine: AsyncEngine) -> None:
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_connection: Any, _: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            for pragma in SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+            cursor.close()
+
+
+async def lock_for_ddl(conn: AsyncConnection) -> None:
+    """Several store actors may create the schema at once; on PostgreSQL that races, so take a lock."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK_KEY})

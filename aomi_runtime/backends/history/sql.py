@@ -1,0 +1,216 @@
+"""History in SQL through SQLAlchemy's async engine: SQLite (aiosqlite) by default, PostgreSQL (asyncpg) in production.
+
+Records, messages and events are stored as JSON text beside the columns that are queried, so text comes
+back byte for byte whatever it holds (PostgreSQL's text type refuses NUL; escaped in JSON it is fine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic_core import to_json
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text, and_, literal, select, union_all
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ...agent.errors import AppMismatch, StorageError
+from ...agent.models import Commit, Event, Message, SessionRecord, StoredSession
+from . import _dialects
+
+metadata = MetaData()
+
+sessions = Table(
+    "aomi_sessions",
+    metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("app", String(64), nullable=False),
+    Column("public_key", String(256)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("data", Text, nullable=False),
+    Index("aomi_sessions_by_owner", "app", "public_key", "updated_at"),
+    Index("aomi_sessions_by_age", "app", "updated_at"),
+)
+
+messages = Table(
+    "aomi_messages",
+    metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("data", Text, nullable=False),
+)
+
+events = Table(
+    "aomi_events",
+    metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", Text, nullable=False),
+)
+
+RECORD, MESSAGE = 0, 1
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    # SQLite keeps no zone: store UTC without one everywhere, so both databases order the same way.
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+class SqlHistory:
+    """A `HistoryBackend` on an `AsyncEngine`. `from_url` builds one that owns its engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._setup_lock = asyncio.Lock()
+        self._is_setup = False
+
+    @classmethod
+    def from_url(cls, url: str, **engine_options: Any) -> SqlHistory:
+        engine = create_async_engine(_dialects.normalize_url(url), **engine_options)
+        _dialects.configure(engine)
+        return cls(engine)
+
+    async def setup(self) -> None:
+        async with self._setup_lock:
+            if self._is_setup:
+                return
+            async with self._engine.begin() as conn:
+                await _dialects.lock_for_ddl(conn)
+                await conn.run_sync(metadata.create_all)
+            self._is_setup = True
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def commit(self, app: str, commit: Commit) -> None:
+        record = commit.record
+        if record.app != app:
+            raise AppMismatch(
+                f"The session {record.session_id!r} belongs to another App; a session's App never changes."
+            )
+        row = {
+            "session_id": record.session_id,
+            "app": app,
+            "public_key": record.public_key,
+            "created_at": _naive_utc(record.created_at),
+            "updated_at": _naive_utc(record.updated_at),
+            "data": record.model_dump_json(),
+        }
+        upsert = _dialects.insert(self._engine, sessions).values(row)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[sessions.c.session_id],
+            set_={k: upsert.excluded[k] for k in ("public_key", "updated_at", "data")},
+            where=sessions.c.app == upsert.excluded.app,
+        ).returning(sessions.c.session_id)
+        try:
+            async with self._engine.begin() as conn:
+                if (await conn.execute(upsert)).first() is None:
+                    raise AppMismatch(
+                        f"The session {record.session_id!r} belongs to another App; a session's App never changes."
+                    )
+                if commit.messages:
+                    stmt = _dialects.insert(self._engine, messages)
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=[messages.c.session_id, messages.c.id], set_={"data": stmt.excluded.data}
+                    )
+                    rows = [
+                        {"session_id": record.session_id, "id": m.id, "data": m.model_dump_json()}
+                        for m in commit.messages
+                    ]
+                    await conn.execute(stmt, rows)
+                if commit.events:
+                    stmt = _dialects.insert(self._engine, events).on_conflict_do_nothing()
+                    rows = [
+                        {"session_id": record.session_id, "seq": e.seq, "data": _event_json(e)} for e in commit.events
+                    ]
+                    await conn.execute(stmt, rows)
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"The history database did not store the session {record.session_id!r}: {type(exc).__name__}."
+            ) from exc
+
+    async def load(self, app: str, session_id: str) -> StoredSession | None:
+        # One round trip: the record and every message, in order.
+        owned = and_(sessions.c.session_id == session_id, sessions.c.app == app)
+        query = union_all(
+            select(literal(RECORD).label("kind"), literal(-1).label("pos"), sessions.c.data).where(owned),
+            select(literal(MESSAGE), messages.c.id, messages.c.data)
+            .join(sessions, sessions.c.session_id == messages.c.session_id)
+            .where(owned),
+        ).order_by("kind", "pos")
+        rows = await self._read(query)
+        if not rows or rows[0].kind != RECORD:
+            return None
+        return StoredSession(
+            record=SessionRecord.model_validate_json(rows[0].data),
+            messages=[Message.model_validate_json(r.data) for r in rows[1:]],
+        )
+
+    async def get(self, app: str, session_id: str) -> SessionRecord | None:
+        query = select(sessions.c.data).where(sessions.c.session_id == session_id, sessions.c.app == app)
+        rows = await self._read(query)
+        return SessionRecord.model_validate_json(rows[0].data) if rows else None
+
+    async def list(self, app: str, public_key: str | None, limit: int) -> list[SessionRecord]:
+        owner = sessions.c.public_key.is_(None) if public_key is None else sessions.c.public_key == public_key
+        query = (
+            select(sessions.c.data)
+            .where(sessions.c.app == app, owner)
+            .order_by(sessions.c.updated_at.desc(), sessions.c.session_id)
+            .limit(limit)
+        )
+        return [SessionRecord.model_validate_json(r.data) for r in await self._read(query)]
+
+    async def events(self, app: str, session_id: str, after: int, limit: int) -> list[Event]:
+        query = self._events_of(app, session_id).where(events.c.seq > after).order_by(events.c.seq).limit(limit)
+        return [Event(seq=r.seq, data=json.loads(r.data)) for r in await self._read(query)]
+
+    async def last_events(self, app: str, session_id: str, count: int) -> list[Event]:
+        if count <= 0:
+            return []
+        query = self._events_of(app, session_id).order_by(events.c.seq.desc()).limit(count)
+        return [Event(seq=r.seq, data=json.loads(r.data)) for r in reversed(await self._read(query))]
+
+    async def delete(self, app: str, session_id: str) -> bool:
+        try:
+            async with self._engine.begin() as conn:
+                found = await conn.execute(
+                    sessions.delete()
+                    .where(sessions.c.session_id == session_id, sessions.c.app == app)
+                    .returning(sessions.c.session_id)
+                )
+                if found.first() is None:
+                    return False
+                await conn.execute(messages.delete().where(messages.c.session_id == session_id))
+                await conn.execute(events.delete().where(events.c.session_id == session_id))
+                return True
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"The history database did not delete the session {session_id!r}: {type(exc).__name__}."
+            ) from exc
+
+    async def owner(self, session_id: str) -> str | None:
+        rows = await self._read(select(sessions.c.app).where(sessions.c.session_id == session_id))
+        return str(rows[0].app) if rows else None
+
+    def _events_of(self, app: str, session_id: str) -> Any:
+        return (
+            select(events.c.seq, events.c.data)
+            .join(sessions, sessions.c.session_id == events.c.session_id)
+            .where(events.c.session_id == session_id, sessions.c.app == app)
+        )
+
+    async def _read(self, query: Any) -> list[Row[Any]]:
+        try:
+            async with self._engine.connect() as conn:
+                return list((await conn.execute(query)).all())
+        except SQLAlchemyError as exc:
+            raise StorageError(f"The history database could not be read: {type(exc).__name__}.") from exc
+
+
+def _event_json(event: Event) -> str:
+    return to_json(event.data).decode()

@@ -1,0 +1,44 @@
+"""The Serve deployment: one FastAPI ingress over the runtime's actors, and the typed app builder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve import Application
+
+from ..actors.runtime import Runtime
+from .routes import create_api
+from .settings import Settings
+
+# Each open SSE stream holds a request: allow many (the default, 5, would queue the sixth stream).
+MAX_ONGOING_REQUESTS = 1000
+GRACEFUL_SHUTDOWN_SECONDS = 5  # clients resume with Last-Event-ID
+
+
+@serve.deployment(
+    max_ongoing_requests=MAX_ONGOING_REQUESTS,
+    graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_SECONDS,
+    ray_actor_options={"num_cpus": 0},
+)
+@serve.ingress()
+class Ingress:
+    """Serves `API.md`. The FastAPI app is built on the replica, from the settings it was bound with."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._runtime = Runtime(settings.apps, settings.database_url, settings.namespace)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_api(self._runtime, self._settings)
+
+
+def build_app(settings: Settings) -> Application:
+    """The runtime as a Serve application, for `serve.run`."""
+    return Ingress.bind(settings)
+
+
+def build(args: dict[str, Any]) -> Application:
+    """Builder for `serve run aomi_runtime.serve_app.app:build database_url=...` (other settings from `AOMI_*`)."""
+    return build_app(Settings(**args))

@@ -1,0 +1,90 @@
+"""Errors to HTTP: one table from error class to status, and handlers that answer `{"error": ...}`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray.exceptions import RayActorError, RayTaskError
+from starlette.exceptions import HTTPException
+
+from ..agent.errors import (
+    AomiError,
+    AppMismatch,
+    Forbidden,
+    InvalidInput,
+    MessageTooLarge,
+    ModelUnavailable,
+    SessionClosed,
+    SessionNotFound,
+    StorageError,
+    Unauthorized,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[AomiError], int] = {
+    MessageTooLarge: 413,
+    InvalidInput: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    SessionNotFound: 404,
+    AppMismatch: 409,
+    SessionClosed: 503,
+    ModelUnavailable: 503,
+    StorageError: 503,
+}
+
+
+def status_of(exc: AomiError) -> int:
+    return next((STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS), 500)
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _cause(exc: Exception) -> Exception:
+    # An error raised in an actor arrives as a RayTaskError that is also the original class; its str() is a
+    # traceback, so answer with the original's message.
+    return exc.cause if isinstance(exc, RayTaskError) and isinstance(exc.cause, Exception) else exc
+
+
+async def _aomi_error(request: Request, exc: Exception) -> JSONResponse:
+    cause = _cause(exc)
+    assert isinstance(cause, AomiError)
+    return error_response(status_of(cause), cause.message)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg', 'invalid')}"
+        for e in exc.errors()
+    )
+    return error_response(422, f"The request is not valid: {problems}.")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail))
+
+
+async def _actor_gone(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: an actor went away: %s", request.method, request.url.path, type(exc).__name__)
+    return error_response(503, "The session's process stopped while answering; its stored state is safe. Try again.")
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "Internal error; it was logged.")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AomiError, _aomi_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RayActorError, _actor_gone)
+    app.add_exception_handler(Exception, _unexpected)

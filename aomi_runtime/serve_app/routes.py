@@ -1,0 +1,215 @@
+"""The HTTP routes of `API.md`: each parses, finds the session, awaits its actor, and answers."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel
+
+from ..actors.runtime import Runtime
+from ..agent.apps import DEFAULT_APP
+from ..agent.errors import InvalidInput, SessionNotFound
+from ..agent.models import EMPTY_SNAPSHOT, is_valid_session_id
+from . import errors
+from .settings import Settings
+from .sse import event_stream
+
+JSON = "application/json"
+EMPTY_SNAPSHOT_JSON = EMPTY_SNAPSHOT.model_dump_json().encode()
+MAX_EVENTS = 10_000
+MAX_SESSIONS_LISTED = 500
+
+
+def check_session_id(session_id: str | None) -> str:
+    if not session_id:
+        raise InvalidInput("The X-Session-Id header is missing; send the session's id in it.")
+    if not is_valid_session_id(session_id):
+        raise InvalidInput(
+            "The session id is malformed: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'."
+        )
+    return session_id
+
+
+def session_header(x_session_id: Annotated[str | None, Header()] = None) -> str:
+    return check_session_id(x_session_id)
+
+
+SessionId = Annotated[str, Depends(session_header)]
+
+
+def parse_user_state(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        raise InvalidInput("user_state is not valid JSON; send a JSON object.") from None
+    if not isinstance(state, dict):
+        raise InvalidInput("user_state must be a JSON object.")
+    return state
+
+
+async def message_from_body(request: Request) -> str | None:
+    """`POST /api/chat` takes `message` in the query, and tolerates it in a JSON body."""
+    raw = await request.body()
+    if not raw:
+        return None
+    if "json" not in request.headers.get("content-type", ""):
+        raise InvalidInput(
+            "Send the message as the `message` query parameter, or in a JSON body with Content-Type: application/json."
+        )
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidInput("The body is not valid JSON.") from None
+    message = body.get("message") if isinstance(body, dict) else None
+    if message is not None and not isinstance(message, str):
+        raise InvalidInput("`message` must be a string.")
+    return message
+
+
+class CreateSession(BaseModel):
+    session_id: str | None = None
+    public_key: str | None = None
+    title: str | None = None
+
+
+class Rename(BaseModel):
+    title: str | None = None
+
+
+def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
+    """The FastAPI app of one ingress replica, over the runtime's actors."""
+    api = FastAPI(title="aomi-runtime", version="0.1.0")
+    api.add_middleware(
+        CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"], expose_headers=["*"]
+    )
+    errors.install(api)
+
+    def session_json(body: bytes) -> Response:
+        return Response(body, media_type=JSON)
+
+    @api.get("/health", response_class=PlainTextResponse)
+    async def health() -> str:
+        return "OK"
+
+    @api.post("/api/chat")
+    async def chat(
+        request: Request,
+        session_id: SessionId,
+        message: str | None = None,
+        app: str | None = None,
+        namespace: str | None = None,
+        public_key: str | None = None,
+        user_state: str | None = None,
+        client_id: str | None = None,
+    ) -> Response:
+        if message is None:
+            message = await message_from_body(request)
+        if message is None:
+            raise InvalidInput("The message is missing; send it as the `message` query parameter.")
+        spec = runtime.app(app or namespace or DEFAULT_APP).spec
+        spec.limits.check_message(message)  # before any actor is found or made
+        body = await runtime.chat(
+            session_id, message, app=spec.name, user_state=parse_user_state(user_state), public_key=public_key
+        )
+        return session_json(body)
+
+    @api.get("/api/state")
+    async def state(session_id: SessionId, user_state: str | None = None, client_id: str | None = None) -> Response:
+        try:
+            return session_json(await runtime.call(session_id, "state", parse_user_state(user_state)))
+        except SessionNotFound:
+            return session_json(EMPTY_SNAPSHOT_JSON)
+
+    @api.post("/api/interrupt")
+    async def interrupt(session_id: SessionId) -> Response:
+        return session_json(await runtime.call(session_id, "interrupt"))
+
+    @api.get("/api/updates")
+    async def updates(
+        session_id: SessionId,
+        last_event_id: Annotated[str | None, Header()] = None,
+        after: Annotated[int | None, Query(ge=0)] = None,
+    ) -> StreamingResponse:
+        start = after if after is not None else 0
+        if last_event_id is not None:
+            if not last_event_id.strip().isdigit():
+                raise InvalidInput("Last-Event-ID must be the number of an event this stream sent.")
+            start = int(last_event_id)
+        return StreamingResponse(
+            event_stream(runtime, session_id, start, settings.keepalive_seconds),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @api.get("/api/events")
+    async def events(
+        session_id: SessionId, count: Annotated[int, Query(ge=0, le=MAX_EVENTS)] = 100
+    ) -> list[dict[str, Any]]:
+        return [e.data for e in await runtime.call(session_id, "last_events", count)]
+
+    @api.post("/api/system")
+    async def system(session_id: SessionId, message: str | None = None) -> dict[str, Any]:
+        if not message:
+            raise InvalidInput("The message is missing; send text or a JSON object as the `message` query parameter.")
+        return {"res": await runtime.call(session_id, "post_system", message)}
+
+    @api.get("/api/sessions")
+    async def list_sessions(
+        public_key: str | None = None, limit: Annotated[int, Query(ge=1, le=MAX_SESSIONS_LISTED)] = 50
+    ) -> list[dict[str, Any]]:
+        if not public_key:
+            raise InvalidInput("public_key is missing; sessions are listed per public key.")
+        visible = [name for name, actors in runtime.apps.items() if actors.spec.public]
+        return [i.model_dump(mode="json") for i in await runtime.list_sessions(visible, public_key, limit)]
+
+    @api.post("/api/sessions")
+    async def create_session(
+        x_session_id: Annotated[str | None, Header()] = None,
+        app: str | None = None,
+        body: Annotated[CreateSession | None, Body()] = None,
+    ) -> dict[str, Any]:
+        body = body or CreateSession()
+        session_id = check_session_id(body.session_id or x_session_id)
+        spec = runtime.app(app or DEFAULT_APP).spec
+        info = await runtime.call(session_id, "info", app=spec.name, create=True, public_key=body.public_key)
+        if body.title is not None:
+            info = await runtime.call(session_id, "rename", body.title)
+        return {"session_id": info.session_id, "title": info.title}
+
+    @api.get("/api/sessions/{session_id}")
+    async def get_session(session_id: str) -> dict[str, Any]:
+        return (await runtime.info(check_session_id(session_id))).model_dump(mode="json")
+
+    @api.patch("/api/sessions/{session_id}")
+    async def rename_session(session_id: str, body: Annotated[Rename | None, Body()] = None) -> dict[str, Any]:
+        check_session_id(session_id)
+        if body is None or body.title is None:
+            raise InvalidInput('The title is missing; send {"title": "..."}.')
+        info = await runtime.call(session_id, "rename", body.title)
+        return {"session_id": info.session_id, "title": info.title}
+
+    @api.delete("/api/sessions/{session_id}")
+    async def delete_session(session_id: str) -> dict[str, Any]:
+        if not await runtime.delete(check_session_id(session_id)):
+            raise SessionNotFound(f"No session {session_id!r} exists.")
+        return {"deleted": True}
+
+    async def archive(session_id: str, archived: bool) -> dict[str, Any]:
+        info = await runtime.call(check_session_id(session_id), "set_archived", archived)
+        return {"session_id": info.session_id, "is_archived": info.is_archived}
+
+    @api.post("/api/sessions/{session_id}/archive")
+    async def archive_session(session_id: str) -> dict[str, Any]:
+        return await archive(session_id, True)
+
+    @api.post("/api/sessions/{session_id}/unarchive")
+    async def unarchive_session(session_id: str) -> dict[str, Any]:
+        return await archive(session_id, False)
+
+    return api

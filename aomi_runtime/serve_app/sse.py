@@ -1,0 +1,32 @@
+"""Server-Sent Events framing for `GET /api/updates`: one event a frame, its seq as the `id:` line."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from pydantic_core import to_json
+
+from ..actors.runtime import Runtime
+from ..agent.models import Event
+
+KEEP_ALIVE = b": keep-alive\n\n"
+
+
+def frame(event: Event) -> bytes:
+    # Compact JSON escapes every newline, so no text inside an event can end its frame.
+    return b"id: %d\ndata: %s\n\n" % (event.seq, to_json(event.data))
+
+
+async def event_stream(runtime: Runtime, session_id: str, after: int, keepalive: float) -> AsyncIterator[bytes]:
+    """Replay the events after `after`, then follow live ones; a comment at least every `keepalive` seconds.
+
+    Ends only when the client goes (Serve then cancels this generator); the session's turn goes on.
+    """
+    yield KEEP_ALIVE  # sent at once, so the client knows the stream is open
+    while True:
+        events = await runtime.events_after(session_id, after, keepalive)
+        if not events:
+            yield KEEP_ALIVE
+            continue
+        yield b"".join(frame(e) for e in events)
+        after = events[-1].seq
