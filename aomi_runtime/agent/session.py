@@ -71,7 +71,9 @@ class Session:
         self._title: asyncio.Task[None] | None = None
         self._interrupted = False
         self._in_model = False
+        self._model_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._broken = False
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -106,9 +108,10 @@ class Session:
         for task in (self._turn, self._title):
             if task is not None and not task.done():
                 task.cancel()
-                with suppress(asyncio.CancelledError):
+                with suppress(asyncio.CancelledError, SessionClosed):
                     await task
-        await self._flush()
+        if not self._broken:
+            await self._flush()
         self._published_signal.set()
 
     @property
@@ -176,9 +179,9 @@ class Session:
         if turn is not None and not turn.done():
             if self._in_model:  # past the model and tools, the turn is only storing its end: let it
                 self._interrupted = True
-                turn.cancel()
-            with suppress(asyncio.CancelledError):
-                await turn
+                if self._model_task is not None:
+                    self._model_task.cancel()
+            await asyncio.shield(turn)
         return await self.snapshot()
 
     async def post_system(self, message: str) -> Any:
@@ -278,35 +281,42 @@ class Session:
         )
         self._add_message(Message(id=len(self.messages), sender="agent", is_streaming=True), announce=False)
         await self._flush()
+        self._in_model = True
         self._turn = asyncio.create_task(self._run_turn(), name=f"turn:{self.session_id}")
 
     async def _run_turn(self) -> None:
         error: str | None = None
-        interrupted = False
         notes, self.record.model_notes = self.record.model_notes, []
-        self._in_model = True
-        try:
-            await run_turn(
-                self.app,
-                self,
-                session_id=self.session_id,
-                history=self.messages[:],
-                model=self.record.model,
-                user_state=self.record.user_state,
-                notes=notes,
+        # The model and tools run as a task of their own, so that an interrupt cancels them and not the
+        # bookkeeping below; an interrupt that comes before they start means they never do.
+        if not self._interrupted:
+            self._model_task = asyncio.create_task(
+                run_turn(
+                    self.app,
+                    self,
+                    session_id=self.session_id,
+                    history=self.messages[:],
+                    model=self.record.model,
+                    user_state=self.record.user_state,
+                    notes=notes,
+                )
             )
-        except asyncio.CancelledError:
-            if not self._interrupted:
-                raise  # closing: `close` stores what is left
-            self._interrupted, interrupted = False, True
+            try:
+                await self._model_task
+            except asyncio.CancelledError:
+                if not self._interrupted or _cancelling():
+                    raise  # closing: `close` stores what is left
+            except AomiError as exc:
+                error = str(exc)
+            except Exception:
+                log.exception("turn of session %s failed", self.session_id)
+                error = "The turn failed because of an internal error; it was logged."
+            finally:
+                self._model_task = None
+        self._in_model = False
+        interrupted, self._interrupted = self._interrupted, False
+        if interrupted:
             self.record.pending_system_events.append(INTERRUPTION)
-        except AomiError as exc:
-            error = str(exc)
-        except Exception:
-            log.exception("turn of session %s failed", self.session_id)
-            error = "The turn failed because of an internal error; it was logged."
-        finally:
-            self._in_model = False
         if error is not None:
             self.record.pending_system_events.append(system_error(error))
         self._finish_streaming()
@@ -384,6 +394,8 @@ class Session:
     async def _flush(self) -> None:
         """Write everything changed in one commit, then publish its events. Concurrent calls coalesce."""
         async with self._flush_lock:
+            if self._broken:
+                raise SessionClosed(f"The session {self.session_id!r} lost its database; look it up again.")
             if not (self._record_dirty or self._dirty_messages or self._pending):
                 return
             ids, events = sorted(self._dirty_messages), self._pending
@@ -392,14 +404,28 @@ class Session:
             commit = Commit(record=self.record, messages=[self.messages[i] for i in ids], events=events)
             try:
                 await self._history.commit(self.app.name, commit)
-            except BaseException:
-                # Not stored, so not published: keep it for the next flush.
+            except asyncio.CancelledError:
+                # The commit may or may not have landed; writes are idempotent, so keep it for the next flush.
                 self._dirty_messages.update(ids)
                 self._pending[:0] = events
                 self._record_dirty = True
+                raise
+            except Exception:
+                # Memory now holds what the database does not: give it up, so that the next caller rebuilds the
+                # session from the database, the source of truth. Nothing unstored was acknowledged.
+                self._closed = self._broken = True
+                self._published_signal.set()
+                for task in (self._turn, self._title):
+                    if task is not None and task is not asyncio.current_task():
+                        task.cancel()
                 raise
             if events:
                 self._recent.extend(events)
                 self._published = events[-1].seq
                 signal, self._published_signal = self._published_signal, asyncio.Event()
                 signal.set()
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -1,0 +1,343 @@
+"""The session and its turns, without Ray: the in-memory backend and the scripted model are real parts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from aomi_runtime.agent.apps import AppSpec
+from aomi_runtime.agent.errors import AppMismatch, InvalidInput, MessageTooLarge, SessionClosed, StorageError
+from aomi_runtime.agent.models import (
+    INTERRUPTION,
+    Commit,
+    Event,
+    Message,
+    QueuedMessage,
+    SessionRecord,
+    StoredSession,
+)
+from aomi_runtime.agent.session import CUT_SHORT, Session
+from aomi_runtime.backends.history import InMemoryHistory
+from tests.helpers import scripted_app
+
+
+async def events_until(session: Session, type_: str, after: int = 0, timeout: float = 10.0) -> list[Event]:
+    """Every event after `after` up to and including the first of `type_`: waits on the session's log."""
+    seen: list[Event] = []
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        batch = await session.events_after(after, remaining)
+        for event in batch:
+            seen.append(event)
+            if event.data["type"] == type_:
+                return seen
+        after = batch[-1].seq if batch else after
+    raise AssertionError(f"no {type_} event within {timeout}s; saw {[e.data['type'] for e in seen]}")
+
+
+def types(events: list[Event]) -> list[str]:
+    return [e.data["type"] for e in events]
+
+
+@pytest.fixture
+def history() -> InMemoryHistory:
+    return InMemoryHistory()
+
+
+@pytest.fixture
+async def session(history: InMemoryHistory) -> Session:
+    s = await Session.create(scripted_app(), history, "s1", public_key="0xuser")
+    yield s
+    await s.close()
+
+
+async def test_chat_answers_at_once_with_the_turn_running(session: Session) -> None:
+    snap = await session.chat("hello there")
+    assert [m.sender for m in snap.messages] == ["user", "agent"]
+    assert snap.messages[0].content == "hello there" and not snap.messages[0].is_streaming
+    assert snap.messages[1].content == "" and snap.messages[1].is_streaming
+    assert snap.is_processing and snap.title == "New Chat" and snap.system_events == []
+
+
+async def test_plain_reply_streams_into_one_message_and_ends_the_turn(session: Session) -> None:
+    await session.chat("hello there")
+    events = await events_until(session, "processing_done")
+    snap = await session.snapshot()
+    assert [(m.sender, m.content, m.is_streaming) for m in snap.messages] == [
+        ("user", "hello there", False),
+        ("agent", 'You said: "hello there"', False),
+    ]
+    assert not snap.is_processing
+    assert types(events) == ["processing_started", "message", "message", "processing_done"]
+    assert [e.seq for e in events] == [1, 2, 3, 4]
+    assert events[2].data["message"]["content"] == 'You said: "hello there"'
+
+
+async def test_tool_turn_has_the_shapes_clients_expect(session: Session) -> None:
+    await session.chat('/tool long_task {"steps": 3, "pause": 0.01}')
+    events = await events_until(session, "processing_done")
+    snap = await session.snapshot()
+    user, text, result, final = snap.messages
+    assert (user.sender, user.content) == ("user", '/tool long_task {"steps": 3, "pause": 0.01}')
+    assert (text.sender, text.content, text.tool_result) == ("agent", "", None)
+    assert result.tool_result == ("long_task", '{"steps": 3, "status": "done"}')
+    assert result.tool_call is not None and result.tool_call.name == "long_task"
+    assert final.content == 'The long_task tool returned: {"steps": 3, "status": "done"}'
+    assert not any(m.is_streaming for m in snap.messages)
+    updates = [e.data for e in events if e.data["type"] == "tool_update"]
+    complete = next(e.data for e in events if e.data["type"] == "tool_complete")
+    assert [u["result"] for u in updates] == [{"step": i, "of": 3} for i in (1, 2, 3)]
+    assert {u["id"] for u in updates} == {complete["id"]} == {result.tool_call.id}
+    assert complete == {
+        "type": "tool_complete",
+        "session_id": "s1",
+        "id": result.tool_call.id,
+        "call_id": "call_1",
+        "tool_name": "long_task",
+        "result": {"steps": 3, "status": "done"},
+    }
+
+
+async def test_topic_argument_names_the_tool_result(session: Session) -> None:
+    await session.chat('/tool time_now {"topic": "clock"}')
+    await events_until(session, "processing_done")
+    result = (await session.snapshot()).messages[2]
+    assert result.tool_result is not None and result.tool_result[0] == "clock"
+    assert result.tool_call is not None and result.tool_call.arguments == {"topic": "clock"}
+
+
+async def test_failing_and_unknown_tools_reach_the_model_as_errors(session: Session) -> None:
+    await session.chat("/tool always_fails")
+    events = await events_until(session, "processing_done")
+    complete = next(e.data for e in events if e.data["type"] == "tool_complete")
+    assert complete["result"] == {"error": "RuntimeError: always_fails failed, as it always does"}
+    snap = await session.snapshot()
+    assert snap.messages[-1].content.startswith("The always_fails tool failed: RuntimeError")
+    assert snap.system_events == []
+
+    await session.chat("/tool no_such_tool {}")
+    await events_until(session, "processing_done", after=events[-1].seq)
+    last = (await session.snapshot()).messages[-1].content
+    assert "Unknown tool 'no_such_tool'" in last and "time_now, long_task, always_fails" in last
+
+
+async def test_model_failure_ends_the_turn_with_a_system_error_handed_out_once(session: Session) -> None:
+    await session.chat("/error the provider is down")
+    events = await events_until(session, "processing_done")
+    assert events[-1].data["error"] == "The scripted model failed, as asked: the provider is down"
+    snap = await session.snapshot()
+    assert snap.system_events == [{"SystemError": "The scripted model failed, as asked: the provider is down"}]
+    assert not snap.is_processing and not any(m.is_streaming for m in snap.messages)
+    assert (await session.snapshot()).system_events == []
+
+
+async def test_messages_sent_during_a_turn_are_queued_in_order(session: Session) -> None:
+    await session.chat("count to 10")
+    snap = await session.chat("first")
+    snap = await session.chat("second")
+    assert [(m.content, m.queued) for m in snap.messages[2:]] == [("first", True), ("second", True)]
+    after = 0
+    for _ in range(3):
+        after = (await events_until(session, "processing_done", after=after))[-1].seq
+    snap = await session.snapshot()
+    assert [(m.sender, m.content) for m in snap.messages] == [
+        ("user", "count to 10"),
+        ("agent", "1 2 3 4 5 6 7 8 9 10"),
+        ("user", "first"),
+        ("agent", 'You said: "first"'),
+        ("user", "second"),
+        ("agent", 'You said: "second"'),
+    ]
+    assert [m.id for m in snap.messages] == list(range(6))
+
+
+async def test_interrupt_stops_the_turn_keeps_its_text_and_is_idempotent(session: Session) -> None:
+    await session.chat("count to 1000")
+    await asyncio.sleep(0.1)  # let a few numbers stream
+    snap = await session.interrupt()
+    assert not snap.is_processing
+    partial = snap.messages[1].content
+    assert partial.startswith("1 2") and not partial.endswith(" 1000") and not snap.messages[1].is_streaming
+    assert snap.system_events == [INTERRUPTION]
+    again = await session.interrupt()
+    assert again.system_events == [] and again.messages == snap.messages
+    done = [e for e in await session.last_events(10) if e.data["type"] == "processing_done"]
+    assert done[-1].data == {"type": "processing_done", "session_id": "s1", "interrupted": True}
+
+    await session.chat("still there?")
+    await events_until(session, "processing_done", after=done[-1].seq)
+    assert (await session.snapshot()).messages[-1].content == 'You said: "still there?"'
+
+
+async def test_interrupt_leaves_queued_messages_their_turn(session: Session) -> None:
+    await session.chat("count to 1000")
+    await session.chat("next")
+    await session.interrupt()
+    after = (await session.last_events(1))[0].seq
+    await events_until(session, "processing_done", after=after)
+    assert (await session.snapshot()).messages[-1].content == 'You said: "next"'
+
+
+async def test_title_is_made_after_the_first_turn_and_a_manual_one_stays(session: Session) -> None:
+    await session.chat("plan a trip to Lisbon in May please")
+    events = await events_until(session, "title_changed")
+    assert events[-1].data["new_title"] == "Plan a trip to Lisbon in"
+    await session.rename("My trip")
+    await session.chat("another question")
+    await events_until(session, "processing_done", after=events[-1].seq)
+    assert (await session.snapshot()).title == "My trip"
+    assert session.record.title_is_manual
+
+
+async def test_manual_title_during_the_first_turn_is_never_overwritten(session: Session) -> None:
+    await session.chat("count to 5")
+    await session.rename("Chosen")
+    events = await events_until(session, "processing_done")
+    assert [e.data["new_title"] for e in events if e.data["type"] == "title_changed"] == ["Chosen"]
+    assert (await session.snapshot()).title == "Chosen"
+
+
+async def test_system_text_and_json_are_published_handed_out_once_and_shown_to_the_model(session: Session) -> None:
+    assert await session.post_system("maintenance at 5") == "maintenance at 5"
+    posted = {"type": "wallet_tx", "payload": {"hash": "0x1"}, "session_id": "forged"}
+    assert await session.post_system(json.dumps(posted)) == posted
+    events = await session.last_events(2)
+    assert [e.data for e in events] == [
+        {"type": "system_notice", "session_id": "s1", "message": "maintenance at 5"},
+        {"type": "wallet_tx", "session_id": "s1", "payload": {"hash": "0x1"}},
+    ]
+    snap = await session.snapshot()
+    assert snap.system_events == [
+        {"SystemNotice": "maintenance at 5"},
+        {"InlineCall": {"type": "wallet_tx", "payload": posted}},
+    ]
+    assert (await session.snapshot()).system_events == []
+    await session.chat("/system")
+    await events_until(session, "processing_done", after=events[-1].seq)
+    prompt = (await session.snapshot()).messages[-1].content
+    assert "- maintenance at 5" in prompt and '"hash": "0x1"' in prompt
+
+
+async def test_user_state_is_kept_as_sent_and_summarized_to_the_model(session: Session) -> None:
+    state = {"connection": {"isConnected": True}, "evm": {"address": "0xabc", "chainId": 8453}}
+    await session.chat("/system", user_state=state)
+    await events_until(session, "processing_done")
+    snap = await session.snapshot()
+    assert snap.user_state == state
+    assert "User state: wallet 0xabc, chain id 8453, connected." in snap.messages[-1].content
+
+
+async def test_every_message_and_event_is_stored_as_it_happens(session: Session, history: InMemoryHistory) -> None:
+    await session.chat('/tool long_task {"steps": 2, "pause": 0.01}')
+    await events_until(session, "title_changed")
+    stored = await history.load("default", "s1")
+    assert stored is not None
+    assert stored.messages == (await session.snapshot()).messages
+    assert stored.record.title == session.record.title
+    events = await history.events("default", "s1", 0, 1000)
+    assert [e.seq for e in events] == list(range(1, session.record.last_seq + 1))
+    assert events == await session.events_after(0, 0)
+
+
+async def test_a_retried_request_adds_its_message_once(session: Session) -> None:
+    await session.chat("once", request_id="r-1")
+    snap = await session.chat("once", request_id="r-1")
+    assert [m.content for m in snap.messages if m.sender == "user"] == ["once"]
+
+
+async def test_events_after_waits_for_the_next_event(session: Session) -> None:
+    assert await session.events_after(0, 0.01) == []
+    waiter = asyncio.create_task(session.events_after(0, 5))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    await session.post_system("wake up")
+    assert [e.data["message"] for e in await waiter] == ["wake up"]
+
+
+async def test_limits_and_empty_messages_are_refused(session: Session) -> None:
+    with pytest.raises(MessageTooLarge):
+        await session.chat("x" * (64 * 1024 + 1))
+    with pytest.raises(InvalidInput):
+        await session.chat("   \n")
+    snap = await session.chat("é" * (32 * 1024))  # 64 KiB exactly, in UTF-8
+    assert len(snap.messages) == 2
+
+
+async def test_a_closed_session_refuses_calls(session: Session) -> None:
+    await session.chat("count to 1000")
+    await session.close()
+    with pytest.raises(SessionClosed):
+        await session.chat("hello")
+    assert session.record.is_processing  # cut short: the stored record says so, for the reconstructor
+
+
+async def test_another_apps_session_id_is_refused(history: InMemoryHistory) -> None:
+    await Session.create(scripted_app(), history, "taken")
+    other = scripted_app(AppSpec(name="other"))
+    with pytest.raises(AppMismatch):
+        await Session.create(other, history, "taken")
+
+
+async def test_restore_closes_a_turn_its_process_left_open(history: InMemoryHistory) -> None:
+    record = SessionRecord(session_id="s9", app="default", is_processing=True, last_seq=2)
+    messages = [
+        Message(id=0, sender="user", content="count to 1000"),
+        Message(id=1, sender="agent", content="1 2 3", is_streaming=True),
+    ]
+    await history.commit("default", Commit(record=record, messages=messages))
+    stored = await history.load("default", "s9")
+    assert stored is not None
+    session = await Session.restore(scripted_app(), history, stored)
+    snap = await session.snapshot()
+    assert not snap.is_processing
+    assert [(m.content, m.is_streaming) for m in snap.messages] == [("count to 1000", False), ("1 2 3", False)]
+    assert snap.system_events == [{"SystemError": CUT_SHORT}]
+    events = await history.events("default", "s9", 2, 10)
+    assert types(events) == ["message", "processing_done"] and events[-1].data["error"] == CUT_SHORT
+    await session.chat("hello again")
+    await events_until(session, "processing_done", after=events[-1].seq)
+    assert (await session.snapshot()).messages[-1].content == 'You said: "hello again"'
+    await session.close()
+
+
+async def test_restore_gives_queued_messages_their_turns(history: InMemoryHistory) -> None:
+    record = SessionRecord(session_id="s8", app="default", queue=[QueuedMessage(content="waiting")])
+    await history.commit("default", Commit(record=record))
+    session = await Session.restore(scripted_app(), history, StoredSession(record=record))
+    await events_until(session, "processing_done")
+    assert [m.content for m in (await session.snapshot()).messages] == ["waiting", 'You said: "waiting"']
+    await session.close()
+
+
+class FailingHistory(InMemoryHistory):
+    """A backend whose database is down until `up` is set."""
+
+    up = True
+
+    async def commit(self, app: str, commit: Commit) -> None:
+        if not self.up:
+            raise StorageError("The database is down.")
+        await super().commit(app, commit)
+
+
+async def test_a_message_that_could_not_be_stored_is_refused_and_the_session_rebuilt_from_storage() -> None:
+    history = FailingHistory()
+    session = await Session.create(scripted_app(), history, "s7")
+    history.up = False
+    with pytest.raises(StorageError):
+        await session.chat("lost")
+    with pytest.raises(SessionClosed):  # memory is no longer trusted
+        await session.snapshot()
+    history.up = True
+    stored = await history.load("default", "s7")
+    assert stored is not None and stored.messages == [] and not stored.record.is_processing
+    rebuilt = await Session.restore(scripted_app(), history, stored)
+    await rebuilt.chat("kept")
+    await events_until(rebuilt, "processing_done")
+    assert [m.content for m in (await rebuilt.snapshot()).messages] == ["kept", 'You said: "kept"']
+    events = await history.events("default", "s7", 0, 100)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    await rebuilt.close()

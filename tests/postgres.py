@@ -1,0 +1,49 @@
+"""A fresh PostgreSQL database for a test run, on the local server (or `AOMI_TEST_POSTGRES_URL`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import asyncpg
+import pytest
+
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def server_url() -> str:
+    return os.environ.get("AOMI_TEST_POSTGRES_URL", DEFAULT_SERVER_URL)
+
+
+async def _execute(sql: str) -> None:
+    conn = await asyncpg.connect(server_url(), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _admin(sql: str) -> None:
+    # In a thread of its own: the caller may be inside a running event loop (an async fixture).
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _execute(sql)).result()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """Yield the URL of a new, empty database; drop it afterwards. Skips, saying why, without a server."""
+    name = f"aomi_test_{uuid.uuid4().hex[:12]}"
+    try:
+        _admin(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        pytest.skip(
+            f"PostgreSQL is not reachable at {server_url()} ({type(exc).__name__}: {exc}); set AOMI_TEST_POSTGRES_URL"
+        )
+    try:
+        yield server_url().rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

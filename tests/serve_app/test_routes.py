@@ -1,0 +1,298 @@
+"""Every route of `API.md`, through real HTTP against the runtime on Serve, with its history in SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import eventually
+from tests.serve_app.sse_client import read_until
+
+EMPTY = {"messages": [], "system_events": [], "title": None, "is_processing": False, "user_state": None}
+
+
+@pytest.fixture
+async def client(runtime_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=runtime_url, timeout=30) as c:
+        yield c
+
+
+def sid() -> str:
+    return str(uuid.uuid4())
+
+
+def h(session_id: str) -> dict[str, str]:
+    return {"X-Session-Id": session_id}
+
+
+async def chat(client: httpx.AsyncClient, session_id: str, message: str, **params: Any) -> dict[str, Any]:
+    r = await client.post("/api/chat", params={"message": message, **params}, headers=h(session_id))
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def finished(client: httpx.AsyncClient, session_id: str) -> dict[str, Any]:
+    """Poll `GET /api/state` until the turn is over, as a polling client does."""
+
+    async def state() -> dict[str, Any] | None:
+        body = (await client.get("/api/state", headers=h(session_id))).json()
+        return None if body["is_processing"] else dict(body)
+
+    return await eventually(state, timeout=20, interval=0.05)
+
+
+def assert_error(r: httpx.Response, status: int, *words: str) -> None:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"]
+    for word in words:
+        assert word in body["error"]
+
+
+async def test_health(client: httpx.AsyncClient) -> None:
+    r = await client.get("/health")
+    assert (r.status_code, r.text) == (200, "OK") and r.headers["content-type"].startswith("text/plain")
+
+
+async def test_chat_answers_at_once_and_polling_state_reaches_the_finished_tool_turn(client: httpx.AsyncClient) -> None:
+    s = sid()
+    snap = await chat(client, s, '/tool long_task {"steps": 2}')
+    assert snap["is_processing"] and snap["title"] == "New Chat"
+    assert [(m["sender"], m["is_streaming"]) for m in snap["messages"]] == [("user", False), ("agent", True)]
+    done = await finished(client, s)
+    user, text, result, final = done["messages"]
+    assert user["content"] == '/tool long_task {"steps": 2}' and user["sender"] == "user"
+    assert (text["sender"], text["content"], text["tool_result"]) == ("agent", "", None)
+    assert result["tool_result"] == ["long_task", '{"steps": 2, "status": "done"}'] and result["content"] == ""
+    assert final["content"] == 'The long_task tool returned: {"steps": 2, "status": "done"}'
+    assert all(not m["is_streaming"] for m in done["messages"])
+    assert all(m["timestamp"].endswith("Z") for m in done["messages"])
+
+
+async def test_chat_takes_the_message_from_a_json_body_too(client: httpx.AsyncClient) -> None:
+    s = sid()
+    r = await client.post("/api/chat", json={"message": "from the body"}, headers=h(s))
+    assert r.status_code == 200 and r.json()["messages"][0]["content"] == "from the body"
+
+
+@pytest.mark.parametrize(
+    ("headers", "params", "status", "words"),
+    [
+        ({}, {"message": "x"}, 400, ["X-Session-Id"]),
+        ({"X-Session-Id": ""}, {"message": "x"}, 400, ["X-Session-Id"]),
+        ({"X-Session-Id": "../../etc/passwd"}, {"message": "x"}, 400, ["malformed"]),
+        ({"X-Session-Id": "a" * 129}, {"message": "x"}, 400, ["malformed"]),
+        ({"X-Session-Id": "ok-id"}, {}, 400, ["message"]),
+        ({"X-Session-Id": "ok-id"}, {"message": "   "}, 400, ["empty"]),
+        ({"X-Session-Id": "ok-id"}, {"message": "x", "app": "nope"}, 400, ["Unknown App 'nope'"]),
+        ({"X-Session-Id": "ok-id"}, {"message": "x", "user_state": "{not json"}, 400, ["user_state"]),
+        ({"X-Session-Id": "ok-id"}, {"message": "x", "user_state": "[1, 2]"}, 400, ["JSON object"]),
+    ],
+)
+async def test_chat_refuses_bad_input_with_a_clear_error(
+    client: httpx.AsyncClient, headers: dict[str, str], params: dict[str, str], status: int, words: list[str]
+) -> None:
+    r = await client.post("/api/chat", params=params, headers=headers)
+    assert_error(r, status, *words)
+    # nothing was created for the session of a refused request
+    assert (await client.get("/api/state", headers={"X-Session-Id": "ok-id"})).json() == EMPTY
+
+
+async def test_a_message_over_the_limit_is_refused_and_one_at_the_limit_taken(client: httpx.AsyncClient) -> None:
+    # Messages this large travel in the JSON body: a request line of 64 KiB is more than HTTP servers take.
+    s = sid()
+    r = await client.post("/api/chat", json={"message": "x" * (64 * 1024 + 1)}, headers=h(s))
+    assert_error(r, 413, "limit")
+    assert (await client.get("/api/state", headers=h(s))).json() == EMPTY
+    at_limit = "é" * (32 * 1024)
+    r = await client.post("/api/chat", json={"message": at_limit}, headers=h(s))
+    assert r.status_code == 200 and r.json()["messages"][0]["content"] == at_limit
+
+
+async def test_a_body_that_is_not_json_is_refused(client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/chat", content=b"{nope", headers={**h(sid()), "Content-Type": "application/json"})
+    assert_error(r, 400, "JSON")
+    r = await client.post("/api/chat", content=b"message=hi", headers={**h(sid()), "Content-Type": "text/plain"})
+    assert_error(r, 400, "Content-Type")
+
+
+async def test_state_of_an_unknown_session_is_the_empty_snapshot(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/state", headers=h(sid()))
+    assert r.status_code == 200 and r.json() == EMPTY
+    assert_error(await client.get("/api/state"), 400, "X-Session-Id")
+
+
+async def test_user_state_is_kept_as_sent(client: httpx.AsyncClient) -> None:
+    s = sid()
+    state = {"walletAddress": "0xabc", "chainId": 1, "isConnected": True}
+    await chat(client, s, "hi", user_state=json.dumps(state))
+    assert (await finished(client, s))["user_state"] == state
+    newer = {"address": "0xdef", "chain_id": 10}
+    r = await client.get("/api/state", params={"user_state": json.dumps(newer)}, headers=h(s))
+    assert r.json()["user_state"] == newer
+    assert_error(await client.get("/api/state", params={"user_state": "3"}, headers=h(s)), 400, "JSON object")
+
+
+async def test_interrupt_stops_a_slow_reply_and_is_idempotent(client: httpx.AsyncClient) -> None:
+    s = sid()
+    await chat(client, s, "count to 500")
+    await eventually(lambda: _content_of_last(client, s), timeout=10)
+    r = await client.post("/api/interrupt", headers=h(s))
+    assert r.status_code == 200
+    snap = r.json()
+    assert not snap["is_processing"]
+    assert snap["system_events"] == [
+        {"InlineCall": {"type": "user_request", "kind": "Interruption", "payload": "Interrupted by user"}}
+    ]
+    partial = snap["messages"][-1]["content"]
+    assert partial.startswith("1") and not partial.endswith(" 500") and not snap["messages"][-1]["is_streaming"]
+    again = (await client.post("/api/interrupt", headers=h(s))).json()
+    assert again["system_events"] == [] and again["messages"] == snap["messages"]
+    assert_error(await client.post("/api/interrupt", headers=h(sid())), 404)
+
+
+async def _content_of_last(client: httpx.AsyncClient, s: str) -> str:
+    return str((await client.get("/api/state", headers=h(s))).json()["messages"][-1]["content"])
+
+
+async def test_events_lists_the_last_n_as_sent_on_the_stream(client: httpx.AsyncClient) -> None:
+    s = sid()
+    await chat(client, s, "hello")
+    stream = await read_until(client, s, "title_changed")  # the last event of a first turn
+    every = (await client.get("/api/events", params={"count": 1000}, headers=h(s))).json()
+    assert every == [data for _, data in stream.frames]
+    last_two = (await client.get("/api/events", params={"count": 2}, headers=h(s))).json()
+    assert last_two == every[-2:]
+    assert_error(await client.get("/api/events", headers=h(sid())), 404)
+    assert_error(await client.get("/api/events", params={"count": -1}, headers=h(s)), 422)
+
+
+async def test_system_messages_text_and_json(client: httpx.AsyncClient) -> None:
+    s = sid()
+    await chat(client, s, "hello")
+    await finished(client, s)
+    r = await client.post("/api/system", params={"message": "Gas is high"}, headers=h(s))
+    assert r.status_code == 200 and r.json() == {"res": "Gas is high"}
+    posted = {"type": "tx_signed", "payload": {"hash": "0x1"}}
+    r = await client.post("/api/system", params={"message": json.dumps(posted)}, headers=h(s))
+    assert r.json() == {"res": posted}
+    events = (await client.get("/api/events", params={"count": 2}, headers=h(s))).json()
+    assert events == [
+        {"type": "system_notice", "session_id": s, "message": "Gas is high"},
+        {"type": "tx_signed", "session_id": s, "payload": {"hash": "0x1"}},
+    ]
+    snap = (await client.get("/api/state", headers=h(s))).json()
+    assert snap["system_events"] == [
+        {"SystemNotice": "Gas is high"},
+        {"InlineCall": {"type": "tx_signed", "payload": posted}},
+    ]
+    assert (await client.get("/api/state", headers=h(s))).json()["system_events"] == []
+    assert_error(await client.post("/api/system", headers=h(s)), 400, "message")
+    assert_error(await client.post("/api/system", params={"message": "x"}, headers=h(sid())), 404)
+
+
+async def test_sessions_are_created_listed_renamed_archived_and_deleted(client: httpx.AsyncClient) -> None:
+    key = f"0x{uuid.uuid4().hex}"
+    a, b = sid(), sid()
+    r = await client.post("/api/sessions", json={"public_key": key, "title": "Trip"}, headers=h(a))
+    assert r.status_code == 200 and r.json() == {"session_id": a, "title": "Trip"}
+    await chat(client, b, "hello", public_key=key)
+    await finished(client, b)
+
+    listed = (await client.get("/api/sessions", params={"public_key": key})).json()
+    assert [x["session_id"] for x in listed] == [b, a]
+    assert set(listed[0]) == {"session_id", "title", "is_archived", "created_at", "updated_at"}
+    assert (await client.get("/api/sessions", params={"public_key": key, "limit": 1})).json()[0]["session_id"] == b
+    assert (await client.get("/api/sessions", params={"public_key": "0xnobody"})).json() == []
+    assert_error(await client.get("/api/sessions"), 400, "public_key")
+
+    r = await client.patch(f"/api/sessions/{b}", json={"title": "Renamed"})
+    assert r.json() == {"session_id": b, "title": "Renamed"}
+    got = (await client.get(f"/api/sessions/{b}")).json()
+    assert got["title"] == "Renamed" and got["is_archived"] is False
+    assert (await client.post(f"/api/sessions/{b}/archive")).json() == {"session_id": b, "is_archived": True}
+    assert (await client.get(f"/api/sessions/{b}")).json()["is_archived"] is True
+    assert (await client.post(f"/api/sessions/{b}/unarchive")).json() == {"session_id": b, "is_archived": False}
+    assert_error(await client.patch(f"/api/sessions/{b}", json={}), 400, "title")
+
+    r = await client.delete(f"/api/sessions/{b}")
+    assert r.json() == {"deleted": True}
+    assert_error(await client.get(f"/api/sessions/{b}"), 404)
+    assert (await client.get("/api/state", headers=h(b))).json() == EMPTY
+    assert [x["session_id"] for x in (await client.get("/api/sessions", params={"public_key": key})).json()] == [a]
+
+    unknown = sid()
+    assert_error(await client.get(f"/api/sessions/{unknown}"), 404)
+    assert_error(await client.patch(f"/api/sessions/{unknown}", json={"title": "x"}), 404)
+    assert_error(await client.delete(f"/api/sessions/{unknown}"), 404)
+    assert_error(await client.post(f"/api/sessions/{unknown}/archive"), 404)
+    assert_error(await client.get("/api/sessions/bad%20id"), 400, "malformed")
+
+
+async def test_posting_a_stored_session_warms_it_without_changing_it(client: httpx.AsyncClient) -> None:
+    s = sid()
+    await chat(client, s, "hello")
+    before = await finished(client, s)
+    r = await client.post("/api/sessions", headers=h(s))
+    assert r.json() == {"session_id": s, "title": before["title"]}
+    assert (await client.get("/api/state", headers=h(s))).json()["messages"] == before["messages"]
+
+
+async def test_the_automatic_title_arrives_on_the_stream_and_a_manual_one_wins(client: httpx.AsyncClient) -> None:
+    s = sid()
+    await chat(client, s, "what is the weather in Paris today")
+    stream = await read_until(client, s, "title_changed")
+    assert stream.frames[-1][1] == {
+        "type": "title_changed",
+        "session_id": s,
+        "new_title": "What is the weather in Paris",
+    }
+    await client.patch(f"/api/sessions/{s}", json={"title": "Mine"})
+    await chat(client, s, "and tomorrow?")
+    assert (await finished(client, s))["title"] == "Mine"
+
+
+async def test_cors_allows_any_origin(client: httpx.AsyncClient) -> None:
+    r = await client.options(
+        "/api/chat",
+        headers={
+            "Origin": "https://example.test",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-session-id",
+        },
+    )
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] in ("*", "https://example.test")
+
+
+async def test_unknown_routes_answer_with_an_error_body(client: httpx.AsyncClient) -> None:
+    assert_error(await client.get("/api/nothing"), 404)
+    assert_error(await client.put("/api/chat", headers=h(sid())), 405)
+
+
+async def test_many_first_requests_for_one_new_session_make_one_actor(client: httpx.AsyncClient) -> None:
+    import ray
+
+    s = sid()
+    responses = await asyncio.gather(*(client.post("/api/sessions", headers=h(s)) for _ in range(100)))
+    assert {r.status_code for r in responses} == {200}
+    named = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"] == f"session:{s}"]
+    assert len(named) == 1
+
+
+async def test_messages_sent_at_once_are_all_stored_in_order_and_answered(client: httpx.AsyncClient) -> None:
+    s = sid()
+    await chat(client, s, "count to 5")
+    texts = [f"m{i}" for i in range(10)]
+    for text in texts:  # sent one after another, each acknowledged before the next
+        await chat(client, s, text)
+    done = await finished(client, s)
+    users = [m["content"] for m in done["messages"] if m["sender"] == "user"]
+    assert users == ["count to 5", *texts]
+    agents = [m["content"] for m in done["messages"] if m["sender"] == "agent"]
+    assert agents == ["1 2 3 4 5", *(f'You said: "{t}"' for t in texts)]
