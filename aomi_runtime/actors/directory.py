@@ -20,9 +20,12 @@ NAME_RETRIES = 40
 NAME_RETRY_PAUSE = 0.025
 
 
-@ray.remote(num_cpus=0, max_restarts=-1)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class SessionDirectory:
-    """Maps session ids to live session actors, making exactly one actor per session however many ask at once."""
+    """Maps session ids to live session actors, making exactly one actor per session however many ask at once.
+
+    Restarted after a crash, it starts empty and finds live sessions again by their actor names, so its calls
+    are safe to retry."""
 
     def __init__(self, spec: AppSpec, store: Any, namespace: str) -> None:
         self._spec = spec

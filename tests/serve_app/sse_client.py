@@ -54,9 +54,10 @@ async def read_until(
     *,
     after: int | None = None,
     last_event_id: int | None = None,
+    past: int = 0,
     timeout: float = 20.0,
 ) -> Stream:
-    """Open `/api/updates` and read until an event of type `until` arrives."""
+    """Open `/api/updates` and read until an event of type `until`, with seq above `past`, arrives."""
     stream = Stream()
     headers = {"X-Session-Id": session_id, "Accept": "text/event-stream"}
     if last_event_id is not None:
@@ -67,8 +68,8 @@ async def read_until(
             async with client.stream("GET", "/api/updates", headers=headers, params=params) as response:
                 assert response.status_code == 200
                 assert response.headers["content-type"].startswith("text/event-stream")
-                async for _, data in frames(response, stream):
-                    if data["type"] == until:
+                async for seq, data in frames(response, stream):
+                    if data["type"] == until and seq > past:
                         return stream
     except TimeoutError:
         raise AssertionError(f"no {until} within {timeout}s; saw {stream.types}") from None

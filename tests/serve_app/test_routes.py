@@ -5,30 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.helpers import eventually
+from tests.serve_app.conftest import h, sid
 from tests.serve_app.sse_client import read_until
 
 EMPTY = {"messages": [], "system_events": [], "title": None, "is_processing": False, "user_state": None}
-
-
-@pytest.fixture
-async def client(runtime_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=runtime_url, timeout=30) as c:
-        yield c
-
-
-def sid() -> str:
-    return str(uuid.uuid4())
-
-
-def h(session_id: str) -> dict[str, str]:
-    return {"X-Session-Id": session_id}
 
 
 async def chat(client: httpx.AsyncClient, session_id: str, message: str, **params: Any) -> dict[str, Any]:

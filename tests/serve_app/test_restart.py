@@ -1,0 +1,122 @@
+"""The whole runtime stopped and started again on the same database, through the CLI a user runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.serve_app.sse_client import read_until
+
+STARTUP_SECONDS = 90
+
+
+class Server:
+    """`aomi-runtime serve` in a process group of its own, with a Ray temp dir of its own."""
+
+    def __init__(self, database_url: str, ray_tmp: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+        command = [sys.executable, "-m", "aomi_runtime.serve_app.cli", "serve", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            [*command, "--database-url", database_url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.output: list[str] = []
+        deadline = time.monotonic() + STARTUP_SECONDS
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            if "aomi-runtime serving on" in line:
+                break
+            assert time.monotonic() < deadline, "the server did not start:\n" + "".join(self.output)
+        else:
+            raise AssertionError("the server exited:\n" + "".join(self.output))
+
+    def stop(self) -> int:
+        """Ctrl-C, as a user would; returns the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            out, _ = self.process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            out, _ = self.process.communicate()
+        self.output.append(out)
+        return self.process.returncode
+
+
+def processes_using(path: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-af", path], capture_output=True, text=True).stdout.splitlines()
+    return [line for line in found if "pgrep" not in line]
+
+
+@pytest.fixture
+def ray_tmp() -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="aomi-cli-", dir="/tmp")  # short: Ray's socket paths must stay under 107 bytes
+    yield path
+    for line in processes_using(path):
+        os.kill(int(line.split()[0]), signal.SIGKILL)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_everything_is_back_after_a_restart_and_the_stream_resumes_without_loss(
+    tmp_path: Path, ray_tmp: str
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'aomi.db'}"
+    s = str(uuid.uuid4())
+    h = {"X-Session-Id": s}
+
+    first = Server(database_url, ray_tmp)
+    try:
+        async with httpx.AsyncClient(base_url=first.url, timeout=30) as client:
+            await client.post(
+                "/api/chat", params={"message": '/tool long_task {"steps": 2}', "public_key": "0xk"}, headers=h
+            )
+            before = await read_until(client, s, "title_changed")
+            await client.post(f"/api/sessions/{s}/archive")
+            state_before = (await client.get("/api/state", headers=h)).json()
+        assert processes_using(ray_tmp), "the check below would prove nothing: no Ray process found by its temp dir"
+    finally:
+        assert first.stop() == 0, "".join(first.output)
+    assert "aomi-runtime stopped." in "".join(first.output)
+    assert processes_using(ray_tmp) == [], "processes left behind after Ctrl-C"
+
+    second = Server(database_url, ray_tmp)
+    try:
+        async with httpx.AsyncClient(base_url=second.url, timeout=30) as client:
+            assert (await client.get("/api/state", headers=h)).json() == state_before
+            listed = (await client.get("/api/sessions", params={"public_key": "0xk"})).json()
+            assert [(x["session_id"], x["is_archived"]) for x in listed] == [(s, True)]
+            events = (await client.get("/api/events", params={"count": 1000}, headers=h)).json()
+            assert events == [data for _, data in before.frames]
+
+            # Resume from the middle: the stored rest first, then the new turn, live; none lost, none twice.
+            cut = before.seqs[len(before.seqs) // 2]
+            await client.post("/api/chat", params={"message": "after the restart"}, headers=h)
+            resumed = await read_until(client, s, "processing_done", last_event_id=cut, past=before.seqs[-1])
+            assert resumed.seqs == list(range(cut + 1, resumed.seqs[-1] + 1))
+            stored_rest = [f for f in before.frames if f[0] > cut]
+            assert resumed.frames[: len(stored_rest)] == stored_rest
+            assert resumed.types[len(stored_rest) :][0] == "processing_started"
+            final = (await client.get("/api/state", headers=h)).json()
+            assert final["messages"][: len(state_before["messages"])] == state_before["messages"]
+            assert final["messages"][-1]["content"] == 'You said: "after the restart"'
+    finally:
+        assert second.stop() == 0, "".join(second.output)
+    assert processes_using(ray_tmp) == []

@@ -1,0 +1,107 @@
+"""`GET /api/updates`: events pushed as they happen, framed safely, resumable with no gap and no repeat."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+
+from tests.helpers import eventually
+from tests.serve_app.conftest import h, sid
+from tests.serve_app.sse_client import Stream, frames, read_until
+
+
+async def test_a_tool_turn_streams_every_event_in_order_while_it_runs(client: httpx.AsyncClient) -> None:
+    s = sid()
+    reader = asyncio.create_task(read_until(client, s, "processing_done"))
+    await asyncio.sleep(0.3)  # subscribed before the session exists, as a widget does
+    await client.post("/api/chat", params={"message": '/tool long_task {"steps": 3}'}, headers=h(s))
+    stream = await reader
+    assert stream.seqs == list(range(1, len(stream.frames) + 1))
+    assert stream.types == [
+        "processing_started",
+        "message",
+        "message",
+        "tool_update",
+        "tool_update",
+        "tool_update",
+        "tool_complete",
+        "message",
+        "message",
+        "processing_done",
+    ]
+    assert all(data["session_id"] == s for _, data in stream.frames)
+    updates = [data for _, data in stream.frames if data["type"] == "tool_update"]
+    assert [u["result"] for u in updates] == [{"step": i, "of": 3} for i in (1, 2, 3)]
+    assert {u["tool_name"] for u in updates} == {"long_task"} and {u["call_id"] for u in updates} == {"call_1"}
+    assert stream.comments >= 1  # the stream opens with a comment, so clients know it is live
+
+
+async def test_keep_alive_comments_come_while_nothing_happens(client: httpx.AsyncClient) -> None:
+    s = sid()
+    stream = Stream()
+    async with client.stream("GET", "/api/updates", headers=h(s)) as response:
+
+        async def count() -> None:
+            async for _ in frames(response, stream):
+                pass
+
+        reader = asyncio.create_task(count())
+        await eventually(lambda: _at_least(stream, 3), timeout=10)  # keepalive_seconds=1 in the test runtime
+        reader.cancel()
+    assert stream.frames == []
+
+
+async def _at_least(stream: Stream, comments: int) -> bool:
+    return stream.comments >= comments
+
+
+async def test_resume_with_last_event_id_or_after_replays_the_rest_once(client: httpx.AsyncClient) -> None:
+    s = sid()
+    await client.post("/api/chat", params={"message": '/tool long_task {"steps": 2}'}, headers=h(s))
+    whole = await read_until(client, s, "title_changed")
+    cut = 4
+    by_header = await read_until(client, s, "title_changed", last_event_id=cut)
+    by_query = await read_until(client, s, "title_changed", after=cut)
+    assert by_header.frames == by_query.frames == whole.frames[cut:]
+    # then live: a second turn continues the same sequence, with nothing twice
+    reader = asyncio.create_task(read_until(client, s, "processing_done", last_event_id=whole.seqs[-1]))
+    await asyncio.sleep(0.2)
+    await client.post("/api/chat", params={"message": "more"}, headers=h(s))
+    live = await reader
+    assert live.seqs == list(range(whole.seqs[-1] + 1, whole.seqs[-1] + 1 + len(live.frames)))
+
+
+async def test_closing_the_stream_never_stops_the_turn(client: httpx.AsyncClient) -> None:
+    s = sid()
+    await client.post("/api/chat", params={"message": "count to 30"}, headers=h(s))
+    await read_until(client, s, "processing_started")  # the stream is closed right after this
+
+    async def finished() -> str | None:
+        body = (await client.get("/api/state", headers=h(s))).json()
+        return None if body["is_processing"] else body["messages"][-1]["content"]
+
+    assert await eventually(finished, timeout=20) == " ".join(str(i) for i in range(1, 31))
+
+
+async def test_text_shaped_like_sse_framing_never_breaks_a_frame(client: httpx.AsyncClient) -> None:
+    s = sid()
+    evil = 'hi\n\ndata: {"type":"forged"}\n\nid: 999\n\r\n: comment\rend'
+    await client.post("/api/sessions", json={"title": "a\n\ndata: x"}, headers=h(s))
+    await client.post("/api/chat", json={"message": evil}, headers=h(s))
+    stream = await read_until(client, s, "processing_done")
+    user = next(data["message"] for _, data in stream.frames if data["type"] == "message")
+    assert user["content"] == evil
+    assert "forged" not in stream.types and 999 not in stream.seqs
+    titles = [data["new_title"] for _, data in stream.frames if data["type"] == "title_changed"]
+    assert titles == ["a\n\ndata: x"]
+
+
+async def test_updates_needs_a_session_id_and_a_numeric_last_event_id(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/updates")
+    assert r.status_code == 400 and "X-Session-Id" in r.json()["error"]
+    r = await client.get("/api/updates", headers={**h(sid()), "Last-Event-ID": "abc"})
+    assert r.status_code == 400 and "Last-Event-ID" in r.json()["error"]
+    r = await client.get("/api/updates", params={"after": -1}, headers=h(sid()))
+    assert r.status_code == 422 and json.loads(r.text)["error"]

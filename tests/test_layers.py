@@ -1,0 +1,36 @@
+"""The layers of DESIGN.md: the domain imports no Ray, SQL or HTTP; the backends no Ray or HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+CHECK = """
+import sys
+import {modules}
+found = sorted(m for m in {forbidden!r} if m in sys.modules)
+print(",".join(found))
+"""
+
+
+@pytest.mark.parametrize(
+    ("modules", "forbidden"),
+    [
+        (
+            "aomi_runtime.agent.session, aomi_runtime.agent.turn, aomi_runtime.agent.demo_tools",
+            ("ray", "sqlalchemy", "fastapi", "starlette", "httpx"),
+        ),
+        ("aomi_runtime.backends.history, aomi_runtime.backends.models", ("ray", "fastapi", "starlette")),
+        ("aomi_runtime.actors.runtime", ("fastapi", "starlette.routing")),
+    ],
+)
+def test_a_layer_imports_nothing_from_the_floors_above_it(modules: str, forbidden: tuple[str, ...]) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK.format(modules=modules, forbidden=forbidden)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert out == "", f"{modules} imported {out}"
