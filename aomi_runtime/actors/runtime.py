@@ -142,17 +142,20 @@ class Runtime:
         # The request id makes the one retry of `call` safe: a message already stored is not added again.
         request_id = uuid.uuid4().hex
         result: bytes = await self.call(
-            session_id, "chat", text, user_state, request_id, app=app, create=True, public_key=public_key
+            session_id, "chat", text, user_state, request_id, public_key, app=app, create=True, public_key=public_key
         )
         return result
 
     async def events_after(self, session_id: str, after: int, timeout: float) -> list[Event]:
         """The next events of a session, waiting up to `timeout`; a session not created yet is waited for."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         found = await self._resolve(session_id, app=None, create=False, wait=timeout)
-        if found is None:
+        remaining = deadline - loop.time()  # one wait in all, so the caller can keep its stream alive
+        if found is None or remaining <= 0:
             return []
         try:
-            events: list[Event] = await found.handle.events_after.remote(after, timeout)
+            events: list[Event] = await found.handle.events_after.remote(after, remaining)
         except _GONE:
             self._handles.pop(session_id, None)
             await self._resolve(session_id, app=None, create=False, stale=found.handle)

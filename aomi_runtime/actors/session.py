@@ -47,8 +47,10 @@ class SessionActor:
             raise SessionClosed("This session actor holds no session yet; look the session up again.")
         return self._session
 
-    async def chat(self, text: str, user_state: dict[str, Any] | None, request_id: str | None) -> bytes:
-        return (await self._live.chat(text, user_state, request_id)).model_dump_json().encode()
+    async def chat(
+        self, text: str, user_state: dict[str, Any] | None, request_id: str | None, public_key: str | None
+    ) -> bytes:
+        return (await self._live.chat(text, user_state, request_id, public_key)).model_dump_json().encode()
 
     async def state(self, user_state: dict[str, Any] | None) -> bytes:
         return (await self._live.snapshot(user_state)).model_dump_json().encode()

@@ -130,17 +130,25 @@ class Session:
     # --- what clients call ----------------------------------------------------------------------
 
     async def chat(
-        self, text: str, user_state: dict[str, Any] | None = None, request_id: str | None = None
+        self,
+        text: str,
+        user_state: dict[str, Any] | None = None,
+        request_id: str | None = None,
+        public_key: str | None = None,
     ) -> Snapshot:
         """Store the user's message, start its turn (or queue it behind the running one), return the snapshot.
 
-        A `request_id` already stored (a retry of a request whose answer was lost) adds nothing again.
+        A `request_id` already stored (a retry of a request whose answer was lost) adds nothing again. A
+        `public_key` binds a session that has none yet (a wallet connected after the first message).
         """
         self.check_open()
         if request_id is not None and self._has_request(request_id):
             return await self.snapshot(user_state)
         self.app.spec.limits.check_message(text)
         self._set_user_state(user_state)
+        if public_key and self.record.public_key is None:
+            self.record.public_key = public_key
+            self._record_dirty = True
         queued = QueuedMessage(content=text, request_id=request_id)
         if self.is_processing:
             self.record.queue.append(queued)

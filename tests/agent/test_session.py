@@ -248,6 +248,15 @@ async def test_a_retried_request_adds_its_message_once(session: Session) -> None
     assert [m.content for m in snap.messages if m.sender == "user"] == ["once"]
 
 
+async def test_a_public_key_binds_a_session_that_has_none(history: InMemoryHistory) -> None:
+    session = await Session.create(scripted_app(), history, "unbound")
+    await session.chat("hi", public_key="0xfirst")
+    await session.chat("again", public_key="0xsecond")
+    assert [r.session_id for r in await history.list("default", "0xfirst", 10)] == ["unbound"]
+    assert await history.list("default", "0xsecond", 10) == []
+    await session.close()
+
+
 async def test_events_after_waits_for_the_next_event(session: Session) -> None:
     assert await session.events_after(0, 0.01) == []
     waiter = asyncio.create_task(session.events_after(0, 5))
