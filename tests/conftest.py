@@ -40,11 +40,62 @@ def ray_instance() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def runtime_settings(tmp_path_factory: pytest.TempPathFactory) -> object:
+def fake_provider() -> Iterator[tuple[object, str]]:
+    """A local server speaking OpenAI's and Anthropic's streaming protocols, for the whole run."""
+    from tests.fake_provider import running_fake_provider
+
+    with running_fake_provider() as (fake, url):
+        yield fake, url
+
+
+def shared_apps(provider_url: str) -> tuple[object, ...]:
+    """The shared runtime's Apps: the public scripted default, two keyed Apps, a public one on remote models."""
+    from aomi_runtime.agent.apps import AppSpec, ModelSpec
+
+    def remote(provider: str, app: str, **options: object) -> ModelSpec:
+        label, slug = ("Fake GPT", "fake-gpt") if provider == "openai" else ("Fake Claude", "fake-claude")
+        base = f"{provider_url}/v1" if provider == "openai" else provider_url
+        return ModelSpec(label=label, slug=slug, provider=provider, model=f"{slug}-{app}", base_url=base,
+                         api_key_env=FAKE_KEY_ENV, **options)  # type: ignore[arg-type]  # fmt: skip
+
+    scripted = ModelSpec(label="Scripted", slug="scripted", options={"count_pause": 0.05})
+    return (
+        AppSpec(name="default"),
+        AppSpec(
+            name="research",
+            public=False,
+            tools=("time_now", "long_task"),
+            models=(remote("openai", "research"), scripted),
+        ),
+        AppSpec(name="billing", public=False, tools=("time_now",)),
+        AppSpec(
+            name="helpdesk",
+            tools=("always_fails",),
+            models=(
+                remote("openai", "helpdesk", timeout_seconds=1.5, max_retries=1),
+                remote("anthropic", "helpdesk", timeout_seconds=1.5, max_retries=1),
+            ),
+        ),
+    )
+
+
+FAKE_KEY_ENV = "AOMI_TEST_FAKE_PROVIDER_KEY"
+
+
+@pytest.fixture(scope="session")
+def runtime_settings(tmp_path_factory: pytest.TempPathFactory, fake_provider: tuple[object, str]) -> object:
     from aomi_runtime.serve_app.settings import Settings
 
+    os.environ[FAKE_KEY_ENV] = "sk-fake-provider-key"
     db = Path(tmp_path_factory.mktemp("runtime")) / "runtime.db"
-    return Settings(database_url=f"sqlite:///{db}", port=free_port(), namespace=TEST_NAMESPACE, keepalive_seconds=1)
+    return Settings(
+        database_url=f"sqlite:///{db}",
+        port=free_port(),
+        namespace=TEST_NAMESPACE,
+        keepalive_seconds=1,
+        key_cache_seconds=0.5,
+        apps=shared_apps(fake_provider[1]),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +103,6 @@ def runtime_url(ray_instance: None, runtime_settings: object) -> Iterator[str]:
     """The runtime on Serve, over real HTTP, with its history in SQLite."""
     from ray import serve
 
-    from aomi_runtime.actors.runtime import Runtime
     from aomi_runtime.serve_app.app import build_app
     from aomi_runtime.serve_app.settings import Settings
 
@@ -63,5 +113,5 @@ def runtime_url(ray_instance: None, runtime_settings: object) -> Iterator[str]:
         yield f"http://127.0.0.1:{runtime_settings.port}"
     finally:
         serve.delete("aomi")
-        asyncio.run(Runtime(runtime_settings.apps, runtime_settings.database_url, runtime_settings.namespace).stop())
+        asyncio.run(runtime_settings.runtime().stop())
         serve.shutdown()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import ray
+from pydantic import SecretStr
 from ray.exceptions import RayActorError
 
 from ..agent.apps import AppSpec
@@ -27,8 +29,9 @@ class SessionDirectory:
     Restarted after a crash, it starts empty and finds live sessions again by their actor names, so its calls
     are safe to retry."""
 
-    def __init__(self, spec: AppSpec, store: Any, namespace: str) -> None:
+    def __init__(self, spec: AppSpec, store: Any, namespace: str, model_keys: Mapping[str, SecretStr]) -> None:
         self._spec = spec
+        self._model_keys = model_keys
         self._store = store
         self._namespace = namespace
         self._live: dict[str, Any] = {}
@@ -88,7 +91,7 @@ class SessionDirectory:
             # name is still held by an actor that is closing, wait for it to go.
             handle = SessionActor.options(
                 name=f"session:{session_id}", namespace=self._namespace, lifetime="detached", get_if_exists=True
-            ).remote(self._spec, self._store)
+            ).remote(self._spec, self._store, self._model_keys)
             try:
                 await handle.open.remote(session_id, stored, public_key)
                 break

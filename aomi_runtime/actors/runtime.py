@@ -4,17 +4,20 @@ sessions by id, each call routed to the session's actor and retried once if that
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import ray
+from pydantic import SecretStr
 from ray.exceptions import RayActorError
 
 from ..agent.apps import AppSpec
-from ..agent.errors import AppMismatch, InvalidInput, SessionClosed, SessionNotFound
+from ..agent.errors import AppMismatch, Forbidden, InvalidInput, SessionClosed, SessionNotFound, Unauthorized
 from ..agent.models import Event, SessionInfo, SessionRecord
 from .directory import SessionDirectory
 from .store import HistoryStore
@@ -38,11 +41,14 @@ class AppActors:
     store: Any
 
     @classmethod
-    def start(cls, spec: AppSpec, database_url: str, namespace: str) -> AppActors:
-        """Get the App's actors, creating them if this is the first caller. Detached: they outlive any replica."""
+    def start(cls, spec: AppSpec, database_url: str, namespace: str, model_keys: Mapping[str, SecretStr]) -> AppActors:
+        """Get the App's actors, creating them if this is the first caller. Detached: they outlive any replica.
+
+        Only the provider keys this App's models name reach its actors."""
+        own_keys = {m.api_key_env: model_keys[m.api_key_env] for m in spec.models if m.api_key_env in model_keys}
         options = {"namespace": namespace, "lifetime": "detached", "get_if_exists": True}
         store = HistoryStore.options(name="store", **options).remote(spec.name, database_url)
-        directory = SessionDirectory.options(name="directory", **options).remote(spec, store, namespace)
+        directory = SessionDirectory.options(name="directory", **options).remote(spec, store, namespace, own_keys)
         return cls(spec=spec, directory=directory, store=store)
 
 
@@ -55,9 +61,54 @@ class _Found:
 class Runtime:
     """Routes calls to session actors, caching their handles; each App's actors live in their own namespace."""
 
-    def __init__(self, specs: Sequence[AppSpec], database_url: str, namespace: str = DEFAULT_NAMESPACE) -> None:
-        self.apps = {s.name: AppActors.start(s, database_url, app_namespace(namespace, s.name)) for s in specs}
+    def __init__(
+        self,
+        specs: Sequence[AppSpec],
+        database_url: str,
+        namespace: str = DEFAULT_NAMESPACE,
+        model_keys: Mapping[str, SecretStr] | None = None,
+        key_cache_seconds: float = 30.0,
+    ) -> None:
+        self.apps = {
+            s.name: AppActors.start(s, database_url, app_namespace(namespace, s.name), model_keys or {}) for s in specs
+        }
         self._handles: OrderedDict[str, _Found] = OrderedDict()
+        self._good_keys: dict[tuple[str, str], float] = {}
+        self._key_cache_seconds = key_cache_seconds
+
+    async def authorize(self, app: AppActors, key: str | None) -> None:
+        """Let a request change `app`'s sessions: public Apps need no key, others one scoped to them.
+
+        Raises:
+            Unauthorized: no key sent to a keyed App.
+            Forbidden: the key is unknown, revoked, or another App's.
+        """
+        if app.spec.public:
+            return
+        if not key:
+            raise Unauthorized(f"The App {app.spec.name!r} needs a key: send it in the X-API-Key header.")
+        if not await self._key_is_good(app, key):
+            raise Forbidden(f"This key does not open the App {app.spec.name!r}.")
+
+    async def visible_apps(self, key: str | None) -> list[str]:
+        """The Apps a caller may use: the public ones, and the one its key opens."""
+        keyed = [a for a in self.apps.values() if not a.spec.public]
+        opened = await asyncio.gather(*(self._key_is_good(a, key) for a in keyed)) if key else []
+        return [a.spec.name for a in self.apps.values() if a.spec.public] + [
+            a.spec.name for a, ok in zip(keyed, opened, strict=False) if ok
+        ]
+
+    async def _key_is_good(self, app: AppActors, key: str) -> bool:
+        # A good key is remembered for a short while (by its hash), so each request does not ask the database;
+        # a revoked key stops working within `key_cache_seconds`.
+        cache_key = (app.spec.name, hashlib.sha256(key.encode()).hexdigest())
+        now = time.monotonic()
+        if self._good_keys.get(cache_key, 0.0) > now:
+            return True
+        good: bool = await app.store.check_key.remote(key)
+        if good:
+            self._good_keys[cache_key] = now + self._key_cache_seconds
+        return good
 
     def app(self, name: str) -> AppActors:
         try:
@@ -72,6 +123,13 @@ class Runtime:
         owners = await asyncio.gather(*(a.store.owner.remote(session_id) for a in self.apps.values()))
         name = next((o for o in owners if o is not None), None)
         return None if name is None else self.apps.get(name)
+
+    async def session_app(self, session_id: str) -> AppActors:
+        """The App a session belongs to. Raises `SessionNotFound`."""
+        owner = await self.owner(session_id)
+        if owner is None:
+            raise SessionNotFound(f"No session {session_id!r} exists.")
+        return owner
 
     async def _resolve(
         self,
@@ -163,10 +221,8 @@ class Runtime:
         return events
 
     async def info(self, session_id: str) -> SessionInfo:
-        owner = await self.owner(session_id)
-        record: SessionRecord | None = None
-        if owner is not None:
-            record = await owner.store.get.remote(owner.spec.name, session_id)
+        owner = await self.session_app(session_id)
+        record: SessionRecord | None = await owner.store.get.remote(owner.spec.name, session_id)
         if record is None:
             raise SessionNotFound(f"No session {session_id!r} exists.")
         return SessionInfo.of(record)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import ray
+from pydantic import SecretStr
 
 from ..agent.apps import App, AppSpec
 from ..agent.demo_tools import DEMO_TOOLS
@@ -16,9 +18,12 @@ from ..backends.models import load_model
 from .store import StoreClient
 
 
-def build_app(spec: AppSpec) -> App:
-    """The App a spec declares, with a provider per model and its tool registry."""
-    providers = {m.slug: load_model(m) for m in spec.models}
+def build_app(spec: AppSpec, model_keys: Mapping[str, SecretStr]) -> App:
+    """The App a spec declares, with a provider per model (given its key) and its tool registry."""
+    providers = {
+        m.slug: load_model(m, model_keys[m.api_key_env].get_secret_value() if m.api_key_env in model_keys else None)
+        for m in spec.models
+    }
     return App(spec=spec, providers=providers, tools=ToolRegistry.from_names(spec.tools, DEMO_TOOLS))
 
 
@@ -26,8 +31,8 @@ def build_app(spec: AppSpec) -> App:
 class SessionActor:
     """Holds one live session. Methods return JSON bytes where the ingress sends them on as they are."""
 
-    def __init__(self, spec: AppSpec, store: Any) -> None:
-        self._app = build_app(spec)
+    def __init__(self, spec: AppSpec, store: Any, model_keys: Mapping[str, SecretStr]) -> None:
+        self._app = build_app(spec, model_keys)
         self._history = StoreClient(store)
         self._session: Session | None = None
 
@@ -70,6 +75,9 @@ class SessionActor:
     async def rename(self, title: str) -> SessionInfo:
         await self._live.rename(title)
         return SessionInfo.of(self._live.record)
+
+    async def set_model(self, label_or_slug: str) -> str:
+        return await self._live.set_model(label_or_slug)
 
     async def set_archived(self, archived: bool) -> SessionInfo:
         await self._live.set_archived(archived)

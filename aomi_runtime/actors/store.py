@@ -10,6 +10,7 @@ from ..agent.errors import AppMismatch
 from ..agent.models import Commit, Event, SessionRecord, StoredSession
 from ..agent.protocols import HistoryBackend
 from ..backends.history import open_history
+from ..backends.keys import SqlKeys
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -20,6 +21,7 @@ class HistoryStore:
     def __init__(self, app: str, url: str) -> None:
         self._app = app
         self._backend = open_history(url)
+        self._keys = SqlKeys.from_url(url)
 
     async def _ready(self, app: str) -> HistoryBackend:
         if app != self._app:
@@ -51,8 +53,13 @@ class HistoryStore:
     async def owner(self, session_id: str) -> str | None:
         return await (await self._ready(self._app)).owner(session_id)
 
+    async def check_key(self, key: str) -> bool:
+        """Whether `key` is a live key of this store's App."""
+        return await self._keys.check(self._app, key)
+
     async def close(self) -> None:
         await self._backend.close()
+        await self._keys.close()
 
 
 class StoreClient:

@@ -19,16 +19,23 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Use the tools you are give
 
 
 class ModelSpec(BaseModel):
-    """One model an App offers: shown to users by `label`, chosen by `slug`."""
+    """One model an App offers: shown to users by `label`, chosen by `slug`.
+
+    `provider` is `scripted` (offline), `openai` (any OpenAI-compatible chat completions API: OpenAI, vLLM,
+    Ollama, LiteLLM, ...) or `anthropic` (the Messages API). The key is read from the environment variable
+    `api_key_env`, never from the file. `options` go to the provider (for example `temperature`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    label: str
-    slug: str
-    provider: Literal["scripted"] = "scripted"
+    label: str = Field(min_length=1)
+    slug: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:/-]+$")
+    provider: Literal["scripted", "openai", "anthropic"] = "scripted"
     model: str = "scripted"
     base_url: str | None = None
     api_key_env: str | None = None
+    timeout_seconds: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -39,6 +46,9 @@ class Limits(BaseModel):
 
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, gt=0)
     max_tool_rounds: int = Field(8, gt=0)
+    max_live_sessions: int = Field(100, gt=0)
+    idle_seconds: float = Field(900.0, gt=0)
+    retention_days: float | None = Field(None, gt=0)  # None keeps stored sessions for ever
 
     def check_message(self, text: str) -> None:
         """Raise if a user message is too large (counted in UTF-8 bytes) or has no text."""
@@ -72,9 +82,12 @@ class AppSpec(BaseModel):
         return name
 
     @model_validator(mode="after")
-    def _default_model_is_offered(self) -> AppSpec:
+    def _models_are_consistent(self) -> AppSpec:
         if not self.models:
             raise ValueError("an App offers at least one model")
+        slugs = [m.slug for m in self.models]
+        if len(set(slugs)) != len(slugs):
+            raise ValueError(f"model slugs must be unique within an App, got {slugs}")
         if self.default_model is not None and self.model(self.default_model) is None:
             raise ValueError(f"default_model {self.default_model!r} is not among the App's models")
         return self

@@ -224,6 +224,18 @@ class Session:
         self._emit("title_changed", new_title=title)
         await self._flush()
 
+    async def set_model(self, label_or_slug: str) -> str:
+        """Choose the model for later turns, by label or slug; it is stored with the session. Returns the slug."""
+        self.check_open()
+        chosen = self.app.spec.model(label_or_slug)
+        if chosen is None:
+            offered = ", ".join(m.slug for m in self.app.spec.models)
+            raise InvalidInput(f"Unknown model {label_or_slug!r}; this App offers: {offered}.")
+        self.record.model = chosen.slug
+        self._record_dirty = True
+        await self._flush()
+        return chosen.slug
+
     async def set_archived(self, archived: bool) -> None:
         self.check_open()
         self.record.is_archived = archived

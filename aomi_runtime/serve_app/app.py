@@ -8,7 +8,6 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
-from ..actors.runtime import Runtime
 from .routes import create_api
 from .settings import Settings
 
@@ -28,7 +27,7 @@ class Ingress:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._runtime = Runtime(settings.apps, settings.database_url, settings.namespace)
+        self._runtime = settings.runtime()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self._runtime, self._settings)

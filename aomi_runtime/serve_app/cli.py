@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from .config import ConfigError
 from .settings import Settings
 
 log = logging.getLogger("aomi_runtime")
@@ -21,11 +22,25 @@ APP_NAME = "aomi"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aomi-runtime", description="The Aomi agent runtime on Ray.")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the HTTP API until Ctrl-C")
+
+    def with_settings(command: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        command.add_argument("--config", help="App configuration file, YAML or TOML (AOMI_CONFIG)")
+        command.add_argument("--database-url", help="history database (default sqlite:///aomi.db; AOMI_DATABASE_URL)")
+        return command
+
+    serve = with_settings(commands.add_parser("serve", help="serve the HTTP API until Ctrl-C"))
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1; AOMI_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000; AOMI_PORT)")
-    serve.add_argument("--database-url", help="history database (default sqlite:///aomi.db; AOMI_DATABASE_URL)")
     serve.add_argument("--address", help="join this running Ray cluster instead of starting a local one")
+
+    keys = commands.add_parser("keys", help="make, list and revoke App keys").add_subparsers(dest="keys", required=True)
+    create = with_settings(keys.add_parser("create", help="make a key for an App and print it, once"))
+    create.add_argument("--app", required=True, help="the App the key opens")
+    create.add_argument("--label", default="", help="a note to tell keys apart in `keys list`")
+    listing = with_settings(keys.add_parser("list", help="list keys (never their secrets)"))
+    listing.add_argument("--app", help="only this App's keys")
+    revoke = with_settings(keys.add_parser("revoke", help="revoke a key by its id"))
+    revoke.add_argument("key_id", help="the id `keys list` shows")
     return parser
 
 
@@ -33,7 +48,6 @@ def serve_until_stopped(settings: Settings, address: str | None) -> None:
     import ray
     from ray import serve
 
-    from ..actors.runtime import Runtime
     from .app import build_app
 
     local = address is None
@@ -46,13 +60,17 @@ def serve_until_stopped(settings: Settings, address: str | None) -> None:
         serve.start(http_options={"host": settings.host, "port": settings.port})
         serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
         url = f"http://{settings.host}:{settings.port}"
-        print(f"aomi-runtime serving on {url} (history: {settings.database_url}); Ctrl-C stops it.", flush=True)
+        apps = ", ".join(f"{a.name} ({'public' if a.public else 'keyed'})" for a in settings.apps)
+        print(
+            f"aomi-runtime serving on {url} (history: {settings.database_url}; Apps: {apps}); Ctrl-C stops it.",
+            flush=True,
+        )
         _wait_for_signal()
         print("aomi-runtime stopping...", flush=True)
     finally:
         try:
             serve.delete(APP_NAME)
-            asyncio.run(Runtime(settings.apps, settings.database_url, settings.namespace).stop())
+            asyncio.run(settings.runtime().stop())
             serve.shutdown()
         finally:
             ray.shutdown()
@@ -67,19 +85,54 @@ def _wait_for_signal() -> None:
         pass
 
 
+async def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from ..backends.keys import SqlKeys
+
+    store = SqlKeys.from_url(settings.database_url)
+    try:
+        if args.keys == "create":
+            if args.app not in {a.name for a in settings.apps}:
+                known = ", ".join(a.name for a in settings.apps)
+                print(f"aomi-runtime: no App {args.app!r} in the configuration (Apps: {known}).", file=sys.stderr)
+                return 2
+            key = await store.create(args.app, args.label)
+            print(key)
+            print(
+                f"This is the only time the key is shown; store it now. It opens the App {args.app!r}.", file=sys.stderr
+            )
+        elif args.keys == "list":
+            for info in await store.list(args.app):
+                state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "active"
+                print(f"{info.key_id}\t{info.app}\t{state}\t{info.created_at:%Y-%m-%d %H:%M}\t{info.label}")
+        elif not await store.revoke(args.key_id):
+            print(f"aomi-runtime: no active key {args.key_id!r}.", file=sys.stderr)
+            return 1
+        else:
+            print(f"Key {args.key_id} revoked.")
+        return 0
+    finally:
+        await store.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = {
-        k: v
-        for k, v in {"host": args.host, "port": args.port, "database_url": args.database_url}.items()
-        if v is not None
+    given = {
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "database_url": args.database_url,
+        "config": args.config,
     }
     try:
-        settings = Settings(**overrides)
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    except ConfigError as exc:
+        print(f"aomi-runtime: {exc}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"aomi-runtime: invalid settings: {exc}", file=sys.stderr)
         return 2
+    if args.command == "keys":
+        return asyncio.run(_keys(args, settings))
     serve_until_stopped(settings, args.address)
     return 0
 

@@ -41,6 +41,16 @@ def session_header(x_session_id: Annotated[str | None, Header()] = None) -> str:
 SessionId = Annotated[str, Depends(session_header)]
 
 
+def api_key(
+    x_api_key: Annotated[str | None, Header()] = None,
+    aomi_app_key: Annotated[str | None, Header(alias="AOMI-APP-KEY")] = None,
+) -> str | None:
+    return x_api_key or aomi_app_key
+
+
+ApiKey = Annotated[str | None, Depends(api_key)]
+
+
 def parse_user_state(raw: str | None) -> dict[str, Any] | None:
     if raw is None:
         return None
@@ -101,6 +111,7 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
     async def chat(
         request: Request,
         session_id: SessionId,
+        key: ApiKey,
         message: str | None = None,
         app: str | None = None,
         namespace: str | None = None,
@@ -112,7 +123,9 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
             message = await message_from_body(request)
         if message is None:
             raise InvalidInput("The message is missing; send it as the `message` query parameter.")
-        spec = runtime.app(app or namespace or DEFAULT_APP).spec
+        actors = runtime.app(app or namespace or DEFAULT_APP)
+        await runtime.authorize(actors, key)
+        spec = actors.spec
         spec.limits.check_message(message)  # before any actor is found or made
         body = await runtime.chat(
             session_id, message, app=spec.name, user_state=parse_user_state(user_state), public_key=public_key
@@ -127,7 +140,8 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
             return session_json(EMPTY_SNAPSHOT_JSON)
 
     @api.post("/api/interrupt")
-    async def interrupt(session_id: SessionId) -> Response:
+    async def interrupt(session_id: SessionId, key: ApiKey) -> Response:
+        await runtime.authorize(await runtime.session_app(session_id), key)
         return session_json(await runtime.call(session_id, "interrupt"))
 
     @api.get("/api/updates")
@@ -154,30 +168,33 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
         return [e.data for e in await runtime.call(session_id, "last_events", count)]
 
     @api.post("/api/system")
-    async def system(session_id: SessionId, message: str | None = None) -> dict[str, Any]:
+    async def system(session_id: SessionId, key: ApiKey, message: str | None = None) -> dict[str, Any]:
         if not message:
             raise InvalidInput("The message is missing; send text or a JSON object as the `message` query parameter.")
+        await runtime.authorize(await runtime.session_app(session_id), key)
         return {"res": await runtime.call(session_id, "post_system", message)}
 
     @api.get("/api/sessions")
     async def list_sessions(
-        public_key: str | None = None, limit: Annotated[int, Query(ge=1, le=MAX_SESSIONS_LISTED)] = 50
+        key: ApiKey, public_key: str | None = None, limit: Annotated[int, Query(ge=1, le=MAX_SESSIONS_LISTED)] = 50
     ) -> list[dict[str, Any]]:
         if not public_key:
             raise InvalidInput("public_key is missing; sessions are listed per public key.")
-        visible = [name for name, actors in runtime.apps.items() if actors.spec.public]
+        visible = await runtime.visible_apps(key)
         return [i.model_dump(mode="json") for i in await runtime.list_sessions(visible, public_key, limit)]
 
     @api.post("/api/sessions")
     async def create_session(
+        key: ApiKey,
         x_session_id: Annotated[str | None, Header()] = None,
         app: str | None = None,
         body: Annotated[CreateSession | None, Body()] = None,
     ) -> dict[str, Any]:
         body = body or CreateSession()
         session_id = check_session_id(body.session_id or x_session_id)
-        spec = runtime.app(app or DEFAULT_APP).spec
-        info = await runtime.call(session_id, "info", app=spec.name, create=True, public_key=body.public_key)
+        actors = runtime.app(app or DEFAULT_APP)
+        await runtime.authorize(actors, key)
+        info = await runtime.call(session_id, "info", app=actors.spec.name, create=True, public_key=body.public_key)
         if body.title is not None:
             info = await runtime.call(session_id, "rename", body.title)
         return {"session_id": info.session_id, "title": info.title}
@@ -187,29 +204,58 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
         return (await runtime.info(check_session_id(session_id))).model_dump(mode="json")
 
     @api.patch("/api/sessions/{session_id}")
-    async def rename_session(session_id: str, body: Annotated[Rename | None, Body()] = None) -> dict[str, Any]:
+    async def rename_session(
+        session_id: str, key: ApiKey, body: Annotated[Rename | None, Body()] = None
+    ) -> dict[str, Any]:
         check_session_id(session_id)
         if body is None or body.title is None:
             raise InvalidInput('The title is missing; send {"title": "..."}.')
+        await runtime.authorize(await runtime.session_app(session_id), key)
         info = await runtime.call(session_id, "rename", body.title)
         return {"session_id": info.session_id, "title": info.title}
 
     @api.delete("/api/sessions/{session_id}")
-    async def delete_session(session_id: str) -> dict[str, Any]:
-        if not await runtime.delete(check_session_id(session_id)):
+    async def delete_session(session_id: str, key: ApiKey) -> dict[str, Any]:
+        await runtime.authorize(await runtime.session_app(check_session_id(session_id)), key)
+        if not await runtime.delete(session_id):
             raise SessionNotFound(f"No session {session_id!r} exists.")
         return {"deleted": True}
 
-    async def archive(session_id: str, archived: bool) -> dict[str, Any]:
-        info = await runtime.call(check_session_id(session_id), "set_archived", archived)
+    async def archive(session_id: str, key: str | None, archived: bool) -> dict[str, Any]:
+        await runtime.authorize(await runtime.session_app(check_session_id(session_id)), key)
+        info = await runtime.call(session_id, "set_archived", archived)
         return {"session_id": info.session_id, "is_archived": info.is_archived}
 
     @api.post("/api/sessions/{session_id}/archive")
-    async def archive_session(session_id: str) -> dict[str, Any]:
-        return await archive(session_id, True)
+    async def archive_session(session_id: str, key: ApiKey) -> dict[str, Any]:
+        return await archive(session_id, key, True)
 
     @api.post("/api/sessions/{session_id}/unarchive")
-    async def unarchive_session(session_id: str) -> dict[str, Any]:
-        return await archive(session_id, False)
+    async def unarchive_session(session_id: str, key: ApiKey) -> dict[str, Any]:
+        return await archive(session_id, key, False)
+
+    @api.get("/api/control/apps")
+    async def control_apps(key: ApiKey, public_key: str | None = None) -> list[str]:
+        return await runtime.visible_apps(key)
+
+    @api.get("/api/control/models")
+    async def control_models(key: ApiKey, app: str | None = None) -> list[str]:
+        actors = runtime.app(app or DEFAULT_APP)
+        await runtime.authorize(actors, key)  # a keyed App's model settings are its own
+        return [m.label for m in actors.spec.models]
+
+    @api.post("/api/control/model")
+    async def control_model(
+        session_id: SessionId, key: ApiKey, rig: str | None = None, app: str | None = None
+    ) -> dict[str, Any]:
+        if not rig:
+            raise InvalidInput("rig is missing; send a model label or slug from GET /api/control/models.")
+        actors = runtime.app(app or DEFAULT_APP)
+        await runtime.authorize(actors, key)
+        if actors.spec.model(rig) is None:
+            offered = ", ".join(m.slug for m in actors.spec.models)
+            raise InvalidInput(f"Unknown model {rig!r}; the App {actors.spec.name!r} offers: {offered}.")
+        slug = await runtime.call(session_id, "set_model", rig, app=actors.spec.name, create=True)
+        return {"success": True, "rig": slug}
 
     return api

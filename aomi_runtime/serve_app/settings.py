@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ..actors.runtime import DEFAULT_NAMESPACE
+from ..actors.runtime import DEFAULT_NAMESPACE, Runtime
 from ..agent.apps import DEFAULT_APP_SPEC, AppSpec
+from .config import load_apps
 
 DEFAULT_DATABASE_URL = "sqlite:///aomi.db"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_KEEPALIVE_SECONDS = 10.0
+DEFAULT_KEY_CACHE_SECONDS = 30.0  # a revoked key stops working within this time
 
 
 class Settings(BaseSettings):
@@ -26,7 +29,21 @@ class Settings(BaseSettings):
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     namespace: str = DEFAULT_NAMESPACE
     keepalive_seconds: float = Field(DEFAULT_KEEPALIVE_SECONDS, gt=0, le=15)
+    key_cache_seconds: float = Field(DEFAULT_KEY_CACHE_SECONDS, ge=0, le=300)
+    config: Path | None = None
     apps: tuple[AppSpec, ...] = (DEFAULT_APP_SPEC,)
+    model_keys: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _read_apps_and_their_keys(self) -> Settings:
+        # The configuration file and the providers' keys are read here, once, where the runtime starts; the
+        # keys then travel to the session actors with the settings, so worker nodes need no environment.
+        if self.config is not None:
+            self.apps = load_apps(self.config, os.environ)
+        for name in {m.api_key_env for app in self.apps for m in app.models if m.api_key_env}:
+            if name not in self.model_keys and os.environ.get(name):
+                self.model_keys[name] = SecretStr(os.environ[name])
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -36,3 +53,7 @@ class Settings(BaseSettings):
             if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
                 return prefix + str(Path(url[len(prefix) :]).resolve())
         return url
+
+    def runtime(self) -> Runtime:
+        """The runtime these settings describe: its Apps' actors found, or started if none run yet."""
+        return Runtime(self.apps, self.database_url, self.namespace, self.model_keys, self.key_cache_seconds)

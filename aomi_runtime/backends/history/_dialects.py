@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, text
@@ -27,6 +28,11 @@ def normalize_url(url: str) -> str:
         if url.startswith(plain):
             return driver + url[len(plain) :]
     return url
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """SQLite keeps no zone: store UTC without one everywhere, so both databases order the same way."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def insert(engine: AsyncEngine, table: Any) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_core import to_json
@@ -55,11 +54,6 @@ events = Table(
 RECORD, MESSAGE = 0, 1
 
 
-def _naive_utc(moment: datetime) -> datetime:
-    # SQLite keeps no zone: store UTC without one everywhere, so both databases order the same way.
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
 class SqlHistory:
     """A `HistoryBackend` on an `AsyncEngine`. `from_url` builds one that owns its engine."""
 
@@ -96,8 +90,8 @@ class SqlHistory:
             "session_id": record.session_id,
             "app": app,
             "public_key": record.public_key,
-            "created_at": _naive_utc(record.created_at),
-            "updated_at": _naive_utc(record.updated_at),
+            "created_at": _dialects.naive_utc(record.created_at),
+            "updated_at": _dialects.naive_utc(record.updated_at),
             "data": record.model_dump_json(),
         }
         upsert = _dialects.insert(self._engine, sessions).values(row)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from ...agent.apps import ModelSpec
-from ...agent.errors import ModelUnavailable
 from ...agent.protocols import ModelProvider
 from .scripted import ScriptedModel
 
 
-def load_model(spec: ModelSpec) -> ModelProvider:
-    """Build the provider a `ModelSpec` names."""
-    if spec.provider == "scripted":
-        return ScriptedModel(**spec.options)
-    raise ModelUnavailable(f"Unknown model provider {spec.provider!r} for the model {spec.slug!r}.")
+def load_model(spec: ModelSpec, api_key: str | None = None) -> ModelProvider:
+    """Build the provider a `ModelSpec` names. Provider SDKs are imported only by Apps that use them."""
+    if spec.provider == "openai":
+        from .openai_compat import OpenAICompatible
+
+        return OpenAICompatible(spec, api_key)
+    if spec.provider == "anthropic":
+        from .anthropic import AnthropicMessages
+
+        return AnthropicMessages(spec, api_key)
+    return ScriptedModel(**spec.options)
 
 
 __all__ = ["ScriptedModel", "load_model"]

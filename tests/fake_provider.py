@@ -1,0 +1,185 @@
+"""A local model provider speaking the real wire protocols: OpenAI's chat completions and Anthropic's Messages,
+both streamed as SSE, with tool-call deltas and error statuses. It runs in a thread of the test process and
+records every request, so tests can see what each App's model was shown.
+
+What it answers, by the last user message:
+    "call NAME {json}"  a tool call, its arguments split over several deltas; after the result, "Tool said: ..."
+    "fail"              500, every time
+    "busy"              429 on the first try, then an answer (the SDK's retry)
+    "hang"              nothing, for a minute
+    anything else       "Echo: <message>", in three chunks; a title request gets "Fake title"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.conftest import free_port
+
+
+class FakeProvider:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._tries: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._openai, methods=["POST"]),
+                Route("/v1/messages", self._anthropic, methods=["POST"]),
+            ]
+        )
+
+    def requests_for(self, model: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self.requests if r.get("model") == model]
+
+    # --- deciding --------------------------------------------------------------------------------
+
+    def _decide(self, last_user: str, tool_result: str | None, is_title: bool) -> tuple[str, Any]:
+        if is_title:
+            return "text", ["Fake ", "title"]
+        if tool_result is not None:
+            return "text", ["Tool said: ", tool_result]
+        if last_user.startswith("call "):
+            name, _, args = last_user[5:].partition(" ")
+            return "tool", (name, args or "{}")
+        if last_user == "fail":
+            return "status", 500
+        if last_user == "busy":
+            with self._lock:
+                self._tries[last_user] += 1
+                first = self._tries[last_user] % 2 == 1
+            return ("status", 429) if first else ("text", ["Not ", "busy ", "now"])
+        if last_user == "hang":
+            return "hang", 60
+        return "text", ["Echo: ", last_user[: len(last_user) // 2], last_user[len(last_user) // 2 :]]
+
+    async def _record(self, request: Request) -> dict[str, Any]:
+        body: dict[str, Any] = await request.json()
+        with self._lock:
+            self.requests.append(body)
+        return body
+
+    # --- OpenAI ----------------------------------------------------------------------------------
+
+    async def _openai(self, request: Request) -> Response:
+        body = await self._record(request)
+        messages = body["messages"]
+        last = messages[-1]
+        is_title = any(m["role"] == "system" and "short title" in (m.get("content") or "") for m in messages)
+        users = [m for m in messages if m["role"] == "user"]
+        kind, what = self._decide(
+            users[-1]["content"] if users else "", last["content"] if last["role"] == "tool" else None, is_title
+        )
+        if kind == "status":
+            error = {"error": {"message": f"fake provider says {what}", "type": "server_error", "code": None}}
+            return JSONResponse(error, status_code=what, headers={"retry-after-ms": "10"})
+        if kind == "hang":
+            await asyncio.sleep(what)
+        return StreamingResponse(self._openai_chunks(body["model"], kind, what), media_type="text/event-stream")
+
+    async def _openai_chunks(self, model: str, kind: str, what: Any) -> AsyncIterator[str]:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+            payload = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            return f"data: {json.dumps(payload)}\n\n"
+
+        yield chunk({"role": "assistant", "content": ""})
+        if kind == "text":
+            for piece in what:
+                yield chunk({"content": piece})
+            yield chunk({}, "stop")
+        else:
+            name, args = what
+            third = max(1, len(args) // 3)
+            yield chunk(
+                {
+                    "tool_calls": [
+                        {"index": 0, "id": "call_fake", "type": "function", "function": {"name": name, "arguments": ""}}
+                    ]
+                }
+            )
+            for start in range(0, len(args), third):
+                yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[start : start + third]}}]})
+            yield chunk({}, "tool_calls")
+        yield "data: [DONE]\n\n"
+
+    # --- Anthropic -------------------------------------------------------------------------------
+
+    async def _anthropic(self, request: Request) -> Response:
+        body = await self._record(request)
+        last = body["messages"][-1]
+        blocks = last["content"] if isinstance(last["content"], list) else [{"type": "text", "text": last["content"]}]
+        result = next((b["content"] for b in blocks if b["type"] == "tool_result"), None)
+        text = next((b["text"] for b in blocks if b["type"] == "text"), "")
+        kind, what = self._decide(text, result, "short title" in str(body.get("system", "")))
+        if kind == "status":
+            error = {"type": "error", "error": {"type": "api_error", "message": f"fake provider says {what}"}}
+            return JSONResponse(error, status_code=what, headers={"retry-after-ms": "10"})
+        if kind == "hang":
+            await asyncio.sleep(what)
+        return StreamingResponse(self._anthropic_events(body["model"], kind, what), media_type="text/event-stream")
+
+    async def _anthropic_events(self, model: str, kind: str, what: Any) -> AsyncIterator[str]:
+        def event(type_: str, **data: Any) -> str:
+            return f"event: {type_}\ndata: {json.dumps({'type': type_, **data})}\n\n"
+
+        usage = {"input_tokens": 1, "output_tokens": 1}
+        message = {"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": model,
+                   "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
+        yield event("message_start", message=message)
+        if kind == "text":
+            yield event("content_block_start", index=0, content_block={"type": "text", "text": ""})
+            for piece in what:
+                yield event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
+            yield event("content_block_stop", index=0)
+            stop = "end_turn"
+        else:
+            name, args = what
+            block = {"type": "tool_use", "id": "toolu_fake", "name": name, "input": {}}
+            yield event("content_block_start", index=0, content_block=block)
+            third = max(1, len(args) // 3)
+            for start in range(0, len(args), third):
+                delta = {"type": "input_json_delta", "partial_json": args[start : start + third]}
+                yield event("content_block_delta", index=0, delta=delta)
+            yield event("content_block_stop", index=0)
+            stop = "tool_use"
+        yield event("message_delta", delta={"stop_reason": stop, "stop_sequence": None}, usage={"output_tokens": 3})
+        yield event("message_stop")
+
+
+@contextmanager
+def running_fake_provider() -> Iterator[tuple[FakeProvider, str]]:
+    """Serve a `FakeProvider` on a free loopback port; yields it and its base URL."""
+    fake = FakeProvider()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the fake provider did not start"
+        time.sleep(0.01)
+    try:
+        yield fake, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
