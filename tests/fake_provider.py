@@ -129,7 +129,7 @@ class FakeProvider:
         last = body["messages"][-1]
         blocks = last["content"] if isinstance(last["content"], list) else [{"type": "text", "text": last["content"]}]
         result = next((b["content"] for b in blocks if b["type"] == "tool_result"), None)
-        text = next((b["text"] for b in blocks if b["type"] == "text"), "")
+        text = next((b["text"] for b in reversed(blocks) if b["type"] == "text"), "")
         kind, what = self._decide(text, result, "short title" in str(body.get("system", "")))
         if kind == "status":
             error = {"type": "error", "error": {"type": "api_error", "message": f"fake provider says {what}"}}

@@ -24,6 +24,8 @@ print(",".join(found))
         ),
         ("aomi_runtime.backends.history, aomi_runtime.backends.models", ("ray", "fastapi", "starlette")),
         ("aomi_runtime.actors.runtime", ("fastapi", "starlette.routing")),
+        # each live session is a process: it imports no database layer, web framework, or unused model SDK
+        ("aomi_runtime.actors.session", ("sqlalchemy", "aiosqlite", "asyncpg", "fastapi", "openai", "anthropic")),
     ],
 )
 def test_a_layer_imports_nothing_from_the_floors_above_it(modules: str, forbidden: tuple[str, ...]) -> None:

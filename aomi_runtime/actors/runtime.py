@@ -241,10 +241,16 @@ class Runtime:
         deleted: bool = await owner.directory.delete.remote(session_id)
         return deleted
 
+    async def close_sessions(self) -> int:
+        """Stop every live session of every App (their state is stored); they load again when next asked for."""
+        closed = await asyncio.gather(*(a.directory.close_all.remote() for a in self.apps.values()))
+        self._handles.clear()
+        return sum(closed)
+
     async def stop(self) -> None:
         """Stop every App's sessions, directory and store. Stored history stays."""
+        await self.close_sessions()
         for actors in self.apps.values():
-            await actors.directory.close_all.remote()
             await actors.store.close.remote()
             ray.kill(actors.directory, no_restart=True)
             ray.kill(actors.store, no_restart=True)

@@ -15,7 +15,7 @@ from ..agent.models import Event, SessionInfo, StoredSession
 from ..agent.session import Session
 from ..agent.tools import ToolRegistry
 from ..backends.models import load_model
-from .store import StoreClient
+from .store_client import StoreClient
 
 
 def build_app(spec: AppSpec, model_keys: Mapping[str, SecretStr]) -> App:

@@ -25,13 +25,13 @@ STARTUP_SECONDS = 90
 class Server:
     """`aomi-runtime serve` in a process group of its own, with a Ray temp dir of its own."""
 
-    def __init__(self, database_url: str, ray_tmp: str) -> None:
+    def __init__(self, database_url: str, ray_tmp: str, config: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "RAY_TMPDIR": ray_tmp}
         command = [sys.executable, "-m", "aomi_runtime.serve_app.cli", "serve", "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [*command, "--database-url", database_url],
+            [*command, "--database-url", database_url, "--config", str(config)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -75,14 +75,25 @@ def ray_tmp() -> Iterator[str]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+CONFIG = """
+apps:
+  - name: default
+    models:
+      - {{label: Scripted, slug: scripted}}
+      - {{label: Fake GPT, slug: fake-gpt, provider: openai, model: restart-gpt, base_url: "{base}/v1"}}
+"""
+
+
 async def test_everything_is_back_after_a_restart_and_the_stream_resumes_without_loss(
-    tmp_path: Path, ray_tmp: str
+    tmp_path: Path, ray_tmp: str, fake_provider: tuple[object, str]
 ) -> None:
     database_url = f"sqlite:///{tmp_path / 'aomi.db'}"
+    config = tmp_path / "apps.yaml"
+    config.write_text(CONFIG.format(base=fake_provider[1]))
     s = str(uuid.uuid4())
     h = {"X-Session-Id": s}
 
-    first = Server(database_url, ray_tmp)
+    first = Server(database_url, ray_tmp, config)
     try:
         async with httpx.AsyncClient(base_url=first.url, timeout=30) as client:
             await client.post(
@@ -90,6 +101,8 @@ async def test_everything_is_back_after_a_restart_and_the_stream_resumes_without
             )
             before = await read_until(client, s, "title_changed")
             await client.post(f"/api/sessions/{s}/archive")
+            switched = await client.post("/api/control/model", params={"rig": "Fake GPT"}, headers=h)
+            assert switched.json() == {"success": True, "rig": "fake-gpt"}
             state_before = (await client.get("/api/state", headers=h)).json()
         assert processes_using(ray_tmp), "the check below would prove nothing: no Ray process found by its temp dir"
     finally:
@@ -97,7 +110,7 @@ async def test_everything_is_back_after_a_restart_and_the_stream_resumes_without
     assert "aomi-runtime stopped." in "".join(first.output)
     assert processes_using(ray_tmp) == [], "processes left behind after Ctrl-C"
 
-    second = Server(database_url, ray_tmp)
+    second = Server(database_url, ray_tmp, config)
     try:
         async with httpx.AsyncClient(base_url=second.url, timeout=30) as client:
             assert (await client.get("/api/state", headers=h)).json() == state_before
@@ -116,7 +129,7 @@ async def test_everything_is_back_after_a_restart_and_the_stream_resumes_without
             assert resumed.types[len(stored_rest) :][0] == "processing_started"
             final = (await client.get("/api/state", headers=h)).json()
             assert final["messages"][: len(state_before["messages"])] == state_before["messages"]
-            assert final["messages"][-1]["content"] == 'You said: "after the restart"'
+            assert final["messages"][-1]["content"] == "Echo: after the restart"  # the model chosen before
     finally:
         assert second.stop() == 0, "".join(second.output)
     assert processes_using(ray_tmp) == []
