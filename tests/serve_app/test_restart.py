@@ -81,6 +81,9 @@ apps:
     models:
       - {{label: Scripted, slug: scripted}}
       - {{label: Fake GPT, slug: fake-gpt, provider: openai, model: restart-gpt, base_url: "{base}/v1"}}
+  - name: research
+    public: false
+    tools: [time_now]
 """
 
 
@@ -101,6 +104,9 @@ async def test_everything_is_back_after_a_restart_and_the_stream_resumes_without
             )
             before = await read_until(client, s, "title_changed")
             await client.post(f"/api/sessions/{s}/archive")
+            assert (await client.get("/api/control/apps")).json() == ["default"]
+            keyless = await client.post("/api/chat", params={"message": "hi", "app": "research"}, headers=h)
+            assert keyless.status_code == 401
             switched = await client.post("/api/control/model", params={"rig": "Fake GPT"}, headers=h)
             assert switched.json() == {"success": True, "rig": "fake-gpt"}
             state_before = (await client.get("/api/state", headers=h)).json()
