@@ -30,3 +30,14 @@ async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 10.0
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
         await asyncio.sleep(interval)
+
+
+def holders(namespace: str, session_id: str) -> list[object]:
+    """The session actors of a namespace that hold this session: there must never be more than one."""
+    import ray
+
+    from aomi_runtime.actors.directory import WORKER_PREFIX, named_actors
+
+    workers = named_actors(namespace, WORKER_PREFIX)
+    held = ray.get([w.held.remote() for w in workers])
+    return [w for w, s in zip(workers, held, strict=True) if s == session_id]

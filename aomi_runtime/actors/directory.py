@@ -1,42 +1,86 @@
-"""The session directory: one per App, it finds a session's actor in three tiers: live, stored, new."""
+"""The session directory: one per App. It finds a session's actor in three tiers (live, rebuilt from the
+store, new), keeps the live set bounded (by count, memory and idle time), keeps a few blank session actors
+warm so that a cold load starts no process, and sweeps: idle sessions out of memory, expired ones out of
+the database."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
+import time
+import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import ray
 from pydantic import SecretStr
-from ray.exceptions import RayActorError
 
 from ..agent.apps import AppSpec
-from ..agent.errors import AppMismatch, SessionClosed
+from ..agent.errors import AppMismatch
+from ..agent.models import utcnow
+from ..agent.stats import Histogram
 from .session import SessionActor
 
 log = logging.getLogger(__name__)
 
-NAME_RETRIES = 40
-NAME_RETRY_PAUSE = 0.025
+WORKER_PREFIX = "session-actor:"
+WARM_ACTORS = 2
+SWEEP_SECONDS = 30.0
+SESSIONS_PER_CPU = 50  # an idle actor costs ~5-7 ms of CPU a second: ~100 keep a 2-core node a third busy
+MEMORY_SHARE = 0.25  # of the node's memory, for one App's live sessions, unless the App says otherwise
+EXPIRED_PER_SWEEP = 500
+
+
+def _node_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 8 << 30
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class SessionDirectory:
     """Maps session ids to live session actors, making exactly one actor per session however many ask at once.
 
-    Restarted after a crash, it starts empty and finds live sessions again by their actor names, so its calls
-    are safe to retry."""
+    Restarted after a crash, it finds the live sessions again by asking its App's named session actors which
+    session each holds, so its calls are safe to retry.
+    """
 
-    def __init__(self, spec: AppSpec, store: Any, namespace: str, model_keys: Mapping[str, SecretStr]) -> None:
+    def __init__(
+        self,
+        spec: AppSpec,
+        store: Any,
+        namespace: str,
+        model_keys: Mapping[str, SecretStr],
+        warm: int = WARM_ACTORS,
+        sweep_seconds: float = SWEEP_SECONDS,
+    ) -> None:
         self._spec = spec
-        self._model_keys = model_keys
         self._store = store
         self._namespace = namespace
+        self._model_keys = model_keys
+        self._warm = warm
+        self._sweep_seconds = sweep_seconds
+        limits = spec.limits
+        self._max_live = limits.max_live_sessions or SESSIONS_PER_CPU * (os.cpu_count() or 1)
+        self._max_bytes = (
+            (limits.max_live_memory_mb << 20) if limits.max_live_memory_mb else int(_node_memory_bytes() * MEMORY_SHARE)
+        )
         self._live: dict[str, Any] = {}
+        self._pool: list[Any] = []
         self._loading: dict[str, asyncio.Future[Any]] = {}
         self._appeared = asyncio.Event()
+        self._started: asyncio.Task[None] | None = None
+        self._refilling: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._counts = {"created": 0, "loaded": 0, "evicted": 0, "expired": 0, "hits": 0, "misses": 0}
+        self._load_seconds = Histogram()
+        self._turn_seconds = Histogram()
+
+    # --- finding sessions -----------------------------------------------------------------------
 
     async def get(
         self, session_id: str, create: bool, public_key: str | None = None, stale: Any = None, wait: float = 0.0
@@ -46,6 +90,7 @@ class SessionDirectory:
         `stale` is a handle the caller found dead or closing: it is dropped before looking again.
         With `wait`, a session that does not exist yet is waited for that many seconds. None if not found.
         """
+        await self._start()
         if stale is not None and self._live.get(session_id) == stale:
             del self._live[session_id]
         handle = await self._find(session_id, create, public_key)
@@ -60,6 +105,7 @@ class SessionDirectory:
     async def _find(self, session_id: str, create: bool, public_key: str | None) -> Any:
         while True:
             if (handle := self._live.get(session_id)) is not None:
+                self._counts["hits"] += 1
                 return handle
             loading = self._loading.get(session_id)
             if loading is None:
@@ -81,52 +127,216 @@ class SessionDirectory:
             del self._loading[session_id]
 
     async def _load(self, session_id: str, create: bool, public_key: str | None) -> Any:
+        started = time.perf_counter()
         stored = await self._store.load.remote(self._spec.name, session_id)
         if stored is None and not create:
             return None
         if stored is None and await self._store.owner.remote(session_id) is not None:
             raise AppMismatch(f"The session {session_id!r} belongs to another App than {self._spec.name!r}.")
-        for _ in range(NAME_RETRIES):
-            # A session actor is named in the App's namespace, so a restarted directory finds it again. If the
-            # name is still held by an actor that is closing, wait for it to go.
-            handle = SessionActor.options(
-                name=f"session:{session_id}", namespace=self._namespace, lifetime="detached", get_if_exists=True
-            ).remote(self._spec, self._store, self._model_keys)
-            try:
-                await handle.open.remote(session_id, stored, public_key)
-                break
-            except SessionClosed:
-                ray.kill(handle, no_restart=True)
-                await asyncio.sleep(NAME_RETRY_PAUSE)
-            except BaseException:
-                ray.kill(handle, no_restart=True)
-                raise
-        else:
-            raise SessionClosed(f"The session {session_id!r} is still closing; try again in a moment.")
-        self._live[session_id] = handle
+        self._counts["misses"] += 1
+        await self._make_room()
+        worker = await self._take_worker()
+        try:
+            await worker.open.remote(session_id, stored, public_key)
+        except BaseException:
+            self._discard(worker)
+            raise
+        self._live[session_id] = worker
+        self._counts["loaded" if stored is not None else "created"] += 1
+        self._load_seconds.observe(time.perf_counter() - started)
         appeared, self._appeared = self._appeared, asyncio.Event()
         appeared.set()
-        return handle
+        return worker
+
+    # --- the warm pool ----------------------------------------------------------------------------
+
+    async def _take_worker(self) -> Any:
+        worker = self._pool.pop() if self._pool else await self._new_worker()
+        self._refill()
+        return worker
+
+    async def _new_worker(self) -> Any:
+        # Named in the App's namespace, so that a restarted directory finds it again.
+        worker = SessionActor.options(
+            name=f"{WORKER_PREFIX}{uuid.uuid4().hex}", namespace=self._namespace, lifetime="detached"
+        ).remote(self._spec, self._store, self._model_keys, ray.get_runtime_context().current_actor)
+        await worker.held.remote()  # started and ready
+        return worker
+
+    def _refill(self) -> None:
+        if self._refilling is None or self._refilling.done():
+            self._refilling = asyncio.create_task(self._fill_pool())
+
+    async def _fill_pool(self) -> None:
+        # One start at a time: starting processes is what a node does slowest, and requests come first.
+        while len(self._pool) < self._warm:
+            try:
+                self._pool.append(await self._new_worker())
+            except Exception:
+                log.exception("app %s: could not start a warm session actor", self._spec.name)
+                return
+
+    async def _recycle(self, worker: Any, session_id: str) -> None:
+        """Close a session and keep its actor warm for the next one (or stop it if the pool is full)."""
+        try:
+            await worker.release.remote(session_id)
+        except Exception:  # dead, or the session already gone: the actor cannot be trusted blank
+            self._discard(worker)
+            return
+        if len(self._pool) < self._warm:
+            self._pool.append(worker)
+        else:
+            self._discard(worker)
+
+    def _discard(self, worker: Any) -> None:
+        with contextlib.suppress(Exception):
+            ray.kill(worker, no_restart=True)
+
+    # --- bounds and the sweep ---------------------------------------------------------------------
+
+    async def _stats(self) -> list[tuple[str, Any, dict[str, Any]]]:
+        items = list(self._live.items())
+        results = await asyncio.gather(*(h.stats.remote() for _, h in items), return_exceptions=True)
+        found = []
+        for (session_id, handle), stats in zip(items, results, strict=True):
+            if isinstance(stats, BaseException) or stats.get("session_id") != session_id:
+                if self._live.get(session_id) == handle:  # dead or handed on: forget it
+                    del self._live[session_id]
+                continue
+            found.append((session_id, handle, stats))
+        return found
+
+    async def _make_room(self) -> None:
+        """Before a session comes in: evict the least recently used idle ones while the live set is full."""
+        if len(self._live) < self._max_live:
+            return
+        stats = await self._stats()
+        excess = len(self._live) + 1 - self._max_live
+        await self._evict([s for s in sorted(stats, key=lambda s: -s[2]["idle_seconds"]) if not s[2]["busy"]][:excess])
+
+    async def _evict(self, chosen: list[tuple[str, Any, dict[str, Any]]]) -> int:
+        evicted = 0
+        for session_id, handle, _ in chosen:
+            if self._live.get(session_id) == handle:
+                del self._live[session_id]
+                await self._recycle(handle, session_id)
+                evicted += 1
+        self._counts["evicted"] += evicted
+        return evicted
+
+    async def sweep(self) -> dict[str, int]:
+        """Evict idle sessions and, past the memory budget, the least recently used; delete expired ones."""
+        await self._start()
+        stats = await self._stats()
+        idle_after = self._spec.limits.idle_seconds
+        idle = [s for s in stats if not s[2]["busy"] and s[2]["idle_seconds"] > idle_after]
+        evicted_idle = await self._evict(idle)
+        rest = sorted((s for s in stats if s not in idle), key=lambda s: -s[2]["idle_seconds"])
+        used = sum(s[2]["resident_bytes"] for s in rest)
+        over: list[tuple[str, Any, dict[str, Any]]] = []
+        for s in rest:
+            if used <= self._max_bytes:
+                break
+            if not s[2]["busy"]:
+                over.append(s)
+                used -= s[2]["resident_bytes"]
+        evicted_memory = await self._evict(over)
+        expired = 0
+        if self._spec.limits.retention_days is not None:
+            before = utcnow() - timedelta(days=self._spec.limits.retention_days)
+            for session_id in await self._store.stale.remote(self._spec.name, before, EXPIRED_PER_SWEEP):
+                expired += await self.delete(session_id)
+            self._counts["expired"] += expired
+        report = {
+            "evicted_idle": evicted_idle,
+            "evicted_memory": evicted_memory,
+            "expired": expired,
+            "live": len(self._live),
+        }
+        if evicted_idle or evicted_memory or expired:
+            log.info("app %s sweep: %s", self._spec.name, " ".join(f"{k}={v}" for k, v in report.items()))
+        return report
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_seconds)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("app %s: sweep failed", self._spec.name)
+
+    # --- start, recovery, and the rest ------------------------------------------------------------
+
+    async def _start(self) -> None:
+        if self._started is None:
+            self._started = asyncio.create_task(self._recover())
+        await asyncio.shield(self._started)
+
+    async def _recover(self) -> None:
+        """Find the App's session actors still alive (after a restart of this directory) and what they hold."""
+        workers = await asyncio.to_thread(named_actors, self._namespace, WORKER_PREFIX)
+        held = await asyncio.gather(*(w.held.remote() for w in workers), return_exceptions=True)
+        for worker, session_id in zip(workers, held, strict=True):
+            if isinstance(session_id, BaseException):
+                continue
+            if session_id is None and len(self._pool) < self._warm:
+                self._pool.append(worker)
+            elif session_id is None or session_id in self._live:
+                self._discard(worker)
+            else:
+                self._live[session_id] = worker
+        if workers:
+            log.info(
+                "app %s: found %d live sessions and %d warm actors", self._spec.name, len(self._live), len(self._pool)
+            )
+        self._refill()
+        self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def delete(self, session_id: str) -> bool:
-        """Stop the session's actor, if live, and delete it with its messages and events."""
+        """Stop the session if live, and delete it with its messages and events."""
+        await self._start()
         handle = self._live.pop(session_id, None)
         if handle is not None:
-            await _stop(handle)
+            await self._recycle(handle, session_id)
         deleted: bool = await self._store.delete.remote(self._spec.name, session_id)
         return deleted or handle is not None
 
-    async def live_count(self) -> int:
-        return len(self._live)
+    async def record_turn(self, seconds: float) -> None:
+        self._turn_seconds.observe(seconds)
+
+    async def stats(self) -> dict[str, Any]:
+        """Counts and latencies, for /metrics."""
+        return {
+            **self._counts,
+            "live": len(self._live),
+            "warm": len(self._pool),
+            "max_live": self._max_live,
+            "load_seconds": self._load_seconds.snapshot(),
+            "turn_seconds": self._turn_seconds.snapshot(),
+        }
 
     async def close_all(self) -> int:
-        """Stop every live session (their state is stored already). Returns how many there were."""
-        handles, self._live = list(self._live.values()), {}
-        await asyncio.gather(*(_stop(h) for h in handles))
-        return len(handles)
+        """Release every live session (their state is stored). Returns how many there were."""
+        await self._start()
+        items, self._live = list(self._live.items()), {}
+        await asyncio.gather(*(self._recycle(h, s) for s, h in items))
+        return len(items)
+
+    async def shutdown(self) -> None:
+        """Stop every session actor, live and warm."""
+        for task in (self._sweeper, self._refilling):
+            if task is not None:
+                task.cancel()
+        await self.close_all()
+        pool, self._pool = self._pool, []
+        for worker in pool:
+            self._discard(worker)
 
 
-async def _stop(handle: Any) -> None:
-    with contextlib.suppress(RayActorError):
-        await handle.close.remote()
-    ray.kill(handle, no_restart=True)
+def named_actors(namespace: str, prefix: str = "") -> list[Any]:
+    """Handles of the live named actors of a namespace whose names start with `prefix` (a blocking call)."""
+    return [
+        ray.get_actor(a["name"], namespace=namespace)
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == namespace and a["name"].startswith(prefix)
+    ]

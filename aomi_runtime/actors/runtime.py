@@ -4,6 +4,7 @@ sessions by id, each call routed to the session's actor and retried once if that
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 import uuid
@@ -19,7 +20,7 @@ from ray.exceptions import RayActorError
 from ..agent.apps import AppSpec
 from ..agent.errors import AppMismatch, Forbidden, InvalidInput, SessionClosed, SessionNotFound, Unauthorized
 from ..agent.models import Event, SessionInfo, SessionRecord
-from .directory import SessionDirectory
+from .directory import SessionDirectory, named_actors
 from .store import HistoryStore
 
 HANDLE_CACHE_SIZE = 10_000
@@ -37,6 +38,7 @@ class AppActors:
     """One App's actors, in its own namespace: the directory of its sessions and the store of its history."""
 
     spec: AppSpec
+    namespace: str
     directory: Any
     store: Any
 
@@ -49,7 +51,7 @@ class AppActors:
         options = {"namespace": namespace, "lifetime": "detached", "get_if_exists": True}
         store = HistoryStore.options(name="store", **options).remote(spec.name, database_url)
         directory = SessionDirectory.options(name="directory", **options).remote(spec, store, namespace, own_keys)
-        return cls(spec=spec, directory=directory, store=store)
+        return cls(spec=spec, namespace=namespace, directory=directory, store=store)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Runtime:
         }
         self._handles: OrderedDict[str, _Found] = OrderedDict()
         self._good_keys: dict[tuple[str, str], float] = {}
+        self.cache = {"hits": 0, "misses": 0}  # of this replica's handle cache
         self._key_cache_seconds = key_cache_seconds
 
     async def authorize(self, app: AppActors, key: str | None) -> None:
@@ -146,7 +149,9 @@ class Runtime:
             if app is not None and cached.app.spec.name != app:
                 raise AppMismatch(f"The session {session_id!r} belongs to another App than {app!r}.")
             self._handles.move_to_end(session_id)
+            self.cache["hits"] += 1
             return cached
+        self.cache["misses"] += 1
         self._handles.pop(session_id, None)
         if app is not None:
             candidates = [self.app(app)]
@@ -186,7 +191,7 @@ class Runtime:
             if found is None:
                 raise SessionNotFound(f"No session {session_id!r} exists; send a chat message to start it.")
             try:
-                return await getattr(found.handle, method).remote(*args)
+                return await getattr(found.handle, method).remote(session_id, *args)
             except _GONE:
                 if attempt:
                     raise
@@ -213,7 +218,7 @@ class Runtime:
         if found is None or remaining <= 0:
             return []
         try:
-            events: list[Event] = await found.handle.events_after.remote(after, remaining)
+            events: list[Event] = await found.handle.events_after.remote(session_id, after, remaining)
         except _GONE:
             self._handles.pop(session_id, None)
             await self._resolve(session_id, app=None, create=False, stale=found.handle)
@@ -247,11 +252,27 @@ class Runtime:
         self._handles.clear()
         return sum(closed)
 
+    async def sweep(self) -> dict[str, dict[str, int]]:
+        """Run every App's sweep now (each also runs on its own timer)."""
+        reports = await asyncio.gather(*(a.directory.sweep.remote() for a in self.apps.values()))
+        return dict(zip(self.apps, reports, strict=True))
+
+    async def stats(self) -> dict[str, dict[str, Any]]:
+        """Each App's directory and store counters, for /metrics."""
+        apps = list(self.apps.values())
+        found = await asyncio.gather(
+            *(a.directory.stats.remote() for a in apps), *(a.store.stats.remote() for a in apps)
+        )
+        return {a.spec.name: {**found[i], **found[len(apps) + i]} for i, a in enumerate(apps)}
+
     async def stop(self) -> None:
-        """Stop every App's sessions, directory and store. Stored history stays."""
-        await self.close_sessions()
+        """Stop every App's sessions, directory and store, and any actor left in their namespaces.
+        Stored history stays."""
         for actors in self.apps.values():
-            await actors.store.close.remote()
-            ray.kill(actors.directory, no_restart=True)
-            ray.kill(actors.store, no_restart=True)
+            with contextlib.suppress(RayActorError):
+                await actors.directory.shutdown.remote()
+            with contextlib.suppress(RayActorError):
+                await actors.store.close.remote()
+            for actor in await asyncio.to_thread(named_actors, actors.namespace):
+                ray.kill(actor, no_restart=True)
         self._handles.clear()

@@ -1,7 +1,15 @@
-"""The session actor: one per live session, a thin adapter around `agent.session.Session`."""
+"""The session actor: a process that holds one live session at a time, a thin adapter around `agent.session`.
+
+It starts blank and warm (its App built, its imports done), is handed a session by the directory, and when
+that session is evicted it becomes blank again and goes back to the directory's pool: starting a process
+costs about half a second, handing over a session a few milliseconds. Every call names its session, so a
+caller holding a handle from before the actor changed hands gets `SessionClosed`, never another session.
+"""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +25,8 @@ from ..agent.tools import ToolRegistry
 from ..backends.models import load_model
 from .store_client import StoreClient
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
 
 def build_app(spec: AppSpec, model_keys: Mapping[str, SecretStr]) -> App:
     """The App a spec declares, with a provider per model (given its key) and its tool registry."""
@@ -27,65 +37,101 @@ def build_app(spec: AppSpec, model_keys: Mapping[str, SecretStr]) -> App:
     return App(spec=spec, providers=providers, tools=ToolRegistry.from_names(spec.tools, DEMO_TOOLS))
 
 
+def resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        return 0
+
+
 @ray.remote(num_cpus=0, max_restarts=0)
 class SessionActor:
-    """Holds one live session. Methods return JSON bytes where the ingress sends them on as they are."""
+    """Holds one live session at a time. Methods return JSON bytes where the ingress sends them on as they are."""
 
-    def __init__(self, spec: AppSpec, store: Any, model_keys: Mapping[str, SecretStr]) -> None:
+    def __init__(self, spec: AppSpec, store: Any, model_keys: Mapping[str, SecretStr], directory: Any = None) -> None:
         self._app = build_app(spec, model_keys)
         self._history = StoreClient(store)
+        self._directory = directory
         self._session: Session | None = None
 
+    # --- held by the directory ------------------------------------------------------------------
+
+    async def held(self) -> str | None:
+        """The id of the session held, or None when blank."""
+        return None if self._session is None else self._session.session_id
+
     async def open(self, session_id: str, stored: StoredSession | None, public_key: str | None) -> None:
-        """Become the live copy of a session: a stored one restored, or a new one created. Idempotent."""
+        """Hold a session: a stored one restored, or a new one created. Idempotent for the session held."""
         if self._session is not None:
-            self._live.check_open()
+            self._live(session_id)
             return
         if stored is not None:
             self._session = await Session.restore(self._app, self._history, stored)
         else:
             self._session = await Session.create(self._app, self._history, session_id, public_key=public_key)
+        if self._directory is not None:
+            self._session.on_turn = self._directory.record_turn.remote  # told, not awaited
 
-    @property
-    def _live(self) -> Session:
-        if self._session is None:
-            raise SessionClosed("This session actor holds no session yet; look the session up again.")
-        return self._session
+    async def release(self, session_id: str) -> None:
+        """Close the session held (its state is stored) and become blank, ready for another."""
+        session = self._live(session_id)
+        self._session = None
+        await session.close()
+
+    async def stats(self) -> dict[str, Any]:
+        """What the directory decides eviction by."""
+        session = self._session
+        return {
+            "session_id": None if session is None else session.session_id,
+            "idle_seconds": 0.0 if session is None else time.monotonic() - session.last_active,
+            "busy": session is not None and session.is_busy,
+            "subscribers": 0 if session is None else session.subscribers,
+            "resident_bytes": resident_bytes(),
+        }
+
+    def _live(self, session_id: str) -> Session:
+        session = self._session
+        if session is None or session.session_id != session_id:
+            raise SessionClosed(f"The session {session_id!r} is no longer held here; look it up again.")
+        session.check_open()
+        return session
+
+    # --- what clients call, through the ingress ---------------------------------------------------
 
     async def chat(
-        self, text: str, user_state: dict[str, Any] | None, request_id: str | None, public_key: str | None
+        self, session_id: str, text: str, user_state: dict[str, Any] | None, request_id: str, public_key: str | None
     ) -> bytes:
-        return (await self._live.chat(text, user_state, request_id, public_key)).model_dump_json().encode()
+        snapshot = await self._live(session_id).chat(text, user_state, request_id, public_key)
+        return snapshot.model_dump_json().encode()
 
-    async def state(self, user_state: dict[str, Any] | None) -> bytes:
-        return (await self._live.snapshot(user_state)).model_dump_json().encode()
+    async def state(self, session_id: str, user_state: dict[str, Any] | None) -> bytes:
+        return (await self._live(session_id).snapshot(user_state)).model_dump_json().encode()
 
-    async def interrupt(self) -> bytes:
-        return (await self._live.interrupt()).model_dump_json().encode()
+    async def interrupt(self, session_id: str) -> bytes:
+        return (await self._live(session_id).interrupt()).model_dump_json().encode()
 
-    async def post_system(self, message: str) -> Any:
-        return await self._live.post_system(message)
+    async def post_system(self, session_id: str, message: str) -> Any:
+        return await self._live(session_id).post_system(message)
 
-    async def events_after(self, after: int, timeout: float) -> list[Event]:
-        return await self._live.events_after(after, timeout)
+    async def events_after(self, session_id: str, after: int, timeout: float) -> list[Event]:
+        return await self._live(session_id).events_after(after, timeout)
 
-    async def last_events(self, count: int) -> list[Event]:
-        return await self._live.last_events(count)
+    async def last_events(self, session_id: str, count: int) -> list[Event]:
+        return await self._live(session_id).last_events(count)
 
-    async def rename(self, title: str) -> SessionInfo:
-        await self._live.rename(title)
-        return SessionInfo.of(self._live.record)
+    async def rename(self, session_id: str, title: str) -> SessionInfo:
+        session = self._live(session_id)
+        await session.rename(title)
+        return SessionInfo.of(session.record)
 
-    async def set_model(self, label_or_slug: str) -> str:
-        return await self._live.set_model(label_or_slug)
+    async def set_model(self, session_id: str, label_or_slug: str) -> str:
+        return await self._live(session_id).set_model(label_or_slug)
 
-    async def set_archived(self, archived: bool) -> SessionInfo:
-        await self._live.set_archived(archived)
-        return SessionInfo.of(self._live.record)
+    async def set_archived(self, session_id: str, archived: bool) -> SessionInfo:
+        session = self._live(session_id)
+        await session.set_archived(archived)
+        return SessionInfo.of(session.record)
 
-    async def info(self) -> SessionInfo:
-        return SessionInfo.of(self._live.record)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+    async def info(self, session_id: str) -> SessionInfo:
+        return SessionInfo.of(self._live(session_id).record)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+from typing import Any
+
 import ray
 
 from ..agent.errors import AppMismatch
 from ..agent.models import Commit, Event, SessionRecord, StoredSession
 from ..agent.protocols import HistoryBackend
+from ..agent.stats import SIZE_BUCKETS, Histogram
 from ..backends.history import open_history
 from ..backends.keys import SqlKeys
 
@@ -20,6 +25,8 @@ class HistoryStore:
         self._app = app
         self._backend = open_history(url)
         self._keys = SqlKeys.from_url(url)
+        self._write_seconds = Histogram()
+        self._batch_sizes = Histogram(SIZE_BUCKETS)
 
     async def _ready(self, app: str) -> HistoryBackend:
         if app != self._app:
@@ -28,7 +35,15 @@ class HistoryStore:
         return self._backend
 
     async def commit(self, app: str, commit: Commit) -> None:
-        await (await self._ready(app)).commit(app, commit)
+        backend = await self._ready(app)
+        started = time.perf_counter()
+        await backend.commit(app, commit)
+        self._write_seconds.observe(time.perf_counter() - started)
+        self._batch_sizes.observe(1 + len(commit.messages) + len(commit.events))
+
+    async def stats(self) -> dict[str, Any]:
+        """Write latency and batch sizes (rows in one commit: the record, messages and events), for /metrics."""
+        return {"write_seconds": self._write_seconds.snapshot(), "batch_sizes": self._batch_sizes.snapshot()}
 
     async def load(self, app: str, session_id: str) -> StoredSession | None:
         return await (await self._ready(app)).load(app, session_id)
@@ -47,6 +62,9 @@ class HistoryStore:
 
     async def delete(self, app: str, session_id: str) -> bool:
         return await (await self._ready(app)).delete(app, session_id)
+
+    async def stale(self, app: str, before: datetime, limit: int) -> list[str]:
+        return await (await self._ready(app)).stale(app, before, limit)
 
     async def owner(self, session_id: str) -> str | None:
         return await (await self._ready(self._app)).owner(session_id)

@@ -5,6 +5,7 @@ Kept apart from `store.py` so that session actors never import the backends (SQL
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from ..agent.models import Commit, Event, SessionRecord, StoredSession
@@ -42,6 +43,9 @@ class StoreClient:
 
     async def delete(self, app: str, session_id: str) -> bool:
         return await self._store.delete.remote(app, session_id)  # type: ignore[no-any-return]
+
+    async def stale(self, app: str, before: datetime, limit: int) -> list[str]:
+        return await self._store.stale.remote(app, before, limit)  # type: ignore[no-any-return]
 
     async def owner(self, session_id: str) -> str | None:
         return await self._store.owner.remote(session_id)  # type: ignore[no-any-return]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
@@ -52,6 +53,9 @@ class HistoryBackend(Protocol):
 
     async def delete(self, app: str, session_id: str) -> bool:
         """Delete the session with its messages and events. Return whether it existed."""
+
+    async def stale(self, app: str, before: datetime, limit: int) -> list[str]:
+        """Return up to `limit` ids of sessions last active before `before`, oldest first (for retention)."""
 
     async def owner(self, session_id: str) -> str | None:
         """Return the App a session id belongs to, or None. Reveals nothing but the App's name."""

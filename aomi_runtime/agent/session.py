@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
@@ -54,11 +55,15 @@ CUT_SHORT = (
 class Session:
     """One conversation, live. Create it with `create` or `restore`; stop it with `close`."""
 
-    def __init__(self, app: App, history: HistoryBackend, stored: StoredSession) -> None:
+    def __init__(
+        self, app: App, history: HistoryBackend, stored: StoredSession, on_turn: Callable[[float], None] | None = None
+    ) -> None:
         self.app = app
+        self.on_turn = on_turn  # told each finished turn's duration, in seconds
         self.record = stored.record
         self.messages: list[Message] = list(stored.messages)
         self.last_active = time.monotonic()
+        self.subscribers = 0  # event streams waiting now: a session being watched is not idle
         self._history = history
         self._dirty_messages: set[int] = set()
         self._record_dirty = False
@@ -124,8 +129,8 @@ class Session:
 
     @property
     def is_busy(self) -> bool:
-        """A turn or a title is being made: the session should not be evicted."""
-        return self.is_processing or (self._title is not None and not self._title.done())
+        """A turn or a title is being made, or a stream is watching: the session should not be evicted."""
+        return self.is_processing or self.subscribers > 0 or (self._title is not None and not self._title.done())
 
     # --- what clients call ----------------------------------------------------------------------
 
@@ -245,11 +250,15 @@ class Session:
     async def events_after(self, after: int, timeout: float) -> list[Event]:
         """Events with seq above `after`, oldest first: at once if there are any, else the first within `timeout`."""
         self.check_open()
-        self.last_active = time.monotonic()
         if self._published <= after:
             signal = self._published_signal
-            with suppress(TimeoutError):
-                await asyncio.wait_for(signal.wait(), timeout)
+            self.subscribers += 1
+            try:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(signal.wait(), timeout)
+            finally:
+                self.subscribers -= 1
+                self.last_active = time.monotonic()
             self.check_open()
         if self._published <= after:
             return []
@@ -305,6 +314,7 @@ class Session:
         self._turn = asyncio.create_task(self._run_turn(), name=f"turn:{self.session_id}")
 
     async def _run_turn(self) -> None:
+        started = time.perf_counter()
         error: str | None = None
         notes, self.record.model_notes = self.record.model_notes, []
         # The model and tools run as a task of their own, so that an interrupt cancels them and not the
@@ -343,6 +353,8 @@ class Session:
         self._maybe_make_title()
         outcome = {"error": error} if error else {"interrupted": True} if interrupted else {}
         self._emit("processing_done", **outcome)
+        if self.on_turn is not None:
+            self.on_turn(time.perf_counter() - started)
         if self.record.queue and not self._closed:
             # The next queued message gets its turn as a task of its own, so an interrupt stops only this one.
             await self._start_turn(self.record.queue.pop(0))

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from ..actors.runtime import Runtime
@@ -15,6 +16,7 @@ from ..agent.apps import DEFAULT_APP
 from ..agent.errors import InvalidInput, SessionNotFound
 from ..agent.models import EMPTY_SNAPSHOT, is_valid_session_id
 from . import errors
+from .metrics import Metrics, RequestTimer
 from .settings import Settings
 from .sse import event_stream
 
@@ -95,9 +97,11 @@ class Rename(BaseModel):
 def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
     """The FastAPI app of one ingress replica, over the runtime's actors."""
     api = FastAPI(title="aomi-runtime", version="0.1.0")
+    metrics = Metrics()
     api.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"], expose_headers=["*"]
     )
+    api.add_middleware(RequestTimer, metrics=metrics)
     errors.install(api)
 
     def session_json(body: bytes) -> Response:
@@ -106,6 +110,10 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
     @api.get("/health", response_class=PlainTextResponse)
     async def health() -> str:
         return "OK"
+
+    @api.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(await metrics.render(runtime), media_type=CONTENT_TYPE_LATEST)
 
     @api.post("/api/chat")
     async def chat(
@@ -156,7 +164,7 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
                 raise InvalidInput("Last-Event-ID must be the number of an event this stream sent.")
             start = int(last_event_id)
         return StreamingResponse(
-            event_stream(runtime, session_id, start, settings.keepalive_seconds),
+            event_stream(runtime, session_id, start, settings.keepalive_seconds, metrics.stream_subscribers),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

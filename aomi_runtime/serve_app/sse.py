@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from prometheus_client import Gauge
 from pydantic_core import to_json
 
 from ..actors.runtime import Runtime
@@ -17,16 +18,22 @@ def frame(event: Event) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (event.seq, to_json(event.data))
 
 
-async def event_stream(runtime: Runtime, session_id: str, after: int, keepalive: float) -> AsyncIterator[bytes]:
+async def event_stream(
+    runtime: Runtime, session_id: str, after: int, keepalive: float, open_streams: Gauge
+) -> AsyncIterator[bytes]:
     """Replay the events after `after`, then follow live ones; a comment at least every `keepalive` seconds.
 
     Ends only when the client goes (Serve then cancels this generator); the session's turn goes on.
     """
-    yield KEEP_ALIVE  # sent at once, so the client knows the stream is open
-    while True:
-        events = await runtime.events_after(session_id, after, keepalive)
-        if not events:
-            yield KEEP_ALIVE
-            continue
-        yield b"".join(frame(e) for e in events)
-        after = events[-1].seq
+    open_streams.inc()
+    try:
+        yield KEEP_ALIVE  # sent at once, so the client knows the stream is open
+        while True:
+            events = await runtime.events_after(session_id, after, keepalive)
+            if not events:
+                yield KEEP_ALIVE
+                continue
+            yield b"".join(frame(e) for e in events)
+            after = events[-1].seq
+    finally:
+        open_streams.dec()

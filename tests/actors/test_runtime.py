@@ -1,35 +1,54 @@
-"""The actors under faults: a session actor or a directory killed, many callers racing for one session."""
+"""The actors under load and faults: eviction by count and idle time, warm actors reused, the retention
+sweep, a session actor, the directory or the store killed, many callers racing for one session."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import ray
 
-from aomi_runtime.actors.runtime import Runtime, app_namespace
-from aomi_runtime.agent.apps import DEFAULT_APP_SPEC
+from aomi_runtime.actors.directory import WORKER_PREFIX, named_actors
+from aomi_runtime.actors.runtime import Runtime
+from aomi_runtime.agent.apps import AppSpec, Limits
 from aomi_runtime.agent.errors import AppMismatch, SessionNotFound
+from aomi_runtime.agent.models import Commit, SessionRecord, utcnow
 from aomi_runtime.agent.session import CUT_SHORT
-from tests.helpers import eventually
+from aomi_runtime.backends.history import SqlHistory
+from tests.helpers import eventually, holders
 
-NAMESPACE = "aomi-actors-test"
+Factory = Callable[..., Runtime]
 
 
 @pytest.fixture
-async def runtime(ray_instance: None, tmp_path: Path) -> AsyncIterator[Runtime]:
-    rt = Runtime([DEFAULT_APP_SPEC], f"sqlite:///{tmp_path / 'actors.db'}", NAMESPACE)
-    yield rt
-    await rt.stop()
+async def make_runtime(ray_instance: None, tmp_path: Path) -> AsyncIterator[Factory]:
+    """Runtimes with Apps of their own limits, each in a namespace of its own; all stopped afterwards."""
+    made: list[Runtime] = []
+
+    def make(**limits: Any) -> Runtime:
+        spec = AppSpec(name="default", limits=Limits(**limits))
+        runtime = Runtime([spec], f"sqlite:///{tmp_path / 'actors.db'}", f"aomi-t{uuid.uuid4().hex[:10]}")
+        made.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in made:
+        await runtime.stop()
 
 
-def session_actors(session_id: str) -> list[dict[str, str]]:
-    return [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"] == f"session:{session_id}"]
+@pytest.fixture
+def runtime(make_runtime: Factory) -> Runtime:
+    return make_runtime()
+
+
+def namespace(runtime: Runtime) -> str:
+    return runtime.app("default").namespace
 
 
 async def state(runtime: Runtime, session_id: str) -> dict[str, Any]:
@@ -40,54 +59,119 @@ async def chat(runtime: Runtime, session_id: str, text: str) -> dict[str, Any]:
     return dict(json.loads(await runtime.chat(session_id, text, app="default", user_state=None, public_key=None)))
 
 
-async def test_a_session_actor_killed_mid_turn_comes_back_with_the_turn_closed(runtime: Runtime) -> None:
+async def idle(runtime: Runtime, session_id: str) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        snap = await state(runtime, session_id)
+        return None if snap["is_processing"] else snap
+
+    return await eventually(check, timeout=20)
+
+
+async def directory_stats(runtime: Runtime) -> dict[str, Any]:
+    return dict(await runtime.app("default").directory.stats.remote())
+
+
+def worker_of(runtime: Runtime, session_id: str) -> Any:
+    (worker,) = holders(namespace(runtime), session_id)
+    return worker
+
+
+# --- faults -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("during", ["streaming", "tool"])
+async def test_a_session_actor_killed_mid_turn_comes_back_with_the_turn_closed(runtime: Runtime, during: str) -> None:
     s = str(uuid.uuid4())
     await chat(runtime, s, "hello")
-    await eventually(lambda: _idle(runtime, s))
-    await chat(runtime, s, "count to 1000")
-    actor = ray.get_actor(f"session:{s}", namespace=app_namespace(NAMESPACE, "default"))
-    ray.kill(actor, no_restart=True)
+    await idle(runtime, s)
+    text = "count to 1000" if during == "streaming" else '/tool long_task {"steps": 100, "pause": 0.05}'
+    await chat(runtime, s, text)
+    await asyncio.sleep(0.5)  # text is streaming, or the tool is reporting progress
+    ray.kill(worker_of(runtime, s), no_restart=True)
 
     snap = await state(runtime, s)  # the dead handle is noticed, and the session rebuilt from the database
-    assert not snap["is_processing"]
+    assert not snap["is_processing"] and not any(m["is_streaming"] for m in snap["messages"])
     assert [(m["sender"], m["content"]) for m in snap["messages"]] == [
         ("user", "hello"),
         ("agent", 'You said: "hello"'),
-        ("user", "count to 1000"),
-        ("agent", ""),
+        ("user", text),
+        ("agent", ""),  # the text it had streamed was never acknowledged as a message
     ]
-    assert not any(m["is_streaming"] for m in snap["messages"])
     assert snap["system_events"] == [{"SystemError": CUT_SHORT}]
+    await asyncio.sleep(0.5)
+    events = [e.data["type"] for e in await runtime.call(s, "last_events", 1000)]
+    assert "tool_complete" not in events  # the tool was not run again on its own
+    assert events[-1] == "processing_done"
+
     await chat(runtime, s, "are you back?")
-    done = await eventually(lambda: _idle(runtime, s))
-    assert done["messages"][-1]["content"] == 'You said: "are you back?"'
-    assert len(session_actors(s)) == 1
-
-
-async def _idle(runtime: Runtime, s: str) -> dict[str, Any] | None:
-    snap = await state(runtime, s)
-    return None if snap["is_processing"] else snap
+    assert (await idle(runtime, s))["messages"][-1]["content"] == 'You said: "are you back?"'
+    assert len(holders(namespace(runtime), s)) == 1
 
 
 async def test_a_killed_directory_restarts_and_finds_the_live_sessions_again(runtime: Runtime) -> None:
     s = str(uuid.uuid4())
     await chat(runtime, s, "hello")
-    before = await eventually(lambda: _idle(runtime, s))
-    actor = ray.get_actor(f"session:{s}", namespace=app_namespace(NAMESPACE, "default"))
+    before = await idle(runtime, s)
+    worker = worker_of(runtime, s)
     ray.kill(runtime.app("default").directory, no_restart=False)
 
-    fresh = Runtime([DEFAULT_APP_SPEC], "unused://", NAMESPACE)  # a new replica: no cached handles
-    assert await state(fresh, s) == before
-    assert session_actors(s) == [{"name": f"session:{s}", "namespace": app_namespace(NAMESPACE, "default")}]
-    assert ray.get_actor(f"session:{s}", namespace=app_namespace(NAMESPACE, "default")) == actor
+    fresh = Runtime(list(a.spec for a in runtime.apps.values()), "unused://", namespace(runtime).rsplit("-", 1)[0])
+    assert await state(fresh, s) == before  # a new replica, no cached handles: asks the restarted directory
+    assert holders(namespace(runtime), s) == [worker]
+    assert (await directory_stats(runtime))["live"] == 1
+
+
+async def test_a_store_killed_mid_write_loses_no_acknowledged_message(runtime: Runtime) -> None:
+    sessions = [str(uuid.uuid4()) for _ in range(10)]
+    for s in sessions:
+        await chat(runtime, s, "warm up")
+
+    async def send(s: str, i: int) -> str:
+        await chat(runtime, s, f"message {i}")
+        return f"message {i}"
+
+    sends = [asyncio.create_task(send(s, i)) for i in range(5) for s in sessions]
+    await asyncio.sleep(0.05)
+    ray.kill(runtime.app("default").store, no_restart=False)
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    acknowledged = [r for r in results if isinstance(r, str)]
+    assert len(acknowledged) == len(sends), [r for r in results if not isinstance(r, str)]
+    for s in sessions:
+        snap = await idle(runtime, s)
+        users = [m["content"] for m in snap["messages"] if m["sender"] == "user"]
+        assert sorted(users) == sorted(["warm up", *(f"message {i}" for i in range(5))])
+    await runtime.close_sessions()  # from the database alone, too
+    for s in sessions:
+        users = [m["content"] for m in (await state(runtime, s))["messages"] if m["sender"] == "user"]
+        assert len(users) == 6
 
 
 async def test_callers_racing_for_a_new_session_from_many_replicas_make_one_actor(runtime: Runtime) -> None:
     s = str(uuid.uuid4())
-    replicas = [Runtime([DEFAULT_APP_SPEC], "unused://", NAMESPACE) for _ in range(5)]
+    name = namespace(runtime).rsplit("-", 1)[0]
+    replicas = [Runtime(list(a.spec for a in runtime.apps.values()), "unused://", name) for _ in range(5)]
     infos = await asyncio.gather(*(r.call(s, "info", app="default", create=True) for r in replicas for _ in range(20)))
     assert {i.session_id for i in infos} == {s}
-    assert len(session_actors(s)) == 1
+    assert len(holders(namespace(runtime), s)) == 1
+
+
+async def test_fifty_messages_at_once_are_all_stored_in_arrival_order_and_answered_one_turn_at_a_time(
+    runtime: Runtime,
+) -> None:
+    s = str(uuid.uuid4())
+    texts = [f"m{i:02d}" for i in range(50)]
+    await asyncio.gather(*(chat(runtime, s, t) for t in texts))
+    snap = await idle(runtime, s)
+    messages = snap["messages"]
+    users = [m["content"] for m in messages if m["sender"] == "user"]
+    assert sorted(users) == texts
+    # one turn at a time: each user message is followed by its own answer before the next begins
+    pairs = [(messages[i]["content"], messages[i + 1]["content"]) for i in range(0, len(messages), 2)]
+    assert all(answer == f'You said: "{question}"' for question, answer in pairs)
+    # arrival order is the order the session logged them
+    logged = [e.data["message"]["content"] for e in await runtime.call(s, "last_events", 10_000)
+              if e.data["type"] == "message" and e.data["message"]["sender"] == "user"]  # fmt: skip
+    assert logged == users
 
 
 async def test_unknown_sessions_and_other_apps_are_refused(runtime: Runtime) -> None:
@@ -97,3 +181,89 @@ async def test_unknown_sessions_and_other_apps_are_refused(runtime: Runtime) -> 
     await chat(runtime, s, "hello")
     with pytest.raises(AppMismatch):
         await runtime.call(s, "state", None, app="other")
+
+
+# --- the live set --------------------------------------------------------------------------------------
+
+
+async def test_the_live_set_is_bounded_by_count_and_an_evicted_session_comes_back_the_same(
+    make_runtime: Factory,
+) -> None:
+    runtime = make_runtime(max_live_sessions=3)
+    sessions = [str(uuid.uuid4()) for _ in range(5)]
+    snapshots = {}
+    for s in sessions:
+        await chat(runtime, s, f"hello from {s[:8]}")
+        snapshots[s] = await idle(runtime, s)
+    stats = await directory_stats(runtime)
+    assert stats["live"] == 3 and stats["evicted"] == 2 and stats["created"] == 5
+    for s in sessions[:2]:
+        assert holders(namespace(runtime), s) == []  # the least recently used went
+    first = sessions[0]
+    assert await state(runtime, first) == snapshots[first]  # back through the database, equal
+    stats = await directory_stats(runtime)
+    assert stats["loaded"] == 1 and stats["live"] == 3
+
+
+async def test_idle_sessions_are_evicted_but_not_busy_or_watched_ones(make_runtime: Factory) -> None:
+    runtime = make_runtime(idle_seconds=0.5)
+    quiet, busy, watched = (str(uuid.uuid4()) for _ in range(3))
+    for s in (quiet, busy, watched):
+        await chat(runtime, s, "hello")
+        await idle(runtime, s)
+    await chat(runtime, busy, "count to 1000")
+    stream = asyncio.create_task(runtime.events_after(watched, 10_000, 5.0))
+    await asyncio.sleep(1.0)
+    report = await runtime.sweep()
+    assert report["default"]["evicted_idle"] == 1
+    assert holders(namespace(runtime), quiet) == []
+    assert len(holders(namespace(runtime), busy)) == 1 and len(holders(namespace(runtime), watched)) == 1
+    stream.cancel()
+
+
+async def test_evicted_actors_are_reused_warm_rather_than_started_again(make_runtime: Factory) -> None:
+    runtime = make_runtime(max_live_sessions=1)
+    first = str(uuid.uuid4())
+    await chat(runtime, first, "hello")
+    await idle(runtime, first)
+    before = {w._actor_id for w in named_actors(namespace(runtime), WORKER_PREFIX)}
+    for _ in range(4):
+        s = str(uuid.uuid4())
+        await chat(runtime, s, "hello")
+        await idle(runtime, s)
+    after = {w._actor_id for w in named_actors(namespace(runtime), WORKER_PREFIX)}
+    assert after == before  # five sessions through one live slot, and not one process started for them
+    assert (await directory_stats(runtime))["evicted"] == 4
+
+
+async def test_the_retention_sweep_deletes_expired_sessions_with_their_history(
+    make_runtime: Factory, tmp_path: Path
+) -> None:
+    runtime = make_runtime(retention_days=1)
+    history = SqlHistory.from_url(f"sqlite:///{tmp_path / 'actors.db'}")
+    await history.setup()
+    old, recent = str(uuid.uuid4()), str(uuid.uuid4())
+    await chat(runtime, old, "from long ago")
+    await chat(runtime, recent, "from today")
+    await idle(runtime, old)
+    await idle(runtime, recent)
+    await runtime.close_sessions()
+    stored = await history.load("default", old)
+    assert stored is not None
+    aged = stored.record.model_copy(update={"updated_at": utcnow() - timedelta(days=3)})
+    await history.commit("default", Commit(record=aged))
+    report = await runtime.sweep()
+    assert report["default"]["expired"] == 1
+    assert await history.load("default", old) is None and await history.events("default", old, 0, 10) == []
+    assert await history.load("default", recent) is not None
+    assert (await directory_stats(runtime))["expired"] == 1
+    await history.close()
+
+
+async def test_a_record_without_messages_loads(runtime: Runtime, tmp_path: Path) -> None:
+    history = SqlHistory.from_url(f"sqlite:///{tmp_path / 'actors.db'}")
+    await history.setup()
+    s = str(uuid.uuid4())
+    await history.commit("default", Commit(record=SessionRecord(session_id=s, app="default", title="Imported")))
+    assert (await state(runtime, s))["title"] == "Imported"
+    await history.close()

@@ -201,6 +201,18 @@ async def test_every_method_is_scoped_by_app(backend: HistoryBackend) -> None:
     assert await backend.owner(new_id()) is None
 
 
+async def test_stale_lists_sessions_idle_since_before_a_time_oldest_first(backend: HistoryBackend) -> None:
+    now = utcnow()
+    app = f"app-{uuid.uuid4().hex[:8]}"
+    ids = [new_id() for _ in range(3)]
+    for days, sid in zip((10, 5, 1), ids, strict=True):
+        await backend.commit(app, Commit(record=record(sid, app=app, updated_at=now - timedelta(days=days))))
+    await backend.commit("other", Commit(record=record(new_id(), app="other", updated_at=now - timedelta(days=30))))
+    assert await backend.stale(app, now - timedelta(days=2), 10) == ids[:2]
+    assert await backend.stale(app, now - timedelta(days=2), 1) == ids[:1]
+    assert await backend.stale(app, now - timedelta(days=20), 10) == []
+
+
 async def test_concurrent_commits_of_many_sessions_all_land(backend: HistoryBackend) -> None:
     ids = [new_id() for _ in range(20)]
 

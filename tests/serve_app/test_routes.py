@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import eventually
+from aomi_runtime.actors.runtime import app_namespace
+from tests.conftest import TEST_NAMESPACE
+from tests.helpers import eventually, holders
 from tests.serve_app.conftest import h, sid
 from tests.serve_app.sse_client import read_until
 
@@ -262,13 +264,10 @@ async def test_unknown_routes_answer_with_an_error_body(client: httpx.AsyncClien
 
 
 async def test_many_first_requests_for_one_new_session_make_one_actor(client: httpx.AsyncClient) -> None:
-    import ray
-
     s = sid()
     responses = await asyncio.gather(*(client.post("/api/sessions", headers=h(s)) for _ in range(100)))
     assert {r.status_code for r in responses} == {200}
-    named = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"] == f"session:{s}"]
-    assert len(named) == 1
+    assert len(holders(app_namespace(TEST_NAMESPACE, "default"), s)) == 1
 
 
 async def test_messages_sent_at_once_are_all_stored_in_order_and_answered(client: httpx.AsyncClient) -> None:
@@ -282,3 +281,42 @@ async def test_messages_sent_at_once_are_all_stored_in_order_and_answered(client
     assert users == ["count to 5", *texts]
     agents = [m["content"] for m in done["messages"] if m["sender"] == "agent"]
     assert agents == ["1 2 3 4 5", *(f'You said: "{t}"' for t in texts)]
+
+
+async def _metrics(client: httpx.AsyncClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = await client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(r.text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_count_what_happened(client: httpx.AsyncClient) -> None:
+    app = (("app", "default"),)
+    before = await _metrics(client)
+    s = sid()
+    await chat(client, s, "hello")
+    await finished(client, s)
+    await client.get("/api/state", headers=h(s))
+
+    async def turn_counted() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+        now = await _metrics(client)
+        return now if now[("aomi_turn_seconds_count", app)] > before.get(("aomi_turn_seconds_count", app), 0) else None
+
+    after = await eventually(turn_counted, timeout=10)
+
+    def grew(name: str, labels: tuple[tuple[str, str], ...] = app) -> float:
+        return after[(name, labels)] - before.get((name, labels), 0.0)
+
+    assert grew("aomi_sessions_created_total") == 1
+    assert grew("aomi_turn_seconds_count") == 1
+    assert grew("aomi_session_load_seconds_count") == 1
+    assert grew("aomi_store_write_seconds_count") >= 3 and grew("aomi_store_batch_rows_count") >= 3
+    assert grew("aomi_cache_hits_total", (("app", ""), ("layer", "replica"))) >= 1
+    assert grew("aomi_request_seconds_count", (("method", "POST"), ("route", "/api/chat"), ("status", "200"))) == 1
+    assert after[("aomi_sessions_live", app)] >= 1
+    assert ("aomi_stream_subscribers", ()) in after

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from ...agent.errors import AppMismatch
 from ...agent.models import Commit, Event, Message, SessionRecord, StoredSession
@@ -79,6 +80,10 @@ class InMemoryHistory:
             return False
         del self._sessions[session_id]
         return True
+
+    async def stale(self, app: str, before: datetime, limit: int) -> list[str]:
+        old = [s.record for s in self._sessions.values() if s.record.app == app and s.record.updated_at < before]
+        return [r.session_id for r in sorted(old, key=lambda r: r.updated_at)[:limit]]
 
     async def owner(self, session_id: str) -> str | None:
         stored = self._sessions.get(session_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 from typing import Any
 
 from pydantic_core import to_json
@@ -186,6 +187,15 @@ class SqlHistory:
             raise StorageError(
                 f"The history database did not delete the session {session_id!r}: {type(exc).__name__}."
             ) from exc
+
+    async def stale(self, app: str, before: datetime, limit: int) -> list[str]:
+        query = (
+            select(sessions.c.session_id)
+            .where(sessions.c.app == app, sessions.c.updated_at < _dialects.naive_utc(before))
+            .order_by(sessions.c.updated_at)
+            .limit(limit)
+        )
+        return [str(r.session_id) for r in await self._read(query)]
 
     async def owner(self, session_id: str) -> str | None:
         rows = await self._read(select(sessions.c.app).where(sessions.c.session_id == session_id))
