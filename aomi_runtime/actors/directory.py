@@ -19,7 +19,7 @@ import ray
 from pydantic import SecretStr
 
 from ..agent.apps import AppSpec
-from ..agent.errors import AppMismatch
+from ..agent.errors import AomiError
 from ..agent.models import utcnow
 from ..agent.stats import Histogram
 from .session import SessionActor
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 WORKER_PREFIX = "session-actor:"
 WARM_ACTORS = 2
+REFILL_DELAY = 1.0
 SWEEP_SECONDS = 30.0
 SESSIONS_PER_CPU = 50  # an idle actor costs ~5-7 ms of CPU a second: ~100 keep a 2-core node a third busy
 MEMORY_SHARE = 0.25  # of the node's memory, for one App's live sessions, unless the App says otherwise
@@ -128,21 +129,23 @@ class SessionDirectory:
 
     async def _load(self, session_id: str, create: bool, public_key: str | None) -> Any:
         started = time.perf_counter()
-        stored = await self._store.load.remote(self._spec.name, session_id)
-        if stored is None and not create:
-            return None
-        if stored is None and await self._store.owner.remote(session_id) is not None:
-            raise AppMismatch(f"The session {session_id!r} belongs to another App than {self._spec.name!r}.")
-        self._counts["misses"] += 1
         await self._make_room()
         worker = await self._take_worker()
         try:
-            await worker.open.remote(session_id, stored, public_key)
+            # The actor reads the session itself: one round trip to the database, and no copy through here.
+            outcome = await worker.open.remote(session_id, create, public_key)
+        except AomiError:
+            self._keep_warm(worker)  # refused (another App's id): the actor is still blank
+            raise
         except BaseException:
             self._discard(worker)
             raise
+        if outcome == "absent":
+            self._keep_warm(worker)
+            return None
         self._live[session_id] = worker
-        self._counts["loaded" if stored is not None else "created"] += 1
+        self._counts["misses"] += 1
+        self._counts[outcome] += 1
         self._load_seconds.observe(time.perf_counter() - started)
         appeared, self._appeared = self._appeared, asyncio.Event()
         appeared.set()
@@ -152,7 +155,7 @@ class SessionDirectory:
 
     async def _take_worker(self) -> Any:
         worker = self._pool.pop() if self._pool else await self._new_worker()
-        self._refill()
+        self._refill(REFILL_DELAY)
         return worker
 
     async def _new_worker(self) -> Any:
@@ -163,18 +166,26 @@ class SessionDirectory:
         await worker.held.remote()  # started and ready
         return worker
 
-    def _refill(self) -> None:
+    def _refill(self, delay: float = 0.0) -> None:
         if self._refilling is None or self._refilling.done():
-            self._refilling = asyncio.create_task(self._fill_pool())
+            self._refilling = asyncio.create_task(self._fill_pool(delay))
 
-    async def _fill_pool(self) -> None:
-        # One start at a time: starting processes is what a node does slowest, and requests come first.
+    async def _fill_pool(self, delay: float) -> None:
+        # After a pause, so that an actor released meanwhile fills the pool instead of a new process; then one
+        # start at a time: starting processes is what a node does slowest, and requests come first.
+        await asyncio.sleep(delay)
         while len(self._pool) < self._warm:
             try:
                 self._pool.append(await self._new_worker())
             except Exception:
                 log.exception("app %s: could not start a warm session actor", self._spec.name)
                 return
+
+    def _keep_warm(self, worker: Any) -> None:
+        if len(self._pool) < self._warm:
+            self._pool.append(worker)
+        else:
+            self._discard(worker)
 
     async def _recycle(self, worker: Any, session_id: str) -> None:
         """Close a session and keep its actor warm for the next one (or stop it if the pool is full)."""
@@ -183,10 +194,7 @@ class SessionDirectory:
         except Exception:  # dead, or the session already gone: the actor cannot be trusted blank
             self._discard(worker)
             return
-        if len(self._pool) < self._warm:
-            self._pool.append(worker)
-        else:
-            self._discard(worker)
+        self._keep_warm(worker)
 
     def _discard(self, worker: Any) -> None:
         with contextlib.suppress(Exception):

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from ..agent.apps import App, AppSpec
 from ..agent.demo_tools import DEMO_TOOLS
 from ..agent.errors import SessionClosed
-from ..agent.models import Event, SessionInfo, StoredSession
+from ..agent.models import Event, SessionInfo
 from ..agent.session import Session
 from ..agent.tools import ToolRegistry
 from ..backends.models import load_model
@@ -61,17 +61,27 @@ class SessionActor:
         """The id of the session held, or None when blank."""
         return None if self._session is None else self._session.session_id
 
-    async def open(self, session_id: str, stored: StoredSession | None, public_key: str | None) -> None:
-        """Hold a session: a stored one restored, or a new one created. Idempotent for the session held."""
+    async def open(self, session_id: str, create: bool, public_key: str | None) -> str:
+        """Hold a session: read from the store and restored ("loaded"), else made ("created") if `create`,
+        else "absent" (and stay blank). Idempotent for the session held ("live").
+
+        Raises:
+            AppMismatch: the id is another App's.
+        """
         if self._session is not None:
             self._live(session_id)
-            return
+            return "live"
+        stored = await self._history.load(self._app.name, session_id)
         if stored is not None:
-            self._session = await Session.restore(self._app, self._history, stored)
+            session = await Session.restore(self._app, self._history, stored)
+        elif create:
+            session = await Session.create(self._app, self._history, session_id, public_key=public_key)
         else:
-            self._session = await Session.create(self._app, self._history, session_id, public_key=public_key)
+            return "absent"
         if self._directory is not None:
-            self._session.on_turn = self._directory.record_turn.remote  # told, not awaited
+            session.on_turn = self._directory.record_turn.remote  # told, not awaited
+        self._session = session
+        return "loaded" if stored is not None else "created"
 
     async def release(self, session_id: str) -> None:
         """Close the session held (its state is stored) and become blank, ready for another."""
