@@ -89,6 +89,7 @@ class FakeProvider:
             return JSONResponse(error, status_code=what, headers={"retry-after-ms": "10"})
         if kind == "hang":
             await asyncio.sleep(what)
+            return JSONResponse({"error": {"message": "slept", "type": "timeout"}}, status_code=504)
         return StreamingResponse(self._openai_chunks(body["model"], kind, what), media_type="text/event-stream")
 
     async def _openai_chunks(self, model: str, kind: str, what: Any) -> AsyncIterator[str]:
@@ -136,6 +137,7 @@ class FakeProvider:
             return JSONResponse(error, status_code=what, headers={"retry-after-ms": "10"})
         if kind == "hang":
             await asyncio.sleep(what)
+            return JSONResponse({"type": "error", "error": {"type": "timeout", "message": "slept"}}, status_code=504)
         return StreamingResponse(self._anthropic_events(body["model"], kind, what), media_type="text/event-stream")
 
     async def _anthropic_events(self, model: str, kind: str, what: Any) -> AsyncIterator[str]:

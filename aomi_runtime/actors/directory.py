@@ -19,7 +19,7 @@ import ray
 from pydantic import SecretStr
 
 from ..agent.apps import AppSpec
-from ..agent.errors import AomiError
+from ..agent.errors import AomiError, AppMismatch
 from ..agent.models import utcnow
 from ..agent.stats import Histogram
 from .session import SessionActor
@@ -94,6 +94,7 @@ class SessionDirectory:
         await self._start()
         if stale is not None and self._live.get(session_id) == stale:
             del self._live[session_id]
+            self._discard(stale)  # dead, or closing: never two actors writing one session
         handle = await self._find(session_id, create, public_key)
         deadline = asyncio.get_running_loop().time() + wait
         while handle is None and (remaining := deadline - asyncio.get_running_loop().time()) > 0:
@@ -129,20 +130,22 @@ class SessionDirectory:
 
     async def _load(self, session_id: str, create: bool, public_key: str | None) -> Any:
         started = time.perf_counter()
+        owner = await self._store.owner.remote(session_id)
+        if owner is not None and owner != self._spec.name:
+            raise AppMismatch(f"The session {session_id!r} belongs to another App than {self._spec.name!r}.")
+        if owner is None and not create:
+            return None  # no actor taken, no room made, for a session that is not there
         await self._make_room()
         worker = await self._take_worker()
         try:
-            # The actor reads the session itself: one round trip to the database, and no copy through here.
-            outcome = await worker.open.remote(session_id, create, public_key)
+            # The actor reads the session itself: its one read of the database, and no copy through here.
+            outcome = await worker.open.remote(session_id, owner is not None, public_key)
         except AomiError:
             self._keep_warm(worker)  # refused (another App's id): the actor is still blank
             raise
         except BaseException:
             self._discard(worker)
             raise
-        if outcome == "absent":
-            self._keep_warm(worker)
-            return None
         self._live[session_id] = worker
         self._counts["misses"] += 1
         self._counts[outcome] += 1
@@ -187,14 +190,17 @@ class SessionDirectory:
         else:
             self._discard(worker)
 
-    async def _recycle(self, worker: Any, session_id: str) -> None:
-        """Close a session and keep its actor warm for the next one (or stop it if the pool is full)."""
+    async def _recycle(self, worker: Any, session_id: str, only_if_idle: bool = False) -> bool:
+        """Close a session and keep its actor warm for the next one (or stop it if the pool is full).
+        With `only_if_idle`, a session that became busy meanwhile stays; returns whether it was released."""
         try:
-            await worker.release.remote(session_id)
+            released = await worker.release.remote(session_id, only_if_idle)
         except Exception:  # dead, or the session already gone: the actor cannot be trusted blank
             self._discard(worker)
-            return
-        self._keep_warm(worker)
+            return True
+        if released:
+            self._keep_warm(worker)
+        return bool(released)
 
     def _discard(self, worker: Any) -> None:
         with contextlib.suppress(Exception):
@@ -208,8 +214,9 @@ class SessionDirectory:
         found = []
         for (session_id, handle), stats in zip(items, results, strict=True):
             if isinstance(stats, BaseException) or stats.get("session_id") != session_id:
-                if self._live.get(session_id) == handle:  # dead or handed on: forget it
+                if self._live.get(session_id) == handle:  # dead, broken or handed on: forget it, and stop it
                     del self._live[session_id]
+                    self._discard(handle)
                 continue
             found.append((session_id, handle, stats))
         return found
@@ -227,8 +234,10 @@ class SessionDirectory:
         for session_id, handle, _ in chosen:
             if self._live.get(session_id) == handle:
                 del self._live[session_id]
-                await self._recycle(handle, session_id)
-                evicted += 1
+                if await self._recycle(handle, session_id, only_if_idle=True):
+                    evicted += 1
+                elif session_id not in self._live:
+                    self._live[session_id] = handle  # it became busy since it was chosen: it stays
         self._counts["evicted"] += evicted
         return evicted
 
@@ -253,6 +262,9 @@ class SessionDirectory:
         if self._spec.limits.retention_days is not None:
             before = utcnow() - timedelta(days=self._spec.limits.retention_days)
             for session_id in await self._store.stale.remote(self._spec.name, before, EXPIRED_PER_SWEEP):
+                record = await self._store.get.remote(self._spec.name, session_id)
+                if session_id in self._live or record is None or record.updated_at >= before:
+                    continue  # came back since it was listed
                 expired += await self.delete(session_id)
             self._counts["expired"] += expired
         report = {

@@ -238,8 +238,9 @@ class Runtime:
         records = sorted((r for rs in lists for r in rs), key=lambda r: r.updated_at, reverse=True)
         return [SessionInfo.of(r) for r in records[:limit]]
 
-    async def delete(self, session_id: str) -> bool:
-        owner = await self.owner(session_id)
+    async def delete(self, session_id: str, owner: AppActors | None = None) -> bool:
+        """Delete a session of `owner` (by default, whichever App has it)."""
+        owner = owner or await self.owner(session_id)
         self._handles.pop(session_id, None)
         if owner is None:
             return False

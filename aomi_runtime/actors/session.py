@@ -61,9 +61,9 @@ class SessionActor:
         """The id of the session held, or None when blank."""
         return None if self._session is None else self._session.session_id
 
-    async def open(self, session_id: str, create: bool, public_key: str | None) -> str:
-        """Hold a session: read from the store and restored ("loaded"), else made ("created") if `create`,
-        else "absent" (and stay blank). Idempotent for the session held ("live").
+    async def open(self, session_id: str, stored: bool, public_key: str | None) -> str:
+        """Hold a session: a `stored` one read and restored ("loaded"), else a new one made ("created").
+        Idempotent for the session held ("live").
 
         Raises:
             AppMismatch: the id is another App's.
@@ -71,23 +71,25 @@ class SessionActor:
         if self._session is not None:
             self._live(session_id)
             return "live"
-        stored = await self._history.load(self._app.name, session_id)
-        if stored is not None:
-            session = await Session.restore(self._app, self._history, stored)
-        elif create:
+        found = await self._history.load(self._app.name, session_id) if stored else None
+        if found is not None:
+            session = await Session.restore(self._app, self._history, found)
+        else:  # new, or deleted since the directory looked
             session = await Session.create(self._app, self._history, session_id, public_key=public_key)
-        else:
-            return "absent"
         if self._directory is not None:
             session.on_turn = self._directory.record_turn.remote  # told, not awaited
         self._session = session
-        return "loaded" if stored is not None else "created"
+        return "loaded" if found is not None else "created"
 
-    async def release(self, session_id: str) -> None:
-        """Close the session held (its state is stored) and become blank, ready for another."""
+    async def release(self, session_id: str, only_if_idle: bool = False) -> bool:
+        """Close the session held (its state is stored) and become blank, ready for another. With
+        `only_if_idle`, keep a session that became busy since the directory looked, and return False."""
         session = self._live(session_id)
+        if only_if_idle and session.is_busy:
+            return False
         self._session = None
         await session.close()
+        return True
 
     async def stats(self) -> dict[str, Any]:
         """What the directory decides eviction by."""

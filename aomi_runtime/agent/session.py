@@ -75,7 +75,6 @@ class Session:
         self._turn: asyncio.Task[None] | None = None
         self._title: asyncio.Task[None] | None = None
         self._interrupted = False
-        self._in_model = False
         self._model_task: asyncio.Task[None] | None = None
         self._closed = False
         self._broken = False
@@ -116,7 +115,7 @@ class Session:
                 with suppress(asyncio.CancelledError, SessionClosed):
                     await task
         if not self._broken:
-            await self._flush()
+            await self._flush(final=True)
         self._published_signal.set()
 
     @property
@@ -188,12 +187,14 @@ class Session:
     async def interrupt(self) -> Snapshot:
         """Stop the running turn at once; idempotent. Messages queued behind it still get their turns."""
         self.check_open()
+        if self.is_processing:
+            # Wherever the turn is (starting, in the model or a tool, storing its end), it ends interrupted: the
+            # model task is cancelled if it runs, and a turn not yet started skips the model.
+            self._interrupted = True
+            if self._model_task is not None:
+                self._model_task.cancel()
         turn = self._turn
         if turn is not None and not turn.done():
-            if self._in_model:  # past the model and tools, the turn is only storing its end: let it
-                self._interrupted = True
-                if self._model_task is not None:
-                    self._model_task.cancel()
             await asyncio.shield(turn)
         return await self.snapshot()
 
@@ -250,6 +251,8 @@ class Session:
     async def events_after(self, after: int, timeout: float) -> list[Event]:
         """Events with seq above `after`, oldest first: at once if there are any, else the first within `timeout`."""
         self.check_open()
+        if after > self._published:
+            after = 0  # an id from before this session's id was deleted and used again: replay this one whole
         if self._published <= after:
             signal = self._published_signal
             self.subscribers += 1
@@ -310,7 +313,7 @@ class Session:
         )
         self._add_message(Message(id=len(self.messages), sender="agent", is_streaming=True), announce=False)
         await self._flush()
-        self._in_model = True
+        self.check_open()  # closed while storing: its next holder finishes the turn's bookkeeping
         self._turn = asyncio.create_task(self._run_turn(), name=f"turn:{self.session_id}")
 
     async def _run_turn(self) -> None:
@@ -343,7 +346,6 @@ class Session:
                 error = "The turn failed because of an internal error; it was logged."
             finally:
                 self._model_task = None
-        self._in_model = False
         interrupted, self._interrupted = self._interrupted, False
         if interrupted:
             self.record.pending_system_events.append(INTERRUPTION)
@@ -423,11 +425,14 @@ class Session:
         self._pending.append(Event(seq=self.record.last_seq, data=data))
         self._record_dirty = True
 
-    async def _flush(self) -> None:
-        """Write everything changed in one commit, then publish its events. Concurrent calls coalesce."""
+    async def _flush(self, *, final: bool = False) -> None:
+        """Write everything changed in one commit, then publish its events. Concurrent calls coalesce.
+
+        Once the session is closing only `close` writes (`final`): another actor may be loading it already.
+        """
         async with self._flush_lock:
-            if self._broken:
-                raise SessionClosed(f"The session {self.session_id!r} lost its database; look it up again.")
+            if self._broken or (self._closed and not final):
+                raise SessionClosed(f"The session {self.session_id!r} is closed; look it up again.")
             if not (self._record_dirty or self._dirty_messages or self._pending):
                 return
             ids, events = sorted(self._dirty_messages), self._pending

@@ -149,8 +149,9 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
 
     @api.post("/api/interrupt")
     async def interrupt(session_id: SessionId, key: ApiKey) -> Response:
-        await runtime.authorize(await runtime.session_app(session_id), key)
-        return session_json(await runtime.call(session_id, "interrupt"))
+        owner = await runtime.session_app(session_id)
+        await runtime.authorize(owner, key)
+        return session_json(await runtime.call(session_id, "interrupt", app=owner.spec.name))
 
     @api.get("/api/updates")
     async def updates(
@@ -179,8 +180,9 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
     async def system(session_id: SessionId, key: ApiKey, message: str | None = None) -> dict[str, Any]:
         if not message:
             raise InvalidInput("The message is missing; send text or a JSON object as the `message` query parameter.")
-        await runtime.authorize(await runtime.session_app(session_id), key)
-        return {"res": await runtime.call(session_id, "post_system", message)}
+        owner = await runtime.session_app(session_id)
+        await runtime.authorize(owner, key)
+        return {"res": await runtime.call(session_id, "post_system", message, app=owner.spec.name)}
 
     @api.get("/api/sessions")
     async def list_sessions(
@@ -218,20 +220,23 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
         check_session_id(session_id)
         if body is None or body.title is None:
             raise InvalidInput('The title is missing; send {"title": "..."}.')
-        await runtime.authorize(await runtime.session_app(session_id), key)
-        info = await runtime.call(session_id, "rename", body.title)
+        owner = await runtime.session_app(session_id)
+        await runtime.authorize(owner, key)
+        info = await runtime.call(session_id, "rename", body.title, app=owner.spec.name)
         return {"session_id": info.session_id, "title": info.title}
 
     @api.delete("/api/sessions/{session_id}")
     async def delete_session(session_id: str, key: ApiKey) -> dict[str, Any]:
-        await runtime.authorize(await runtime.session_app(check_session_id(session_id)), key)
-        if not await runtime.delete(session_id):
+        owner = await runtime.session_app(check_session_id(session_id))
+        await runtime.authorize(owner, key)
+        if not await runtime.delete(session_id, owner):
             raise SessionNotFound(f"No session {session_id!r} exists.")
         return {"deleted": True}
 
     async def archive(session_id: str, key: str | None, archived: bool) -> dict[str, Any]:
-        await runtime.authorize(await runtime.session_app(check_session_id(session_id)), key)
-        info = await runtime.call(session_id, "set_archived", archived)
+        owner = await runtime.session_app(check_session_id(session_id))
+        await runtime.authorize(owner, key)
+        info = await runtime.call(session_id, "set_archived", archived, app=owner.spec.name)
         return {"session_id": info.session_id, "is_archived": info.is_archived}
 
     @api.post("/api/sessions/{session_id}/archive")

@@ -212,7 +212,8 @@ async def test_idle_sessions_are_evicted_but_not_busy_or_watched_ones(make_runti
         await chat(runtime, s, "hello")
         await idle(runtime, s)
     await chat(runtime, busy, "count to 1000")
-    stream = asyncio.create_task(runtime.events_after(watched, 10_000, 5.0))
+    last_seq = (await runtime.call(watched, "last_events", 1))[0].seq
+    stream = asyncio.create_task(runtime.events_after(watched, last_seq, 5.0))  # waits: nothing new comes
     await asyncio.sleep(1.0)
     report = await runtime.sweep()
     assert report["default"]["evicted_idle"] == 1
@@ -233,7 +234,8 @@ async def test_evicted_actors_are_reused_warm_rather_than_started_again(make_run
         await idle(runtime, s)
     after = {w._actor_id for w in named_actors(namespace(runtime), WORKER_PREFIX)}
     assert after == before  # five sessions through one live slot, and not one process started for them
-    assert (await directory_stats(runtime))["evicted"] == 4
+    stats = await directory_stats(runtime)
+    assert stats["evicted"] == 4 and stats["live"] == 1
 
 
 async def test_the_retention_sweep_deletes_expired_sessions_with_their_history(

@@ -108,6 +108,8 @@ async def test_a_body_that_is_not_json_is_refused(client: httpx.AsyncClient) -> 
     assert_error(r, 400, "JSON")
     r = await client.post("/api/chat", content=b"message=hi", headers={**h(sid()), "Content-Type": "text/plain"})
     assert_error(r, 400, "Content-Type")
+    r = await client.post("/api/sessions", content=b"{nope", headers={**h(sid()), "Content-Type": "application/json"})
+    assert_error(r, 400, "JSON")
 
 
 async def test_state_of_an_unknown_session_is_the_empty_snapshot(client: httpx.AsyncClient) -> None:

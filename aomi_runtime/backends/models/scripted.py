@@ -36,7 +36,6 @@ class ScriptedModel:
     def __init__(self, *, count_pause: float = 0.05, chunk_pause: float = 0.002) -> None:
         self.count_pause = count_pause
         self.chunk_pause = chunk_pause
-        self._calls = 0
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         if request.purpose == "title":
@@ -66,8 +65,8 @@ class ScriptedModel:
                 ):
                     yield chunk
                 return
-            self._calls += 1
-            yield ToolCallRequest(call_id=f"call_{self._calls}", name=name, arguments=arguments)
+            # Deterministic: the call's place in the conversation, whatever else this model answered.
+            yield ToolCallRequest(call_id=f"call_{len(request.messages)}", name=name, arguments=arguments)
         elif match := ERROR.fullmatch(text):
             raise ModelUnavailable(
                 f"The scripted model failed, as asked: {match.group(1).strip() or 'no reason given'}"
