@@ -6,7 +6,6 @@ A key reads `aomi_<id>_<secret>`: the id finds its row, the secret is compared b
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import secrets
@@ -63,8 +62,7 @@ class SqlKeys:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._setup_lock = asyncio.Lock()
-        self._is_setup = False
+        self._schema = _dialects.Schema(engine, metadata)
 
     @classmethod
     def from_url(cls, url: str) -> SqlKeys:
@@ -72,17 +70,10 @@ class SqlKeys:
         in-memory SQLite of this process, which only `create` in the same process can fill."""
         if url == MEMORY_URL or "://" not in url:
             return cls(create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool))
-        engine = create_async_engine(_dialects.normalize_url(url))
-        _dialects.configure(engine)
-        return cls(engine)
+        return cls(_dialects.open_engine(url))
 
     async def setup(self) -> None:
-        async with self._setup_lock:
-            if not self._is_setup:
-                async with self._engine.begin() as conn:
-                    await _dialects.lock_for_ddl(conn)
-                    await conn.run_sync(metadata.create_all)
-                self._is_setup = True
+        await self._schema.create()
 
     async def close(self) -> None:
         await self._engine.dispose()

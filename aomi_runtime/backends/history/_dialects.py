@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -59,3 +60,28 @@ async def lock_for_ddl(conn: AsyncConnection) -> None:
     """Several store actors may create the schema at once; on PostgreSQL that races, so take a lock."""
     if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK_KEY})
+
+
+def open_engine(url: str, **options: Any) -> AsyncEngine:
+    """An async engine for a plain or driver URL, set up for its dialect."""
+    engine = create_async_engine(normalize_url(url), **options)
+    configure(engine)
+    return engine
+
+
+class Schema:
+    """Creates a metadata's tables once per engine, whoever asks first (idempotent, lock-guarded)."""
+
+    def __init__(self, engine: AsyncEngine, metadata: MetaData) -> None:
+        self._engine = engine
+        self._metadata = metadata
+        self._lock = asyncio.Lock()
+        self._created = False
+
+    async def create(self) -> None:
+        async with self._lock:
+            if not self._created:
+                async with self._engine.begin() as conn:
+                    await lock_for_ddl(conn)
+                    await conn.run_sync(self._metadata.create_all)
+                self._created = True

@@ -6,7 +6,6 @@ back byte for byte whatever it holds (PostgreSQL's text type refuses NUL; escape
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime
 from typing import Any
@@ -15,7 +14,7 @@ from pydantic_core import to_json
 from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text, and_, literal, select, union_all
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...agent.errors import AppMismatch, StorageError
 from ...agent.models import Commit, Event, Message, SessionRecord, StoredSession
@@ -60,23 +59,14 @@ class SqlHistory:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._setup_lock = asyncio.Lock()
-        self._is_setup = False
+        self._schema = _dialects.Schema(engine, metadata)
 
     @classmethod
     def from_url(cls, url: str, **engine_options: Any) -> SqlHistory:
-        engine = create_async_engine(_dialects.normalize_url(url), **engine_options)
-        _dialects.configure(engine)
-        return cls(engine)
+        return cls(_dialects.open_engine(url, **engine_options))
 
     async def setup(self) -> None:
-        async with self._setup_lock:
-            if self._is_setup:
-                return
-            async with self._engine.begin() as conn:
-                await _dialects.lock_for_ddl(conn)
-                await conn.run_sync(metadata.create_all)
-            self._is_setup = True
+        await self._schema.create()
 
     async def close(self) -> None:
         await self._engine.dispose()
