@@ -280,7 +280,8 @@ class Session:
     def append_text(self, text: str) -> None:
         last = self.messages[-1] if self.messages else None
         if last is None or last.sender != "agent" or not last.is_streaming:
-            last = self._add_message(Message(id=len(self.messages), sender="agent", is_streaming=True))
+            # announced when it ends, as every message is: `message` events carry finished messages only
+            last = self._add_message(Message(id=len(self.messages), sender="agent", is_streaming=True), announce=False)
         last.content += text
 
     async def end_text(self) -> None:
