@@ -26,6 +26,8 @@ print(",".join(found))
         ("aomi_runtime.actors.runtime", ("fastapi", "starlette.routing")),
         # each live session is a process: it imports no database layer, web framework, or unused model SDK
         ("aomi_runtime.actors.session", ("sqlalchemy", "aiosqlite", "asyncpg", "fastapi", "openai", "anthropic")),
+        # the HTTP client runs where the runtime does not: a laptop, a notebook
+        ("aomi_runtime.serve_app.sync_client", ("ray", "sqlalchemy", "fastapi", "starlette", "pandas")),
     ],
 )
 def test_a_layer_imports_nothing_from_the_floors_above_it(modules: str, forbidden: tuple[str, ...]) -> None:

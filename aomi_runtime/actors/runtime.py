@@ -200,10 +200,18 @@ class Runtime:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def chat(
-        self, session_id: str, text: str, *, app: str, user_state: dict[str, Any] | None, public_key: str | None
+        self,
+        session_id: str,
+        text: str,
+        *,
+        app: str,
+        user_state: dict[str, Any] | None,
+        public_key: str | None,
+        request_id: str | None = None,
     ) -> bytes:
-        # The request id makes the one retry of `call` safe: a message already stored is not added again.
-        request_id = uuid.uuid4().hex
+        # The request id makes a retry safe (the one of `call`, or the client's own with the id it chose): a
+        # message already stored is not added again.
+        request_id = request_id or uuid.uuid4().hex
         result: bytes = await self.call(
             session_id, "chat", text, user_state, request_id, public_key, app=app, create=True, public_key=public_key
         )

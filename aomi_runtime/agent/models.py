@@ -59,13 +59,19 @@ class QueuedMessage(BaseModel):
 
 
 class Snapshot(BaseModel):
-    """A session as clients see it: every message, the system events not yet handed out, title and state."""
+    """A session as clients see it: every message, the system events not yet handed out, title and state.
+
+    Our addition: `last_event_id`, the seq of the last event on the session's stream when the snapshot was
+    taken, so a client can follow what happens next (`GET /api/updates?after=`) without missing or repeating
+    an event. Absent from the empty snapshot of an unknown session.
+    """
 
     messages: list[Message] = Field(default_factory=list)
     system_events: list[SystemEvent] = Field(default_factory=list)
     title: str | None = None
     is_processing: bool = False
     user_state: dict[str, Any] | None = None
+    last_event_id: int | None = None
 
 
 EMPTY_SNAPSHOT = Snapshot()
@@ -78,6 +84,10 @@ class Event(BaseModel):
 
     seq: int
     data: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(self.data.get("type", ""))
 
 
 class SessionRecord(BaseModel):

@@ -100,7 +100,7 @@ class Session:
             session._finish_streaming()
             session.record.pending_system_events.append(system_error(CUT_SHORT))
             session.record.is_processing = False
-            session._emit("processing_done", error=CUT_SHORT)
+            session._emit("processing_done", **session._turn_request(), error=CUT_SHORT)
             await session._flush()
         if session.record.queue:
             await session._start_turn(session.record.queue.pop(0))
@@ -182,6 +182,7 @@ class Session:
             title=self.record.title,
             is_processing=self.is_processing,
             user_state=self.record.user_state,
+            last_event_id=self._published,
         )
 
     async def interrupt(self) -> Snapshot:
@@ -302,7 +303,7 @@ class Session:
 
     async def _start_turn(self, queued: QueuedMessage) -> None:
         self.record.is_processing = True
-        self._emit("processing_started")
+        self._emit("processing_started", **({"request_id": queued.request_id} if queued.request_id else {}))
         self._add_message(
             Message(
                 id=len(self.messages),
@@ -355,7 +356,7 @@ class Session:
         self._finish_streaming()
         self._maybe_make_title()
         outcome = {"error": error} if error else {"interrupted": True} if interrupted else {}
-        self._emit("processing_done", **outcome)
+        self._emit("processing_done", **self._turn_request(), **outcome)
         if self.on_turn is not None:
             self.on_turn(time.perf_counter() - started)
         if self.record.queue and not self._closed:
@@ -419,6 +420,11 @@ class Session:
                 self._emit("message", message=m.model_dump(mode="json", exclude={"queued"}))
                 finished = True
         return finished
+
+    def _turn_request(self) -> dict[str, str]:
+        # The running turn is the last user message's; its request id lets a client wait for its own turn.
+        last = next((m for m in reversed(self.messages) if m.sender == "user"), None)
+        return {"request_id": last.request_id} if last is not None and last.request_id else {}
 
     def _emit(self, type_: str, **fields: Any) -> None:
         self.record.last_seq += 1

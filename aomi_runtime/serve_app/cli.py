@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 import threading
@@ -15,8 +14,6 @@ from .config import ConfigError
 from .settings import Settings
 
 log = logging.getLogger("aomi_runtime")
-
-APP_NAME = "aomi"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,35 +42,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def serve_until_stopped(settings: Settings, address: str | None) -> None:
-    import ray
-    from ray import serve
+    from .launch import launch
 
-    from .app import build_app
-
-    local = address is None
-    if local:
-        # Ray 2.60 turns token auth on for clusters started after a local init; a local run needs none.
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address="local" if local else address, include_dashboard=False, log_to_driver=False)
-    try:
-        serve.start(http_options={"host": settings.host, "port": settings.port})
-        serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
-        url = f"http://{settings.host}:{settings.port}"
+    with launch(settings, address) as launched:
         apps = ", ".join(f"{a.name} ({'public' if a.public else 'keyed'})" for a in settings.apps)
         print(
-            f"aomi-runtime serving on {url} (history: {settings.database_url}; Apps: {apps}); Ctrl-C stops it.",
+            f"aomi-runtime serving on {launched.url} (history: {settings.database_url}; Apps: {apps}); "
+            "Ctrl-C stops it.",
             flush=True,
         )
         _wait_for_signal()
         print("aomi-runtime stopping...", flush=True)
-    finally:
-        try:
-            serve.delete(APP_NAME)
-            asyncio.run(settings.runtime().stop())
-            serve.shutdown()
-        finally:
-            ray.shutdown()
     print("aomi-runtime stopped.", flush=True)
 
 

@@ -10,36 +10,10 @@ from fastapi.responses import JSONResponse
 from ray.exceptions import RayActorError, RayTaskError
 from starlette.exceptions import HTTPException
 
-from ..agent.errors import (
-    AomiError,
-    AppMismatch,
-    Forbidden,
-    InvalidInput,
-    MessageTooLarge,
-    ModelUnavailable,
-    SessionClosed,
-    SessionNotFound,
-    StorageError,
-    Unauthorized,
-)
+from ..agent.errors import AomiError
+from .status import status_of
 
 log = logging.getLogger(__name__)
-
-STATUS: dict[type[AomiError], int] = {
-    MessageTooLarge: 413,
-    InvalidInput: 400,
-    Unauthorized: 401,
-    Forbidden: 403,
-    SessionNotFound: 404,
-    AppMismatch: 409,
-    SessionClosed: 503,
-    ModelUnavailable: 503,
-    StorageError: 503,
-}
-
-
-def status_of(exc: AomiError) -> int:
-    return next((STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS), 500)
 
 
 def error_response(status: int, message: str) -> JSONResponse:

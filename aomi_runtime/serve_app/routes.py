@@ -21,19 +21,21 @@ from .settings import Settings
 from .sse import event_stream
 
 JSON = "application/json"
-EMPTY_SNAPSHOT_JSON = EMPTY_SNAPSHOT.model_dump_json().encode()
+EMPTY_SNAPSHOT_JSON = EMPTY_SNAPSHOT.model_dump_json(exclude={"last_event_id"}).encode()
 MAX_EVENTS = 10_000
 MAX_SESSIONS_LISTED = 500
+
+
+def check_id(value: str, what: str) -> str:
+    if not is_valid_session_id(value):
+        raise InvalidInput(f"The {what} is malformed: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'.")
+    return value
 
 
 def check_session_id(session_id: str | None) -> str:
     if not session_id:
         raise InvalidInput("The X-Session-Id header is missing; send the session's id in it.")
-    if not is_valid_session_id(session_id):
-        raise InvalidInput(
-            "The session id is malformed: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'."
-        )
-    return session_id
+    return check_id(session_id, "session id")
 
 
 def session_header(x_session_id: Annotated[str | None, Header()] = None) -> str:
@@ -126,17 +128,27 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
         public_key: str | None = None,
         user_state: str | None = None,
         client_id: str | None = None,
+        request_id: str | None = None,
     ) -> Response:
+        """Our addition: `request_id`, chosen by the client, makes a retried request add its message once, and
+        marks the turn's `processing_started` and `processing_done` events."""
         if message is None:
             message = await message_from_body(request)
         if message is None:
             raise InvalidInput("The message is missing; send it as the `message` query parameter.")
+        if request_id is not None:
+            check_id(request_id, "request_id")
         actors = runtime.app(app or namespace or DEFAULT_APP)
         await runtime.authorize(actors, key)
         spec = actors.spec
         spec.limits.check_message(message)  # before any actor is found or made
         body = await runtime.chat(
-            session_id, message, app=spec.name, user_state=parse_user_state(user_state), public_key=public_key
+            session_id,
+            message,
+            app=spec.name,
+            user_state=parse_user_state(user_state),
+            public_key=public_key,
+            request_id=request_id,
         )
         return session_json(body)
 

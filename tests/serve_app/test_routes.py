@@ -69,6 +69,26 @@ async def test_chat_takes_the_message_from_a_json_body_too(client: httpx.AsyncCl
     assert r.status_code == 200 and r.json()["messages"][0]["content"] == "from the body"
 
 
+async def test_a_request_id_makes_a_retried_chat_add_its_message_once_and_marks_its_turn(
+    client: httpx.AsyncClient,
+) -> None:
+    s = sid()
+    first = await chat(client, s, "count to 2", request_id="req-1")
+    retried = await chat(client, s, "count to 2", request_id="req-1")  # its answer was lost, say
+    assert [m["content"] for m in retried["messages"] if m["sender"] == "user"] == ["count to 2"]
+    assert first["messages"][0]["request_id"] == "req-1"
+
+    # The snapshot says where the stream stood, so a client can follow the turn from there.
+    assert isinstance(first["last_event_id"], int) and first["last_event_id"] >= 1
+    await finished(client, s)
+    events = (await client.get("/api/events", headers=h(s))).json()
+    turn = [e for e in events if e["type"] in ("processing_started", "processing_done")]
+    assert [(e["type"], e["request_id"]) for e in turn] == [
+        ("processing_started", "req-1"),
+        ("processing_done", "req-1"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("headers", "params", "status", "words"),
     [
@@ -81,6 +101,7 @@ async def test_chat_takes_the_message_from_a_json_body_too(client: httpx.AsyncCl
         ({"X-Session-Id": "ok-id"}, {"message": "x", "app": "nope"}, 400, ["Unknown App 'nope'"]),
         ({"X-Session-Id": "ok-id"}, {"message": "x", "user_state": "{not json"}, 400, ["user_state"]),
         ({"X-Session-Id": "ok-id"}, {"message": "x", "user_state": "[1, 2]"}, 400, ["JSON object"]),
+        ({"X-Session-Id": "ok-id"}, {"message": "x", "request_id": "a b"}, 400, ["request_id is malformed"]),
     ],
 )
 async def test_chat_refuses_bad_input_with_a_clear_error(

@@ -1,0 +1,79 @@
+"""Start the runtime from Python: Ray (a local instance, or a running cluster) and Serve, and stop it again.
+
+The CLI's `serve` runs it until Ctrl-C; a notebook or a script holds it for as long as it needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+
+from .settings import Settings
+
+APP_NAME = "aomi"
+
+
+@dataclass
+class Launched:
+    """A runtime this process started; `stop` ends Serve, the runtime's actors and, if it started it, Ray."""
+
+    settings: Settings
+    owns_ray: bool
+    stopped: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        import ray
+        from ray import serve
+
+        try:
+            serve.delete(APP_NAME)
+            # In a thread of its own: the caller may be inside a running event loop (a notebook cell).
+            with ThreadPoolExecutor(1) as thread:
+                thread.submit(asyncio.run, self.settings.runtime().stop()).result()
+            serve.shutdown()
+        finally:
+            if self.owns_ray:
+                ray.shutdown()
+
+    def __enter__(self) -> Launched:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def launch(settings: Settings, address: str | None = None) -> Launched:
+    """Serve the runtime `settings` describe on `settings.host:port`, on a new local Ray instance, or on the
+    cluster at `address`; an instance this process already joined is used as it is."""
+    import ray
+    from ray import serve
+
+    from .app import build_app
+
+    owns_ray = not ray.is_initialized()
+    if owns_ray:
+        if address is None:
+            # Ray 2.60 turns token auth on for clusters started after a local init; a local run needs none.
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
+    launched = Launched(settings, owns_ray)
+    try:
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    except BaseException:
+        launched.stop()
+        raise
+    return launched

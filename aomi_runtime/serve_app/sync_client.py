@@ -1,0 +1,211 @@
+"""The Python client, sync face, for notebooks and scripts: each call runs the async client on an event loop
+of the client's own, in a background thread, so it works the same in a plain script and in a notebook
+(whose own loop is already running).
+
+    client = Client.local()                    # or Client("http://...", app=..., api_key=...)
+    session = client.session()
+    reply = session.send("count to 3")
+    session.dataframe()
+    client.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..agent.models import Event, Message, SessionInfo, Snapshot
+from .client import DEFAULT_URL, IN_CLUSTER_URL, AsyncClient, AsyncSession, Reply, in_cluster_transport
+
+if TYPE_CHECKING:
+    import pandas
+
+    from .settings import Settings
+
+T = TypeVar("T")
+
+
+class _Loop:
+    """An event loop running in a daemon thread; `run` waits for a coroutine on it from any thread."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="aomi-client", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # Ctrl-C (or a stopped notebook cell) stops the call too
+            raise
+
+    def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+        try:
+            while True:
+                try:
+                    yield self.run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None:
+                self.run(aclose())
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+class Client:
+    """A connection to the runtime for one App; the same methods as `AsyncClient`, called without `await`."""
+
+    def __init__(self, url: str = DEFAULT_URL, **options: Any) -> None:
+        self._loop = _Loop()
+        self._async: AsyncClient = self._loop.run(_make(url, options))
+
+    @classmethod
+    def local(cls, settings: Settings | None = None, **options: Any) -> Client:
+        """Start the runtime in this process (a local Ray instance, unless Ray is already initialised, and
+        Serve on a free port) and connect to it; `close` stops it. `settings` default to the embedded
+        default: SQLite in ./aomi.db, the public `default` App."""
+        from .launch import launch
+        from .settings import Settings
+
+        launched = launch(settings or Settings(port=_free_port()))
+        try:
+            client = cls(launched.url, **options)
+        except BaseException:
+            launched.stop()
+            raise
+        client._async.on_close(launched.stop)
+        return client
+
+    @classmethod
+    def in_cluster(cls, settings: Settings | None = None, *, address: str = "auto", **options: Any) -> Client:
+        """See `AsyncClient.in_cluster`: the routes in this process, the actors over Ray handles."""
+        transport = in_cluster_transport(settings, address)  # joins Ray from the caller's thread
+        return cls(IN_CLUSTER_URL, transport=transport, **options)
+
+    @property
+    def url(self) -> str:
+        return str(self._async._http.base_url)
+
+    def session(self, session_id: str | None = None, *, title: str | None = None, create: bool = True) -> Session:
+        return Session(self, self._loop.run(self._async.session(session_id, title=title, create=create)))
+
+    def sessions(self, public_key: str | None = None, limit: int = 50) -> list[SessionInfo]:
+        return self._loop.run(self._async.sessions(public_key, limit))
+
+    def apps(self) -> list[str]:
+        return self._loop.run(self._async.apps())
+
+    def models(self) -> list[str]:
+        return self._loop.run(self._async.models())
+
+    def health(self) -> bool:
+        return self._loop.run(self._async.health())
+
+    def close(self) -> None:
+        try:
+            self._loop.run(self._async.aclose())
+        finally:
+            self._loop.stop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+async def _make(url: str, options: dict[str, Any]) -> AsyncClient:
+    return AsyncClient(url, **options)  # made on the loop that will use it
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Session:
+    """One session; the same methods as `AsyncSession`, called without `await`. Interrupting a waiting `send`
+    (Ctrl-C, or stopping the notebook cell) interrupts the turn too."""
+
+    def __init__(self, client: Client, session: AsyncSession) -> None:
+        self.client = client
+        self._async = session
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} {self.title!r}>"
+
+    @property
+    def id(self) -> str:
+        return self._async.id
+
+    @property
+    def title(self) -> str | None:
+        return self._async.title
+
+    @property
+    def last_event_id(self) -> int:
+        return self._async.last_event_id
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.client._loop.run(coro)
+
+    def send(self, message: str, **options: Any) -> Reply:
+        try:
+            return self._run(self._async.send(message, **options))
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise
+
+    def events(self, *, after: int | None = None) -> Iterator[Event]:
+        return self.client._loop.iterate(self._async.events(after=after))
+
+    def state(self, user_state: dict[str, Any] | None = None) -> Snapshot:
+        return self._run(self._async.state(user_state))
+
+    def messages(self) -> list[Message]:
+        return self._run(self._async.messages())
+
+    def recent_events(self, count: int = 100) -> list[dict[str, Any]]:
+        return self._run(self._async.recent_events(count))
+
+    def interrupt(self) -> Snapshot:
+        return self._run(self._async.interrupt())
+
+    def system(self, message: str | dict[str, Any]) -> Any:
+        return self._run(self._async.system(message))
+
+    def info(self) -> SessionInfo:
+        return self._run(self._async.info())
+
+    def rename(self, title: str) -> str:
+        return self._run(self._async.rename(title))
+
+    def archive(self, archived: bool = True) -> bool:
+        return self._run(self._async.archive(archived))
+
+    def unarchive(self) -> bool:
+        return self._run(self._async.unarchive())
+
+    def delete(self) -> None:
+        self._run(self._async.delete())
+
+    def set_model(self, rig: str) -> str:
+        return self._run(self._async.set_model(rig))
+
+    def dataframe(self) -> pandas.DataFrame:
+        return self._run(self._async.dataframe())

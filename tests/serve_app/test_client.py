@@ -1,0 +1,289 @@
+"""The Python client against the shared runtime: over real HTTP (sync and async faces), and in-cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
+from unittest.mock import ANY
+
+import pytest
+
+from aomi_runtime import AsyncClient, Client
+from aomi_runtime.agent.errors import (
+    AppMismatch,
+    Forbidden,
+    InvalidInput,
+    MessageTooLarge,
+    SessionNotFound,
+    Unauthorized,
+)
+from aomi_runtime.agent.models import INTERRUPTION
+from aomi_runtime.serve_app.client import messages_frame
+
+from .conftest import sid
+
+SLOW_TOOL = '/tool long_task {"steps": 3, "pause": 0.05}'
+
+
+@pytest.fixture
+def client(runtime_url: str) -> Iterator[Client]:
+    with Client(runtime_url) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclient(runtime_url: str) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(runtime_url) as c:
+        yield c
+
+
+def test_send_waits_for_the_turn_and_returns_its_messages(client: Client) -> None:
+    session = client.session()
+    reply = session.send("count to 3")
+
+    assert not reply.snapshot.is_processing
+    assert [m.sender for m in reply.messages] == ["user", "agent"]
+    assert reply.messages[0].content == "count to 3" and reply.text == "1 2 3"
+    assert reply.done is not None and reply.error is None and not reply.interrupted
+    types = [e.type for e in reply.events]
+    assert types[-1] == "processing_done" and "message" in types
+    assert session.last_event_id == reply.events[-1].seq
+    assert reply.seconds > 0
+
+
+def test_a_slow_tool_shows_progress_on_a_terminal(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+    reply = client.session().send(SLOW_TOOL, progress=True)
+
+    updates = [e.data["result"] for e in reply.events if e.type == "tool_update"]
+    assert updates == [{"step": 1, "of": 3}, {"step": 2, "of": 3}, {"step": 3, "of": 3}]
+    assert reply.messages[2].tool_result is not None and reply.messages[2].tool_result[0] == "long_task"
+    shown = capsys.readouterr().err
+    assert "long_task [#######" in shown and "1/3" in shown and "3/3" in shown
+    assert "done" in shown.splitlines()[-1]
+
+
+def test_no_progress_is_shown_where_output_is_not_interactive(
+    client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reply = client.session().send(SLOW_TOOL)
+    assert any(e.type == "tool_update" for e in reply.events)  # there was progress to show
+    assert capsys.readouterr().err == ""
+
+
+async def test_a_queued_message_waits_for_its_own_turn(aclient: AsyncClient) -> None:
+    session = await aclient.session()
+    events = session.events()
+    first = asyncio.create_task(session.send("count to 5", progress=False))
+    async for event in events:  # the first turn is running: the second message queues behind it
+        if event.type == "processing_started":
+            break
+    await events.aclose()  # type: ignore[attr-defined]
+    second = await session.send("count to 2", progress=False)
+    done_first = await first
+
+    assert done_first.text == "1 2 3 4 5" and second.text == "1 2"
+    assert second.messages[0].content == "count to 2"
+    assert done_first.done is not None and second.done is not None
+    assert done_first.done.seq < second.done.seq
+
+
+async def test_events_resume_after_the_last_one_seen(aclient: AsyncClient) -> None:
+    session = await aclient.session()
+    await session.send("count to 3", progress=False)
+    await session.send("count to 2", progress=False)
+
+    everything = [e async for e in _take(session.events(after=0), session.last_event_id)]
+    assert [e.seq for e in everything] == list(range(1, session.last_event_id + 1))
+
+    fresh = await aclient.session(session.id)  # a new object for the same session: starts from the beginning
+    first_part = [e async for e in _take(fresh.events(), 4)]
+    rest = [e async for e in _take(fresh.events(), len(everything) - 4)]  # resumes after the 4th
+    assert first_part + rest == everything
+
+
+async def _take(events: AsyncIterator[object], count: int) -> AsyncIterator[object]:
+    async for event in events:
+        yield event
+        count -= 1
+        if count == 0:
+            return
+
+
+async def test_events_are_followed_live(aclient: AsyncClient) -> None:
+    session = await aclient.session()
+    seen: list[str] = []
+
+    async def watch() -> None:
+        async for event in session.events():
+            seen.append(event.type)
+            if event.type == "processing_done":
+                return
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0.2)  # the stream is open before anything happens
+    await session.send("count to 2", wait=False)
+    await asyncio.wait_for(watcher, 10)
+    assert seen[0] == "processing_started" and seen[-1] == "processing_done"
+
+
+async def test_a_dropped_stream_is_resumed_where_it_broke(runtime_url: str, aclient: AsyncClient) -> None:
+    async with _DroppingProxy(runtime_url) as proxy, AsyncClient(proxy.url) as client:
+        session = await client.session()
+        await session.send("count to 3", progress=False)
+        before = session.last_event_id
+        seen: list[int] = []
+        at_drop = 0
+        async for event in session.events(after=0):
+            seen.append(event.seq)
+            if event.seq == before:  # all stored events read: cut the link, then make more events
+                at_drop = proxy.connections
+                await proxy.drop()
+                await (await aclient.session(session.id)).send("count to 2", wait=False)
+            if event.type == "processing_done" and event.seq > before:
+                break
+        assert seen == list(range(1, seen[-1] + 1))  # every event once, across the break
+        assert seen[-1] > before and proxy.connections > at_drop  # the rest came over a new connection
+
+
+class _DroppingProxy:
+    """A TCP proxy in front of the runtime that can cut every open connection, as a network fault would."""
+
+    def __init__(self, target_url: str) -> None:
+        host, port = target_url.removeprefix("http://").split(":")
+        self._target = (host, int(port))
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.connections = 0
+
+    async def __aenter__(self) -> _DroppingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.drop()
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def drop(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+def test_interrupt_rename_archive_delete(client: Client) -> None:
+    session = client.session(title="Plans")
+    assert session.title == "Plans" and session.info().title == "Plans"
+    reply = session.send("count to 200", wait=False)
+    assert reply.snapshot.is_processing and reply.done is None
+
+    stopped = session.interrupt()
+    assert not stopped.is_processing and INTERRUPTION in stopped.system_events
+
+    assert session.rename("Renamed") == "Renamed" and session.info().title == "Renamed"
+    assert session.archive() is True and session.info().is_archived
+    assert session.unarchive() is False and not session.info().is_archived
+    session.delete()
+    with pytest.raises(SessionNotFound):
+        session.info()
+    with pytest.raises(SessionNotFound):
+        session.delete()
+    with pytest.raises(SessionNotFound):
+        client.session(session.id, create=False)
+
+
+def test_ctrl_c_during_send_interrupts_the_turn(client: Client) -> None:
+    session = client.session()
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C while the turn runs
+    with pytest.raises(KeyboardInterrupt):
+        session.send("count to 200")
+
+    done = [e for e in session.recent_events(20) if e["type"] == "processing_done"]
+    assert done == [{"type": "processing_done", "session_id": session.id, "request_id": ANY, "interrupted": True}]
+    assert not session.state().is_processing
+
+
+def test_sessions_are_listed_by_public_key(runtime_url: str) -> None:
+    wallet = f"0x{sid().replace('-', '')}"
+    with Client(runtime_url, public_key=wallet) as client:
+        made = {client.session().id, client.session().id}
+        other = Client(runtime_url).session()
+        listed = client.sessions()
+        assert {s.session_id for s in listed} == made and other.id not in made
+        assert client.sessions(limit=1)[0].session_id in made
+    with Client(runtime_url) as anonymous, pytest.raises(ValueError, match="public key"):
+        anonymous.sessions()
+
+
+def test_history_as_plain_objects_and_as_a_dataframe(client: Client) -> None:
+    session = client.session()
+    session.send(SLOW_TOOL)
+    messages = session.messages()
+    frame = session.dataframe()
+
+    assert len(frame) == len(messages) == 4
+    assert list(frame["sender"]) == [m.sender for m in messages] == ["user", "agent", "agent", "agent"]
+    assert frame.loc[2, "tool_topic"] == "long_task" and '"done"' in frame.loc[2, "tool_result"]
+    assert str(frame["timestamp"].dtype).startswith("datetime64")
+    assert list(messages_frame([]).columns) == list(frame.columns)
+
+
+def test_errors_are_the_runtimes_own(runtime_url: str) -> None:
+    with Client(runtime_url, app="billing") as keyless, pytest.raises(Unauthorized, match="needs a key"):
+        keyless.session()
+    with Client(runtime_url, app="billing", api_key="aomi_nope_nope") as wrong, pytest.raises(Forbidden):
+        wrong.session()
+    with Client(runtime_url) as client:
+        session = client.session()
+        with pytest.raises(MessageTooLarge):
+            session.send("x" * (64 * 1024 + 1))
+        with pytest.raises(SessionNotFound):
+            client.session(sid(), create=False)
+        with pytest.raises(InvalidInput, match="session id is malformed"):
+            client.session("not a valid id")
+    with Client(runtime_url, app="helpdesk") as other, pytest.raises(AppMismatch):
+        other.session(session.id).send("hi")
+
+
+def test_the_client_checks_health_and_lists_apps_and_models(client: Client) -> None:
+    assert client.health()
+    assert "default" in client.apps() and "billing" not in client.apps()
+    assert client.models() == ["Scripted (offline)"]
+
+
+def test_in_cluster_mode_behaves_as_over_http(runtime_url: str, runtime_settings: object) -> None:
+    with Client(runtime_url) as http, Client.in_cluster(runtime_settings) as local:  # type: ignore[arg-type]
+        over_http = http.session()
+        over_http.send("count to 2")
+
+        same = local.session(over_http.id)  # the same session, reached over Ray handles
+        reply = same.send(SLOW_TOOL)
+        assert [m.content for m in same.messages()][:2] == ["count to 2", "1 2"]
+        assert [e.data["result"]["step"] for e in reply.events if e.type == "tool_update"] == [1, 2, 3]
+        streamed = []
+        for event in same.events(after=0):  # the event stream, through the routes in this process
+            streamed.append(event.seq)
+            if event.seq == same.last_event_id and event.seq >= reply.events[-1].seq:
+                break
+        assert streamed == list(range(1, reply.events[-1].seq + 1))
+
+        assert http.session(over_http.id).messages() == same.messages()
+        with pytest.raises(Unauthorized):
+            Client.in_cluster(runtime_settings, app="billing").session()  # type: ignore[arg-type]
