@@ -22,9 +22,10 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from ..agent.apps import DEFAULT_APP
-from ..agent.models import Event, Message, SessionInfo, Snapshot
+from ..agent.errors import SessionNotFound
+from ..agent.models import Event, Message, SessionInfo, Snapshot, SystemEvent
 from .progress import TurnProgress, progress_for
-from .status import error_of_status
+from .status import ServerError, error_of_status
 
 if TYPE_CHECKING:
     import pandas
@@ -35,11 +36,15 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 IN_CLUSTER_URL = "http://in-cluster"
 RECONNECTS = 10  # a stream reconnects this many times in a row before it gives up
 KEEPALIVE_GRACE = 60.0  # the server sends a comment at least every 15 s: silence this long means a dead link
+ATTEMPTS = 3  # of a call that is safe to repeat, when the connection fails
+STATE_CHECK_SECONDS = 5.0  # a wait for a turn looks at the session this often when no event comes
+RETRIED_STATUSES = {502, 503, 504}  # the runtime (re)starting, or a session's process replaced: try again
 
 
 @dataclass(frozen=True)
 class Reply:
-    """One turn, as `send` saw it: the snapshot after it, the events it streamed, and how long it took."""
+    """One turn, as `send` saw it: the snapshot after it (its `system_events` are all those handed out while
+    `send` ran: they are handed out once), the events it streamed, and how long it took."""
 
     request_id: str
     snapshot: Snapshot
@@ -73,7 +78,10 @@ class Reply:
     @property
     def error(self) -> str | None:
         """What went wrong in the turn (the model failing, a turn cut short), or None."""
-        return None if self.done is None else self.done.data.get("error")
+        if self.done is not None:
+            return self.done.data.get("error")
+        # The turn was over before `send` followed it: its error, if any, was handed out as a system event.
+        return next((str(e["SystemError"]) for e in self.snapshot.system_events if "SystemError" in e), None)
 
     @property
     def interrupted(self) -> bool:
@@ -82,6 +90,12 @@ class Reply:
 
 def _ends(event: Event, request_id: str) -> bool:
     return event.type == "processing_done" and event.data.get("request_id") == request_id
+
+
+def _outcome(done: Event) -> str:
+    if "error" in done.data:
+        return f"error: {done.data['error']}"
+    return "interrupted" if done.data.get("interrupted") else "done"
 
 
 def turn_finished(snapshot: Snapshot, request_id: str) -> bool:
@@ -100,7 +114,7 @@ class AsyncClient:
     """A connection to the runtime for one App (and its key, if the App is keyed).
 
     Errors are the runtime's own classes (`SessionNotFound`, `Forbidden`, `MessageTooLarge`, ...), raised with
-    the server's message; an answer whose status names no single class raises `HTTPStatusError`.
+    the server's message; any other error answer raises `ServerError` (with its `status`).
     """
 
     def __init__(
@@ -175,20 +189,33 @@ class AsyncClient:
         session_id: str | None = None,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        attempts: int = 1,
     ) -> Any:
-        """One call of the API: the JSON answered, or the runtime's error raised."""
+        """One call of the API: the JSON answered, or the runtime's error raised. A call that is safe to repeat
+        is tried up to `attempts` times while the connection fails or the runtime answers it is (re)starting."""
         headers = {"X-Session-Id": session_id} if session_id else None
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        response = await self._http.request(method, path, params=query, json=json, headers=headers)
-        if response.is_error:
-            raise _error(response)
-        return response.json()
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await self._http.request(method, path, params=query, json=json, headers=headers)
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise
+            else:
+                if not response.is_error:
+                    return response.json()
+                if attempt == attempts or not _retried(response):
+                    raise _error(response)
+            await asyncio.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-        for stop in self._on_close:
-            await asyncio.to_thread(stop)
-        self._on_close.clear()
+        try:
+            await self._http.aclose()
+        finally:
+            stops, self._on_close = self._on_close, []
+            for stop in stops:
+                await asyncio.to_thread(stop)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -205,6 +232,7 @@ def in_cluster_transport(settings: Settings | None = None, address: str = "auto"
     come from the same `AOMI_*` environment as the deployment's, so the Apps, limits and keys agree."""
     import ray
 
+    from ..actors.runtime import app_namespace
     from .in_process import InProcessTransport
     from .routes import create_api
     from .settings import Settings
@@ -212,15 +240,40 @@ def in_cluster_transport(settings: Settings | None = None, address: str = "auto"
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
     settings = settings or Settings()
+    for spec in settings.apps:  # reach a deployed runtime; never start a second one from a notebook
+        namespace = app_namespace(settings.namespace, spec.name)
+        try:
+            ray.get_actor("directory", namespace=namespace)
+        except ValueError:
+            raise RuntimeError(
+                f"No aomi runtime runs in this Ray cluster for the App {spec.name!r} (namespace {namespace!r}): "
+                "deploy it first (`aomi-runtime serve --address auto`, or `serve deploy`), with the same AOMI_* "
+                "settings as this process."
+            ) from None
     return InProcessTransport(create_api(settings.runtime(), settings))
 
 
-def _error(response: httpx.Response) -> Exception:
+def _runtime_error_message(response: httpx.Response) -> str | None:
+    """The message of an answer in the runtime's error shape, `{"error": ...}`; None for anything else (a proxy's
+    page, Serve's 404 while the runtime is not deployed yet)."""
     try:
-        message = str(response.json()["error"])
-    except (ValueError, KeyError, TypeError):
-        message = response.text or response.reason_phrase
+        body = response.json()
+    except ValueError:
+        return None
+    return str(body["error"]) if isinstance(body, dict) and set(body) == {"error"} else None
+
+
+def _error(response: httpx.Response) -> Exception:
+    message = _runtime_error_message(response)
+    if message is None:
+        return ServerError(
+            f"{response.status_code} {response.reason_phrase}: {response.text[:200]}", response.status_code
+        )
     return error_of_status(response.status_code, message)
+
+
+def _retried(response: httpx.Response) -> bool:
+    return response.status_code in RETRIED_STATUSES or _runtime_error_message(response) is None
 
 
 class AsyncSession:
@@ -247,15 +300,19 @@ class AsyncSession:
         wait: bool = True,
         timeout: float | None = None,
         progress: bool | None = None,
+        request_id: str | None = None,
     ) -> Reply:
         """Send a message; with `wait`, return once its turn is over (a message sent during another turn waits
-        for its own), showing tool progress where output is interactive. Retrying after a lost answer is
-        safe: the request id makes the server add the message once.
+        for its own), showing tool progress where output is interactive.
+
+        The message carries a request id (made here unless given): a send whose connection failed is repeated
+        with it, and the runtime adds the message once.
 
         Raises:
             TimeoutError: the turn took longer than `timeout` seconds (it goes on in the runtime).
+            SessionNotFound: the session was deleted while its turn was awaited.
         """
-        request_id = uuid.uuid4().hex
+        request_id = request_id or uuid.uuid4().hex
         started = time.monotonic()
         params = {
             "message": message,
@@ -266,60 +323,112 @@ class AsyncSession:
         }
         # A long message goes in the body: a request line has a size limit of its own.
         body = {"message": params.pop("message")} if len(message) > 1024 else None
-        snapshot = Snapshot.model_validate(await self._call("POST", "/api/chat", params=params, json=body))
+        answer = await self._call("POST", "/api/chat", params=params, json=body, attempts=ATTEMPTS)
+        snapshot = Snapshot.model_validate(answer)
+        handed_out = list(snapshot.system_events)
         events: list[Event] = []
         if wait and not turn_finished(snapshot, request_id):
             shown = progress_for(self.client.progress if progress is None else progress)
-            async with asyncio.timeout(timeout):
-                await self._follow_turn(request_id, snapshot.last_event_id or 0, events, shown)
-            snapshot = await self.state()
-        return Reply(request_id, snapshot, tuple(events), time.monotonic() - started)
+            outcome = "stopped"
+            try:
+                async with asyncio.timeout(timeout):
+                    outcome = await self._follow_turn(
+                        request_id, snapshot.last_event_id or 0, events, handed_out, shown
+                    )
+            except TimeoutError:
+                outcome = "still running (timed out waiting)"
+                raise
+            finally:
+                shown.finish(outcome)
+            snapshot = await self.state(attempts=ATTEMPTS)
+            handed_out += snapshot.system_events
+        return Reply(
+            request_id,
+            snapshot.model_copy(update={"system_events": handed_out}),
+            tuple(events),
+            time.monotonic() - started,
+        )
 
-    async def _follow_turn(self, request_id: str, after: int, seen: list[Event], shown: TurnProgress) -> None:
-        error = None
-        try:
+    async def _follow_turn(
+        self, request_id: str, after: int, seen: list[Event], handed_out: list[SystemEvent], shown: TurnProgress
+    ) -> str:
+        """Follow the stream until the turn's `processing_done`; return how it ended."""
+
+        async def until_done() -> str:
             async for event in self.events(after=after):
                 seen.append(event)
                 shown.update(event)
                 if _ends(event, request_id):
-                    error = event.data.get("error")
-                    return
+                    data = event.data
+                    return (
+                        f"error: {data['error']}"
+                        if "error" in data
+                        else "interrupted"
+                        if data.get("interrupted")
+                        else "done"
+                    )
+            raise AssertionError("an event stream does not end")  # pragma: no cover
+
+        follow = asyncio.create_task(until_done())
+        try:
+            while True:
+                done, _ = await asyncio.wait({follow}, timeout=STATE_CHECK_SECONDS)
+                if done:
+                    return follow.result()
+                # Nothing for a while: check that the turn waited for can still end (the session may be gone).
+                snapshot = await self.state()
+                handed_out += snapshot.system_events
+                if not any(m.request_id == request_id for m in snapshot.messages):
+                    raise SessionNotFound(f"The session {self.id!r} was deleted while its turn was awaited.")
+                if turn_finished(snapshot, request_id):
+                    return "done"
         finally:
-            shown.finish(error)
+            follow.cancel()
+            await asyncio.gather(follow, return_exceptions=True)
 
     async def events(self, *, after: int | None = None) -> AsyncIterator[Event]:
         """The session's events, live, in order, each once: first the stored ones after `after` (default: the
-        last this object saw), then each as it happens. A dropped connection is resumed where it broke."""
+        last this object saw), then each as it happens. A dropped connection, or a runtime restarting, is
+        resumed where it broke; after `RECONNECTS` failures in a row the last error is raised."""
         after = self.last_event_id if after is None else after
         failures = 0
         timeout = httpx.Timeout(self.client._http.timeout.connect, read=KEEPALIVE_GRACE)
         while True:
+            connected = time.monotonic()
+            error: Exception = ServerError("The event stream ended; the runtime may be stopping.", 503)
             try:
                 headers = {"X-Session-Id": self.id, "Last-Event-ID": str(after)}
                 async with aconnect_sse(
                     self.client._http, "GET", "/api/updates", headers=headers, timeout=timeout
                 ) as source:
-                    if source.response.is_error:
-                        await source.response.aread()
-                        raise _error(source.response)
-                    async for sse in source.aiter_sse():
-                        if not sse.id or int(sse.id) <= after:
-                            continue
-                        event = Event(seq=int(sse.id), data=json.loads(sse.data))
-                        after = event.seq
-                        self.last_event_id = max(self.last_event_id, after)
-                        failures = 0
-                        yield event
-            except httpx.TransportError:
-                failures += 1
-                if failures > RECONNECTS:
-                    raise
-                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+                    response = source.response
+                    if response.is_error:
+                        await response.aread()
+                        error = _error(response)
+                        if not _retried(response):
+                            raise error
+                    else:
+                        async for sse in source.aiter_sse():
+                            if not sse.id or int(sse.id) <= after:
+                                continue
+                            event = Event(seq=int(sse.id), data=json.loads(sse.data))
+                            after = event.seq
+                            self.last_event_id = max(self.last_event_id, after)
+                            failures = 0
+                            yield event
+            except httpx.TransportError as exc:
+                error = exc
+            if time.monotonic() - connected > KEEPALIVE_GRACE:
+                failures = 0  # it was up a good while: this is a new break, not the same one again
+            failures += 1
+            if failures > RECONNECTS:
+                raise error
+            await asyncio.sleep(min(0.1 * 2**failures, 5.0))
 
-    async def state(self, user_state: dict[str, Any] | None = None) -> Snapshot:
+    async def state(self, user_state: dict[str, Any] | None = None, *, attempts: int = 1) -> Snapshot:
         """The whole session now (system events not yet handed out are handed out here)."""
         params = {"user_state": None if user_state is None else json.dumps(user_state)}
-        return Snapshot.model_validate(await self._call("GET", "/api/state", params=params))
+        return Snapshot.model_validate(await self._call("GET", "/api/state", params=params, attempts=attempts))
 
     async def messages(self) -> list[Message]:
         return (await self.state()).messages
@@ -343,9 +452,10 @@ class AsyncSession:
         return SessionInfo.model_validate(found)
 
     async def rename(self, title: str) -> str:
-        """Give the session a title of its own (the automatic title never replaces it)."""
-        self.title = (await self.client.request("PATCH", f"/api/sessions/{self.id}", json={"title": title}))["title"]
-        return title
+        """Give the session a title of its own (the automatic title never replaces it); returns it as stored."""
+        stored = await self.client.request("PATCH", f"/api/sessions/{self.id}", json={"title": title})
+        self.title = str(stored["title"])
+        return self.title
 
     async def archive(self, archived: bool = True) -> bool:
         action = "archive" if archived else "unarchive"
@@ -357,6 +467,7 @@ class AsyncSession:
     async def delete(self) -> None:
         """Delete the session, its messages and events, from memory and storage."""
         await self.client.request("DELETE", f"/api/sessions/{self.id}")
+        self.last_event_id = 0  # a session made again under this id numbers its events from the start
 
     async def set_model(self, rig: str) -> str:
         """Use another of the App's models (by label or slug) for later turns; returns its slug."""

@@ -6,40 +6,62 @@ returns it, which an event stream never ends.)"""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from starlette.types import ASGIApp, Message
 
+log = logging.getLogger(__name__)
+
+_END = b""
+_BROKEN = object()  # the app failed after its answer began: the body breaks off, as a dropped connection would
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
 
 class _Body(httpx.AsyncByteStream):
-    def __init__(self, chunks: asyncio.Queue[bytes], task: asyncio.Task[None], disconnected: asyncio.Event) -> None:
+    def __init__(
+        self, chunks: asyncio.Queue[bytes | object], task: asyncio.Task[None], gone: asyncio.Event, read: float | None
+    ) -> None:
         self._chunks = chunks
         self._task = task
-        self._disconnected = disconnected
+        self._gone = gone
+        self._read = read
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        while chunk := await self._chunks.get():  # an empty chunk ends the body
+        while True:
+            try:
+                chunk = await asyncio.wait_for(self._chunks.get(), self._read)
+            except TimeoutError:
+                raise httpx.ReadTimeout("No data within the read timeout.") from None
+            if chunk is _BROKEN:
+                raise httpx.ReadError("The answer broke off: the route failed (see the log).")
+            if chunk == _END:
+                return
+            assert isinstance(chunk, bytes)
             yield chunk
 
     async def aclose(self) -> None:
         # The client is done (or gone): tell the app, as a server would, then end its task.
-        self._disconnected.set()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+        self._gone.set()
+        await _stop(self._task)
 
 
 class InProcessTransport(httpx.AsyncBaseTransport):
-    """Serves each request by calling `app`; the response returns when its head is sent, its body streams."""
+    """Serves each request by calling `app`; the response returns when its head is sent, its body streams.
+    The request's read timeout applies to the head and to each piece of the body, as over a socket."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
+        read: float | None = request.extensions.get("timeout", {}).get("read")
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0"},
@@ -55,8 +77,8 @@ class InProcessTransport(httpx.AsyncBaseTransport):
             "client": ("127.0.0.1", 0),
         }
         head: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        chunks: asyncio.Queue[bytes] = asyncio.Queue()
-        disconnected = asyncio.Event()
+        chunks: asyncio.Queue[bytes | object] = asyncio.Queue()
+        gone = asyncio.Event()
         sent_body = False
 
         async def receive() -> Message:
@@ -64,17 +86,18 @@ class InProcessTransport(httpx.AsyncBaseTransport):
             if not sent_body:
                 sent_body = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            await disconnected.wait()
+            await gone.wait()
             return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                head.set_result(message)
+                if not head.done():
+                    head.set_result(message)
             elif message["type"] == "http.response.body":
                 if chunk := message.get("body", b""):
                     chunks.put_nowait(chunk)
                 if not message.get("more_body", False):
-                    chunks.put_nowait(b"")
+                    chunks.put_nowait(_END)
 
         async def run() -> None:
             try:
@@ -82,20 +105,23 @@ class InProcessTransport(httpx.AsyncBaseTransport):
             except Exception as exc:
                 if not head.done():
                     head.set_exception(exc)
+                else:
+                    log.exception("%s %s failed while answering", request.method, request.url.path)
+                    chunks.put_nowait(_BROKEN)
             finally:
                 if not head.done():
-                    head.set_exception(RuntimeError("the app ended without answering"))
-                chunks.put_nowait(b"")
+                    head.set_exception(RuntimeError("The app ended without answering."))
+                chunks.put_nowait(_END)
 
         task = asyncio.create_task(run())
         try:
-            start = await head
-        except BaseException:
-            task.cancel()
+            start = await asyncio.wait_for(asyncio.shield(head), read)
+        except BaseException as exc:
+            head.cancel()  # nothing waits for it any more
+            await _stop(task)
+            if isinstance(exc, TimeoutError):
+                raise httpx.ReadTimeout("No answer within the read timeout.", request=request) from None
             raise
         return httpx.Response(
-            start["status"],
-            headers=start.get("headers", []),
-            stream=_Body(chunks, task, disconnected),
-            request=request,
+            start["status"], headers=start.get("headers", []), stream=_Body(chunks, task, gone, read), request=request
         )

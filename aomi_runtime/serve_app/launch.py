@@ -63,6 +63,12 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
     from .app import build_app
 
     owns_ray = not ray.is_initialized()
+    if not owns_ray and (serve.status().applications or serve.status().proxies):
+        # Starting here would take over (and, on stop, tear down) a Serve instance someone else runs.
+        raise RuntimeError(
+            "Serve already runs in the Ray instance this process joined: connect to the runtime it serves with "
+            "Client(url), or reach its actors with Client.in_cluster(), instead of starting another."
+        )
     if owns_ray:
         if address is None:
             # Ray 2.60 turns token auth on for clusters started after a local init; a local run needs none.

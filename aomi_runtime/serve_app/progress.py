@@ -44,10 +44,11 @@ class TurnProgress:
             return
         self._render()
 
-    def finish(self, error: str | None = None) -> None:
+    def finish(self, outcome: str) -> None:
+        """Show how the turn ended: "done", "interrupted", "error: ...", or why it is no longer followed."""
         if self._display is None:
             return
-        self._render(f"error: {error}" if error else "done")
+        self._render(outcome)
         self._display.close()
 
     def _render(self, state: str = "running") -> None:

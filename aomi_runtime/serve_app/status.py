@@ -33,8 +33,9 @@ def status_of(exc: AomiError) -> int:
     return next((STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS), 500)
 
 
-class HTTPStatusError(AomiError):
-    """An error answer whose status names no single class of the runtime's (a 503, a 422, a 500)."""
+class ServerError(AomiError):
+    """An error answer whose status names no single class of the runtime's (a 503, a 422, a 500), or that did
+    not come from the runtime (a proxy; Serve before the runtime is deployed). `status` is the HTTP status."""
 
     def __init__(self, message: str, status: int = 500) -> None:
         super().__init__(message)
@@ -44,4 +45,4 @@ class HTTPStatusError(AomiError):
 def error_of_status(status: int, message: str) -> AomiError:
     """The error a client raises for an error answer: the server's own class where the status names one."""
     classes = [cls for cls, code in STATUS.items() if code == status]
-    return classes[0](message) if len(classes) == 1 else HTTPStatusError(message, status)
+    return classes[0](message) if len(classes) == 1 else ServerError(message, status)

@@ -12,24 +12,30 @@ of the client's own, in a background thread, so it works the same in a plain scr
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+import uuid
+from collections.abc import AsyncGenerator, Coroutine, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..agent.apps import DEFAULT_APP
 from ..agent.models import Event, Message, SessionInfo, Snapshot
 from .client import DEFAULT_URL, IN_CLUSTER_URL, AsyncClient, AsyncSession, Reply, in_cluster_transport
 
 if TYPE_CHECKING:
+    import httpx
     import pandas
 
     from .settings import Settings
 
 T = TypeVar("T")
+STOP_SECONDS = 10.0
 
 
 class _Loop:
-    """An event loop running in a daemon thread; `run` waits for a coroutine on it from any thread."""
+    """An event loop running in a daemon thread; `run` waits for a coroutine on it from any other thread."""
 
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -37,14 +43,19 @@ class _Loop:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("A sync client was called from its own event loop; use AsyncClient in async code.")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result()
         except BaseException:
-            future.cancel()  # Ctrl-C (or a stopped notebook cell) stops the call too
+            # Ctrl-C (or a stopped notebook cell) stops the call too; it unwinds before anything else runs.
+            future.cancel()
+            concurrent.futures.wait([future], timeout=STOP_SECONDS)
             raise
 
-    def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+    def iterate(self, agen: AsyncGenerator[T, None]) -> Iterator[T]:
         try:
             while True:
                 try:
@@ -52,22 +63,61 @@ class _Loop:
                 except StopAsyncIteration:
                     return
         finally:
-            aclose = getattr(agen, "aclose", None)
-            if aclose is not None:
-                self.run(aclose())
+            self.run(agen.aclose())
 
     def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        if self._loop.is_closed():
+            return
+
+        async def wind_down() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._loop.shutdown_asyncgens()
+            await self._loop.shutdown_default_executor()
+
+        try:
+            asyncio.run_coroutine_threadsafe(wind_down(), self._loop).result(timeout=STOP_SECONDS)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
 
 
 class Client:
     """A connection to the runtime for one App; the same methods as `AsyncClient`, called without `await`."""
 
-    def __init__(self, url: str = DEFAULT_URL, **options: Any) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        app: str = DEFAULT_APP,
+        api_key: str | None = None,
+        public_key: str | None = None,
+        timeout: float = 30.0,
+        progress: bool | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._loop = _Loop()
-        self._async: AsyncClient = self._loop.run(_make(url, options))
+        self._closed = False
+
+        async def make() -> AsyncClient:  # on the loop that will use it
+            return AsyncClient(
+                url,
+                app=app,
+                api_key=api_key,
+                public_key=public_key,
+                timeout=timeout,
+                progress=progress,
+                transport=transport,
+            )
+
+        try:
+            self._async = self._loop.run(make())
+        except BaseException:
+            self._loop.stop()
+            raise
 
     @classmethod
     def local(cls, settings: Settings | None = None, **options: Any) -> Client:
@@ -112,6 +162,9 @@ class Client:
         return self._loop.run(self._async.health())
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._loop.run(self._async.aclose())
         finally:
@@ -124,10 +177,6 @@ class Client:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
-
-
-async def _make(url: str, options: dict[str, Any]) -> AsyncClient:
-    return AsyncClient(url, **options)  # made on the loop that will use it
 
 
 def _free_port() -> int:
@@ -164,12 +213,33 @@ class Session:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.client._loop.run(coro)
 
-    def send(self, message: str, **options: Any) -> Reply:
+    def send(
+        self,
+        message: str,
+        *,
+        user_state: dict[str, Any] | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+        progress: bool | None = None,
+        request_id: str | None = None,
+    ) -> Reply:
+        request_id = request_id or uuid.uuid4().hex
+        sent = self._async.send(
+            message, user_state=user_state, wait=wait, timeout=timeout, progress=progress, request_id=request_id
+        )
         try:
-            return self._run(self._async.send(message, **options))
+            return self._run(sent)
         except KeyboardInterrupt:
-            self.interrupt()
+            with contextlib.suppress(Exception):  # the Ctrl-C is what the caller must see
+                self._interrupt_own_turn(request_id)
             raise
+
+    def _interrupt_own_turn(self, request_id: str) -> None:
+        # Only this message's own turn is stopped: not another one running while it waits in the queue.
+        snapshot = self.state()
+        started = [m for m in snapshot.messages if m.sender == "user" and not m.queued]
+        if snapshot.is_processing and started and started[-1].request_id == request_id:
+            self.interrupt()
 
     def events(self, *, after: int | None = None) -> Iterator[Event]:
         return self.client._loop.iterate(self._async.events(after=after))

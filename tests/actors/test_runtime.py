@@ -61,8 +61,11 @@ async def chat(runtime: Runtime, session_id: str, text: str) -> dict[str, Any]:
 
 async def idle(runtime: Runtime, session_id: str) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
+        # Quiet: the turn over, its title made, and no event since (a snapshot names the last one published).
         snap = await state(runtime, session_id)
-        return None if snap["is_processing"] else snap
+        if snap["is_processing"] or snap["title"] == "New Chat":
+            return None
+        return snap if await state(runtime, session_id) == snap else None
 
     return await eventually(check, timeout=20)
 

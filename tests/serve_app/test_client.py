@@ -22,7 +22,9 @@ from aomi_runtime.agent.errors import (
     Unauthorized,
 )
 from aomi_runtime.agent.models import INTERRUPTION
+from aomi_runtime.backends.keys import SqlKeys
 from aomi_runtime.serve_app.client import messages_frame
+from aomi_runtime.serve_app.settings import Settings
 
 from .conftest import sid
 
@@ -220,11 +222,75 @@ def test_ctrl_c_during_send_interrupts_the_turn(client: Client) -> None:
     assert not session.state().is_processing
 
 
+def test_ctrl_c_while_queued_leaves_the_running_turn_alone(client: Client) -> None:
+    session = client.session()
+    running = session.send("count to 30", wait=False)
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        session.send("count to 2")  # queued behind the running turn when Ctrl-C comes
+
+    done = []
+    for event in session.events(after=0):  # both turns run to their end
+        if event.type == "processing_done":
+            done.append(event.data)
+            if len(done) == 2:
+                break
+    assert [d["request_id"] == running.request_id for d in done] == [True, False]
+    assert not any(d.get("interrupted") for d in done)  # neither turn was stopped
+    assert session.messages()[1].content == " ".join(str(n) for n in range(1, 31))
+
+
+def test_ctrl_c_while_following_events_is_a_keyboard_interrupt(client: Client) -> None:
+    session = client.session()
+    session.send("count to 2")
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        for event in session.events(after=0):  # replays, then waits for more: only Ctrl-C ends it
+            seen.append(event.seq)
+    assert seen == list(range(1, session.last_event_id + 1)) and seen
+    assert session.state().messages  # the client still works afterwards
+
+
+def test_system_events_handed_out_during_send_are_in_its_reply(client: Client) -> None:
+    session = client.session()
+    session.send("count to 1")
+    session.system("Wallet connected")
+    reply = session.send("count to 2")
+    assert {"SystemNotice": "Wallet connected"} in reply.snapshot.system_events
+    assert session.state().system_events == []  # handed out once: to the reply
+
+
+async def test_send_stops_waiting_when_the_session_is_deleted(aclient: AsyncClient) -> None:
+    session = await aclient.session()
+    waiting = asyncio.create_task(session.send("count to 500", progress=False))
+    await (await aclient.session(session.id)).send("count to 1", wait=False)  # queued: proves the first runs
+    await session.delete()
+    with pytest.raises(SessionNotFound, match="deleted while its turn was awaited"):
+        await asyncio.wait_for(waiting, 30)
+
+
+async def test_send_gives_up_waiting_after_its_timeout(aclient: AsyncClient) -> None:
+    session = await aclient.session()
+    with pytest.raises(TimeoutError):
+        await session.send("count to 500", timeout=0.5, progress=False)
+    assert (await session.state()).is_processing  # the turn goes on in the runtime
+    await session.interrupt()
+
+
+def test_a_runtime_cannot_be_started_over_one_already_served(runtime_url: str) -> None:
+    with pytest.raises(RuntimeError, match="Serve already runs"):
+        Client.local()
+    with Client(runtime_url) as client:
+        assert client.health()  # and the one running was left alone
+
+
 def test_sessions_are_listed_by_public_key(runtime_url: str) -> None:
     wallet = f"0x{sid().replace('-', '')}"
     with Client(runtime_url, public_key=wallet) as client:
         made = {client.session().id, client.session().id}
-        other = Client(runtime_url).session()
+        with Client(runtime_url) as anonymous:
+            other = anonymous.session()
         listed = client.sessions()
         assert {s.session_id for s in listed} == made and other.id not in made
         assert client.sessions(limit=1)[0].session_id in made
@@ -243,6 +309,31 @@ def test_history_as_plain_objects_and_as_a_dataframe(client: Client) -> None:
     assert frame.loc[2, "tool_topic"] == "long_task" and '"done"' in frame.loc[2, "tool_result"]
     assert str(frame["timestamp"].dtype).startswith("datetime64")
     assert list(messages_frame([]).columns) == list(frame.columns)
+
+
+def test_a_keyed_app_with_its_key_a_remote_model_a_model_switch_and_system_messages(
+    runtime_url: str, runtime_settings: Settings
+) -> None:
+    async def make_key() -> str:
+        store = SqlKeys.from_url(runtime_settings.database_url)
+        try:
+            return await store.create("research", "client tests")
+        finally:
+            await store.close()
+
+    with Client(runtime_url, app="research", api_key=asyncio.run(make_key())) as client:
+        assert client.apps() == ["default", "helpdesk", "research"]
+        assert client.models() == ["Fake GPT", "Scripted"]
+        session = client.session()
+        assert session.send("first").text == "Echo: first"  # the OpenAI-compatible fake, streamed
+        assert session.set_model("Scripted") == "scripted"
+        assert session.send("second").text == 'You said: "second"'
+
+        assert session.system("A notice") == "A notice"
+        assert session.system({"type": "wallet_tx", "hash": "0xabc"}) == {"type": "wallet_tx", "hash": "0xabc"}
+        published = session.recent_events(2)
+        assert [e["type"] for e in published] == ["system_notice", "wallet_tx"]
+        assert published[1] == {"type": "wallet_tx", "session_id": session.id, "hash": "0xabc"}
 
 
 def test_errors_are_the_runtimes_own(runtime_url: str) -> None:
@@ -268,8 +359,8 @@ def test_the_client_checks_health_and_lists_apps_and_models(client: Client) -> N
     assert client.models() == ["Scripted (offline)"]
 
 
-def test_in_cluster_mode_behaves_as_over_http(runtime_url: str, runtime_settings: object) -> None:
-    with Client(runtime_url) as http, Client.in_cluster(runtime_settings) as local:  # type: ignore[arg-type]
+def test_in_cluster_mode_behaves_as_over_http(runtime_url: str, runtime_settings: Settings) -> None:
+    with Client(runtime_url) as http, Client.in_cluster(runtime_settings) as local:
         over_http = http.session()
         over_http.send("count to 2")
 
@@ -280,10 +371,13 @@ def test_in_cluster_mode_behaves_as_over_http(runtime_url: str, runtime_settings
         streamed = []
         for event in same.events(after=0):  # the event stream, through the routes in this process
             streamed.append(event.seq)
-            if event.seq == same.last_event_id and event.seq >= reply.events[-1].seq:
+            if event.seq == reply.events[-1].seq:
                 break
         assert streamed == list(range(1, reply.events[-1].seq + 1))
 
         assert http.session(over_http.id).messages() == same.messages()
-        with pytest.raises(Unauthorized):
-            Client.in_cluster(runtime_settings, app="billing").session()  # type: ignore[arg-type]
+    with Client.in_cluster(runtime_settings, app="billing") as keyless, pytest.raises(Unauthorized):
+        keyless.session()
+    elsewhere = runtime_settings.model_copy(update={"namespace": "nothing-deployed-here"})
+    with pytest.raises(RuntimeError, match="No aomi runtime runs"):
+        Client.in_cluster(elsewhere)
