@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.helpers import processes_using
 from tests.serve_app.sse_client import read_until
 
 STARTUP_SECONDS = 90
@@ -59,11 +60,6 @@ class Server:
             out, _ = self.process.communicate()
         self.output.append(out)
         return self.process.returncode
-
-
-def processes_using(path: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-af", path], capture_output=True, text=True).stdout.splitlines()
-    return [line for line in found if "pgrep" not in line]
 
 
 @pytest.fixture
