@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -37,6 +38,19 @@ def ray_instance() -> Iterator[None]:
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_tmp() -> Iterator[str]:
+    """A Ray temp dir for a runtime a test starts in another process (the CLI, a notebook's kernel): every
+    process of that Ray instance names it, so the test can check none is left, and kill any that is."""
+    from tests.helpers import processes_using
+
+    path = tempfile.mkdtemp(prefix="aomi-cli-", dir="/tmp")  # short: Ray's socket paths must stay under 107 bytes
+    yield path
+    for line in processes_using(path):
+        os.kill(int(line.split()[0]), signal.SIGKILL)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
-"""Helpers the tests share: building the default App, and waiting for a condition without fixed sleeps."""
+"""Helpers the tests share: building the default App, waiting for a condition without fixed sleeps, finding
+processes left behind."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -41,3 +43,9 @@ def holders(namespace: str, session_id: str) -> list[object]:
     workers = named_actors(namespace, WORKER_PREFIX)
     held = ray.get([w.held.remote() for w in workers])
     return [w for w, s in zip(workers, held, strict=True) if s == session_id]
+
+
+def processes_using(path: str) -> list[str]:
+    """`pgrep -af` lines of the processes whose command lines name `path` (a Ray temp dir: its processes')."""
+    found = subprocess.run(["pgrep", "-af", path], capture_output=True, text=True).stdout.splitlines()
+    return [line for line in found if "pgrep" not in line]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import time
@@ -17,11 +18,13 @@ from typing import Any
 
 import ray
 from pydantic import SecretStr
+from ray.exceptions import RayActorError
 
 from ..agent.apps import AppSpec
-from ..agent.errors import AomiError, AppMismatch
+from ..agent.errors import AomiError, AppMismatch, NoCapacity
 from ..agent.models import utcnow
 from ..agent.stats import Histogram
+from .placement import SessionPlacement
 from .session import SessionActor
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class SessionDirectory:
         model_keys: Mapping[str, SecretStr],
         warm: int = WARM_ACTORS,
         sweep_seconds: float = SWEEP_SECONDS,
+        placement: SessionPlacement | None = None,
     ) -> None:
         self._spec = spec
         self._store = store
@@ -65,11 +69,24 @@ class SessionDirectory:
         self._model_keys = model_keys
         self._warm = warm
         self._sweep_seconds = sweep_seconds
+        self._placement = placement or SessionPlacement()
         limits = spec.limits
-        self._max_live = limits.max_live_sessions or SESSIONS_PER_CPU * (os.cpu_count() or 1)
-        self._max_bytes = (
-            (limits.max_live_memory_mb << 20) if limits.max_live_memory_mb else int(_node_memory_bytes() * MEMORY_SHARE)
-        )
+        self._max_live: int | None = limits.max_live_sessions
+        self._max_bytes: int | None = (limits.max_live_memory_mb << 20) if limits.max_live_memory_mb else None
+        if not self._placement.resources:
+            # One machine: the sessions share this node, so its CPUs and memory bound them.
+            self._max_live = self._max_live or SESSIONS_PER_CPU * (os.cpu_count() or 1)
+            self._max_bytes = self._max_bytes or int(_node_memory_bytes() * MEMORY_SHARE)
+        elif self._max_live is None:
+            # A cluster: the sessions spread over nodes whose slots bound each node, and this node's size says
+            # nothing about the cluster's. Only the App's own limits apply; without one, a full cluster makes new
+            # sessions wait for a slot (and fail with NoCapacity) instead of evicting the least recently used.
+            log.warning(
+                "app %s: session actors ask for %s but limits.max_live_sessions is unset: set it to this App's "
+                "share of the session slots at the cluster's largest size",
+                spec.name,
+                self._placement.resources,
+            )
         self._live: dict[str, Any] = {}
         self._pool: list[Any] = []
         self._loading: dict[str, asyncio.Future[Any]] = {}
@@ -136,16 +153,7 @@ class SessionDirectory:
         if owner is None and not create:
             return None  # no actor taken, no room made, for a session that is not there
         await self._make_room()
-        worker = await self._take_worker()
-        try:
-            # The actor reads the session itself: its one read of the database, and no copy through here.
-            outcome = await worker.open.remote(session_id, owner is not None, public_key)
-        except AomiError:
-            self._keep_warm(worker)  # refused (another App's id): the actor is still blank
-            raise
-        except BaseException:
-            self._discard(worker)
-            raise
+        worker, outcome = await self._open(session_id, owner is not None, public_key)
         self._live[session_id] = worker
         self._counts["misses"] += 1
         self._counts[outcome] += 1
@@ -153,6 +161,26 @@ class SessionDirectory:
         appeared, self._appeared = self._appeared, asyncio.Event()
         appeared.set()
         return worker
+
+    async def _open(self, session_id: str, stored: bool, public_key: str | None) -> tuple[Any, str]:
+        """Hand the session to a warm actor (or a new one); returns the actor and how the session was opened."""
+        for attempt in itertools.count():
+            worker = await self._take_worker()
+            try:
+                # The actor reads the session itself: its one read of the database, and no copy through here.
+                return worker, await worker.open.remote(session_id, stored, public_key)
+            except AomiError:
+                self._keep_warm(worker)  # refused (another App's id): the actor is still blank
+                raise
+            except RayActorError:
+                # A warm actor lost with its node (removed, or scaled down): pass it over, a bounded number of times.
+                self._discard(worker)
+                if attempt >= self._warm:
+                    raise
+            except BaseException:
+                self._discard(worker)
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # --- the warm pool ----------------------------------------------------------------------------
 
@@ -164,10 +192,31 @@ class SessionDirectory:
     async def _new_worker(self) -> Any:
         # Named in the App's namespace, so that a restarted directory finds it again.
         worker = SessionActor.options(
-            name=f"{WORKER_PREFIX}{uuid.uuid4().hex}", namespace=self._namespace, lifetime="detached"
+            name=f"{WORKER_PREFIX}{uuid.uuid4().hex}",
+            namespace=self._namespace,
+            lifetime="detached",
+            resources=dict(self._placement.resources),
         ).remote(self._spec, self._store, self._model_keys, ray.get_runtime_context().current_actor)
-        await worker.held.remote()  # started and ready
+        try:
+            if not await self._started_in_time(worker):
+                raise NoCapacity(
+                    f"No node had room for another session of the App {self._spec.name!r} within "
+                    f"{self._placement.timeout_seconds:g} s (each asks for {self._placement.resources}); "
+                    "the cluster may be adding a node: try again shortly."
+                )
+        except BaseException:
+            self._discard(worker)  # a pending actor is cancelled before it takes a slot
+            raise
         return worker
+
+    async def _started_in_time(self, worker: Any) -> bool:
+        # On a cluster a new actor may wait for a free session slot while the autoscaler adds a node: bounded, so
+        # that a request gets an answer instead of hanging for as long as the cluster stays full.
+        try:
+            await asyncio.wait_for(worker.held.remote(), self._placement.timeout_seconds)
+        except TimeoutError:
+            return False
+        return True
 
     def _refill(self, delay: float = 0.0) -> None:
         if self._refilling is None or self._refilling.done():
@@ -180,6 +229,9 @@ class SessionDirectory:
         while len(self._pool) < self._warm:
             try:
                 self._pool.append(await self._new_worker())
+            except NoCapacity as exc:
+                log.warning("app %s: no warm session actor: %s", self._spec.name, exc)
+                return
             except Exception:
                 log.exception("app %s: could not start a warm session actor", self._spec.name)
                 return
@@ -223,7 +275,7 @@ class SessionDirectory:
 
     async def _make_room(self) -> None:
         """Before a session comes in: evict the least recently used idle ones while the live set is full."""
-        if len(self._live) < self._max_live:
+        if self._max_live is None or len(self._live) < self._max_live:
             return
         stats = await self._stats()
         excess = len(self._live) + 1 - self._max_live
@@ -252,7 +304,7 @@ class SessionDirectory:
         used = sum(s[2]["resident_bytes"] for s in rest)
         over: list[tuple[str, Any, dict[str, Any]]] = []
         for s in rest:
-            if used <= self._max_bytes:
+            if self._max_bytes is None or used <= self._max_bytes:
                 break
             if not s[2]["busy"]:
                 over.append(s)
@@ -295,8 +347,15 @@ class SessionDirectory:
     async def _recover(self) -> None:
         """Find the App's session actors still alive (after a restart of this directory) and what they hold."""
         workers = await asyncio.to_thread(named_actors, self._namespace, WORKER_PREFIX)
-        held = await asyncio.gather(*(w.held.remote() for w in workers), return_exceptions=True)
+        # One still waiting for a node (the directory died while it was placed) would never answer: bounded.
+        timeout = self._placement.timeout_seconds
+        held = await asyncio.gather(
+            *(asyncio.wait_for(w.held.remote(), timeout) for w in workers), return_exceptions=True
+        )
         for worker, session_id in zip(workers, held, strict=True):
+            if isinstance(session_id, TimeoutError):
+                self._discard(worker)
+                continue
             if isinstance(session_id, BaseException):
                 continue
             if session_id is None and len(self._pool) < self._warm:

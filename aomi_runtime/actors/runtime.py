@@ -21,6 +21,7 @@ from ..agent.apps import AppSpec
 from ..agent.errors import AppMismatch, Forbidden, InvalidInput, SessionClosed, SessionNotFound, Unauthorized
 from ..agent.models import Event, SessionInfo, SessionRecord
 from .directory import SessionDirectory, named_actors
+from .placement import SessionPlacement
 from .store import HistoryStore
 
 HANDLE_CACHE_SIZE = 10_000
@@ -43,14 +44,24 @@ class AppActors:
     store: Any
 
     @classmethod
-    def start(cls, spec: AppSpec, database_url: str, namespace: str, model_keys: Mapping[str, SecretStr]) -> AppActors:
+    def start(
+        cls,
+        spec: AppSpec,
+        database_url: str,
+        namespace: str,
+        model_keys: Mapping[str, SecretStr],
+        placement: SessionPlacement | None = None,
+    ) -> AppActors:
         """Get the App's actors, creating them if this is the first caller. Detached: they outlive any replica.
 
-        Only the provider keys this App's models name reach its actors."""
+        Only the provider keys this App's models name reach its actors; `placement` says where its session
+        actors may run."""
         own_keys = {m.api_key_env: model_keys[m.api_key_env] for m in spec.models if m.api_key_env in model_keys}
         options = {"namespace": namespace, "lifetime": "detached", "get_if_exists": True}
         store = HistoryStore.options(name="store", **options).remote(spec.name, database_url)
-        directory = SessionDirectory.options(name="directory", **options).remote(spec, store, namespace, own_keys)
+        directory = SessionDirectory.options(name="directory", **options).remote(
+            spec, store, namespace, own_keys, placement=placement
+        )
         return cls(spec=spec, namespace=namespace, directory=directory, store=store)
 
 
@@ -70,9 +81,11 @@ class Runtime:
         namespace: str = DEFAULT_NAMESPACE,
         model_keys: Mapping[str, SecretStr] | None = None,
         key_cache_seconds: float = 30.0,
+        placement: SessionPlacement | None = None,
     ) -> None:
         self.apps = {
-            s.name: AppActors.start(s, database_url, app_namespace(namespace, s.name), model_keys or {}) for s in specs
+            s.name: AppActors.start(s, database_url, app_namespace(namespace, s.name), model_keys or {}, placement)
+            for s in specs
         }
         self._handles: OrderedDict[str, _Found] = OrderedDict()
         self._good_keys: dict[tuple[str, str], float] = {}

@@ -9,7 +9,8 @@
     ├── AppMismatch           the session belongs to another App
     ├── SessionClosed         the session's actor is shutting down; look it up again
     ├── ModelUnavailable      the model provider failed or is unknown
-    └── StorageError          the history backend could not store or read
+    ├── StorageError          the history backend could not store or read
+    └── NoCapacity            no node had room for another live session in time
 
 Each takes one positional message, so that it pickles across Ray unchanged: the serving layer maps
 classes to statuses in one table (`serve_app/errors.py`).
@@ -63,3 +64,8 @@ class ModelUnavailable(AomiError):
 
 class StorageError(AomiError):
     """The history backend failed to store or read; nothing was acknowledged."""
+
+
+class NoCapacity(AomiError):
+    """No node could take another live session in time (all session slots taken while the cluster scales up,
+    or no node declares the session resource); nothing was changed, and the request can be sent again."""

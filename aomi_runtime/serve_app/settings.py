@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ..actors.placement import DEFAULT_PLACEMENT_SECONDS, SessionPlacement
 from ..actors.runtime import DEFAULT_NAMESPACE, Runtime
 from ..agent.apps import DEFAULT_APP_SPEC, AppSpec
 from .config import load_apps
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
     config: Path | None = None
     apps: tuple[AppSpec, ...] = (DEFAULT_APP_SPEC,)
     model_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    # On an autoscaling cluster: the custom resource each session actor asks for, as JSON in the environment
+    # (`AOMI_SESSION_RESOURCES='{"aomi_session": 1}'`), which nodes declare as their session slots. Empty: no ask.
+    session_resources: dict[str, float] = Field(default_factory=dict)
+    session_placement_seconds: float = Field(DEFAULT_PLACEMENT_SECONDS, gt=0)
 
     @model_validator(mode="after")
     def _read_apps_and_their_keys(self) -> Settings:
@@ -54,6 +59,18 @@ class Settings(BaseSettings):
                 return prefix + str(Path(url[len(prefix) :]).resolve())
         return url
 
+    @field_validator("session_resources")
+    @classmethod
+    def _custom_resources(cls, resources: dict[str, float]) -> dict[str, float]:
+        SessionPlacement(resources)  # raises, naming the resource, if Ray would refuse it
+        return resources
+
+    @property
+    def placement(self) -> SessionPlacement:
+        return SessionPlacement(self.session_resources, self.session_placement_seconds)
+
     def runtime(self) -> Runtime:
         """The runtime these settings describe: its Apps' actors found, or started if none run yet."""
-        return Runtime(self.apps, self.database_url, self.namespace, self.model_keys, self.key_cache_seconds)
+        return Runtime(
+            self.apps, self.database_url, self.namespace, self.model_keys, self.key_cache_seconds, self.placement
+        )

@@ -10,6 +10,7 @@ from ..agent.errors import (
     InvalidInput,
     MessageTooLarge,
     ModelUnavailable,
+    NoCapacity,
     SessionClosed,
     SessionNotFound,
     StorageError,
@@ -26,6 +27,7 @@ STATUS: dict[type[AomiError], int] = {
     SessionClosed: 503,
     ModelUnavailable: 503,
     StorageError: 503,
+    NoCapacity: 503,
 }
 
 

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.serve_app.test_restart import processes_using
+from tests.helpers import processes_using
 
 NOTEBOOK = Path(__file__).parents[2] / "notebooks" / "quickstart.ipynb"
-
-
-@pytest.fixture
-def ray_tmp() -> Iterator[str]:
-    path = tempfile.mkdtemp(prefix="aomi-cli-", dir="/tmp")  # the kernel's Ray instance, found by this path
-    yield path
-    for line in processes_using(path):
-        os.kill(int(line.split()[0]), signal.SIGKILL)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def outputs(cell: nbformat.NotebookNode) -> str:

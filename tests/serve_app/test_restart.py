@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import free_port
+from tests.helpers import processes_using
 from tests.serve_app.sse_client import read_until
 
 STARTUP_SECONDS = 90
@@ -59,20 +56,6 @@ class Server:
             out, _ = self.process.communicate()
         self.output.append(out)
         return self.process.returncode
-
-
-def processes_using(path: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-af", path], capture_output=True, text=True).stdout.splitlines()
-    return [line for line in found if "pgrep" not in line]
-
-
-@pytest.fixture
-def ray_tmp() -> Iterator[str]:
-    path = tempfile.mkdtemp(prefix="aomi-cli-", dir="/tmp")  # short: Ray's socket paths must stay under 107 bytes
-    yield path
-    for line in processes_using(path):
-        os.kill(int(line.split()[0]), signal.SIGKILL)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 CONFIG = """

@@ -1,0 +1,33 @@
+"""The deployment files at the repository's top, read as the tests need them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aomi_runtime.actors.placement import SessionPlacement
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER_YAML = ROOT / "cluster.yaml"
+SERVE_YAML = ROOT / "deploy" / "serve.yaml"
+IMPORT_PATH = "aomi_runtime.serve_app.app:build"
+
+
+def load(path: Path) -> dict[str, Any]:
+    loaded = yaml.safe_load(path.read_text())
+    assert isinstance(loaded, dict), f"{path} is not a mapping"
+    return loaded
+
+
+def serve_env() -> dict[str, str]:
+    """The environment deploy/serve.yaml gives the application (where the builder reads its settings)."""
+    (app,) = load(SERVE_YAML)["applications"]
+    return dict(app["runtime_env"]["env_vars"])
+
+
+def session_placement() -> SessionPlacement:
+    """What session actors ask for when deployed with deploy/serve.yaml."""
+    return SessionPlacement(json.loads(serve_env()["AOMI_SESSION_RESOURCES"]))

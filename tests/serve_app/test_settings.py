@@ -1,0 +1,36 @@
+"""Settings from the environment: the session resource an operator sets for an autoscaling cluster."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from aomi_runtime.actors.placement import DEFAULT_PLACEMENT_SECONDS, SessionPlacement
+from aomi_runtime.serve_app.settings import Settings
+
+
+def test_by_default_session_actors_ask_for_no_resource(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AOMI_SESSION_RESOURCES", raising=False)
+    assert Settings().placement == SessionPlacement({}, DEFAULT_PLACEMENT_SECONDS)
+
+
+def test_the_session_resource_is_read_as_json_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AOMI_SESSION_RESOURCES", '{"aomi_session": 1}')
+    monkeypatch.setenv("AOMI_SESSION_PLACEMENT_SECONDS", "90")
+    assert Settings().placement == SessionPlacement({"aomi_session": 1.0}, 90.0)
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        ('{"CPU": 1}', "'CPU' is one of Ray's own"),
+        ('{"aomi_session": 0}', "an actor must ask for more than 0"),
+        ('["aomi_session"]', "valid dictionary"),
+    ],
+)
+def test_a_resource_ray_would_refuse_is_refused_here_naming_it(
+    monkeypatch: pytest.MonkeyPatch, resources: str, message: str
+) -> None:
+    monkeypatch.setenv("AOMI_SESSION_RESOURCES", resources)
+    with pytest.raises(ValidationError, match=message):
+        Settings()
