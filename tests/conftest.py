@@ -27,14 +27,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ray_instance() -> Iterator[None]:
-    """A local Ray instance of its own (never one left running by `ray start`), in a short temp dir."""
+def ray_instance() -> Iterator[Path]:
+    """A local Ray instance of its own (never one left running by `ray start`), in a short temp dir; yields the
+    folder of its logs."""
     import ray
 
     temp_dir = tempfile.mkdtemp(prefix="aomi-ray-", dir="/tmp")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
     try:
-        yield
+        yield Path(temp_dir) / "session_latest" / "logs"
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)

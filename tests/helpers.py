@@ -4,6 +4,7 @@ processes left behind."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -22,11 +23,13 @@ def scripted_app(spec: AppSpec = DEFAULT_APP_SPEC, *, count_pause: float = 0.02)
     return App(spec=spec, providers=providers, tools=ToolRegistry.from_names(spec.tools, DEMO_TOOLS))
 
 
-async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02) -> T:
-    """Poll `check` until it returns something truthy; fail with its last value after `timeout`."""
+async def eventually(check: Callable[[], Awaitable[T] | T], *, timeout: float = 10.0, interval: float = 0.02) -> T:
+    """Poll `check` (sync or async) until it returns something truthy; fail with its last value after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
-        value = await check()
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

@@ -21,7 +21,8 @@ from pydantic import SecretStr
 from ray.exceptions import RayActorError
 
 from ..agent.apps import AppSpec
-from ..agent.errors import AomiError, AppMismatch, NoCapacity
+from ..agent.errors import AomiError, AppMismatch, LimitReached, NoCapacity
+from ..agent.logs import configure_logging
 from ..agent.models import utcnow
 from ..agent.stats import Histogram
 from .placement import SessionPlacement
@@ -63,6 +64,7 @@ class SessionDirectory:
         sweep_seconds: float = SWEEP_SECONDS,
         placement: SessionPlacement | None = None,
     ) -> None:
+        configure_logging()
         self._spec = spec
         self._store = store
         self._namespace = namespace
@@ -152,6 +154,13 @@ class SessionDirectory:
             raise AppMismatch(f"The session {session_id!r} belongs to another App than {self._spec.name!r}.")
         if owner is None and not create:
             return None  # no actor taken, no room made, for a session that is not there
+        most = self._spec.limits.max_sessions
+        # A soft bound: sessions created at the same moment may pass it by a few.
+        if owner is None and most is not None and await self._store.count.remote(self._spec.name) >= most:
+            raise LimitReached(
+                f"The App {self._spec.name!r} holds its limit of {most} sessions: delete some, or raise its "
+                "limits.max_sessions."
+            )
         await self._make_room()
         worker, outcome = await self._open(session_id, owner is not None, public_key)
         self._live[session_id] = worker
@@ -236,22 +245,23 @@ class SessionDirectory:
                 log.exception("app %s: could not start a warm session actor", self._spec.name)
                 return
 
-    def _keep_warm(self, worker: Any) -> None:
-        if len(self._pool) < self._warm:
+    def _keep_warm(self, worker: Any, spare: int = 0) -> None:
+        if len(self._pool) < self._warm + spare:
             self._pool.append(worker)
         else:
             self._discard(worker)
 
-    async def _recycle(self, worker: Any, session_id: str, only_if_idle: bool = False) -> bool:
-        """Close a session and keep its actor warm for the next one (or stop it if the pool is full).
-        With `only_if_idle`, a session that became busy meanwhile stays; returns whether it was released."""
+    async def _recycle(self, worker: Any, session_id: str, only_if_idle: bool = False, spare: int = 0) -> bool:
+        """Close a session and keep its actor warm for the next one (or stop it if the pool is full, counting
+        `spare` actors about to be taken). With `only_if_idle`, a session that became busy meanwhile stays;
+        returns whether it was released."""
         try:
             released = await worker.release.remote(session_id, only_if_idle)
         except Exception:  # dead, or the session already gone: the actor cannot be trusted blank
             self._discard(worker)
             return True
         if released:
-            self._keep_warm(worker)
+            self._keep_warm(worker, spare)
         return bool(released)
 
     def _discard(self, worker: Any) -> None:
@@ -279,14 +289,17 @@ class SessionDirectory:
             return
         stats = await self._stats()
         excess = len(self._live) + 1 - self._max_live
-        await self._evict([s for s in sorted(stats, key=lambda s: -s[2]["idle_seconds"]) if not s[2]["busy"]][:excess])
+        chosen = [s for s in sorted(stats, key=lambda s: -s[2]["idle_seconds"]) if not s[2]["busy"]][:excess]
+        # The session coming in takes a warm actor next: the evicted one is kept for that, not stopped and
+        # replaced by a new process a second later.
+        await self._evict(chosen, spare=1)
 
-    async def _evict(self, chosen: list[tuple[str, Any, dict[str, Any]]]) -> int:
+    async def _evict(self, chosen: list[tuple[str, Any, dict[str, Any]]], spare: int = 0) -> int:
         evicted = 0
         for session_id, handle, _ in chosen:
             if self._live.get(session_id) == handle:
                 del self._live[session_id]
-                if await self._recycle(handle, session_id, only_if_idle=True):
+                if await self._recycle(handle, session_id, only_if_idle=True, spare=spare):
                     evicted += 1
                 elif session_id not in self._live:
                     self._live[session_id] = handle  # it became busy since it was chosen: it stays

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from ..agent.apps import App, AppSpec
 from ..agent.demo_tools import DEMO_TOOLS
 from ..agent.errors import SessionClosed
+from ..agent.logs import configure_logging
 from ..agent.models import Event, SessionInfo
 from ..agent.session import Session
 from ..agent.tools import ToolRegistry
@@ -50,6 +51,7 @@ class SessionActor:
     """Holds one live session at a time. Methods return JSON bytes where the ingress sends them on as they are."""
 
     def __init__(self, spec: AppSpec, store: Any, model_keys: Mapping[str, SecretStr], directory: Any = None) -> None:
+        configure_logging()
         self._app = build_app(spec, model_keys)
         self._history = StoreClient(store)
         self._directory = directory

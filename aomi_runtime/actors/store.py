@@ -9,6 +9,7 @@ from typing import Any
 import ray
 
 from ..agent.errors import AppMismatch
+from ..agent.logs import configure_logging
 from ..agent.models import Commit, Event, SessionRecord, StoredSession
 from ..agent.protocols import HistoryBackend
 from ..agent.stats import SIZE_BUCKETS, Histogram
@@ -22,6 +23,7 @@ class HistoryStore:
     them after a restart (`max_task_retries=-1`) without duplicating anything."""
 
     def __init__(self, app: str, url: str) -> None:
+        configure_logging()
         self._app = app
         self._backend = open_history(url)
         self._keys = SqlKeys.from_url(url)
@@ -68,6 +70,9 @@ class HistoryStore:
 
     async def owner(self, session_id: str) -> str | None:
         return await (await self._ready(self._app)).owner(session_id)
+
+    async def count(self, app: str) -> int:
+        return await (await self._ready(app)).count(app)
 
     async def check_key(self, key: str) -> bool:
         """Whether `key` is a live key of this store's App."""

@@ -51,6 +51,9 @@ class Limits(BaseModel):
     max_live_memory_mb: int | None = Field(None, gt=0)
     idle_seconds: float = Field(900.0, gt=0)
     retention_days: float | None = Field(None, gt=0)  # None keeps stored sessions for ever
+    # Sessions stored at once: a public App's sessions are made by anyone who sends a message with a new id,
+    # so an operator bounds what strangers can make it store. None: no bound.
+    max_sessions: int | None = Field(None, gt=0)
 
     def check_message(self, text: str) -> None:
         """Raise if a user message is too large (counted in UTF-8 bytes) or has no text."""

@@ -10,7 +10,8 @@
     ├── SessionClosed         the session's actor is shutting down; look it up again
     ├── ModelUnavailable      the model provider failed or is unknown
     ├── StorageError          the history backend could not store or read
-    └── NoCapacity            no node had room for another live session in time
+    ├── NoCapacity            no node had room for another live session in time
+    └── LimitReached          a limit the operator set for the App (sessions it holds, streams on a session)
 
 Each takes one positional message, so that it pickles across Ray unchanged: the serving layer maps
 classes to statuses in one table (`serve_app/errors.py`).
@@ -69,3 +70,8 @@ class StorageError(AomiError):
 class NoCapacity(AomiError):
     """No node could take another live session in time (all session slots taken while the cluster scales up,
     or no node declares the session resource); nothing was changed, and the request can be sent again."""
+
+
+class LimitReached(AomiError):
+    """A limit the operator set was reached (the sessions an App holds, the streams open on a session); the
+    message names it, and what frees room."""

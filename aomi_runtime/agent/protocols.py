@@ -60,6 +60,9 @@ class HistoryBackend(Protocol):
     async def owner(self, session_id: str) -> str | None:
         """Return the App a session id belongs to, or None. Reveals nothing but the App's name."""
 
+    async def count(self, app: str) -> int:
+        """Return how many sessions an App has stored (for its `max_sessions` limit)."""
+
 
 # --- models -------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from .apps import App
 from .errors import AomiError, InvalidInput, SessionClosed
+from .logs import fingerprint, log_failure
 from .models import (
     DEFAULT_TITLE,
     INTERRUPTION,
@@ -343,8 +344,8 @@ class Session:
                     raise  # closing: `close` stores what is left
             except AomiError as exc:
                 error = str(exc)
-            except Exception:
-                log.exception("turn of session %s failed", self.session_id)
+            except Exception as exc:
+                log_failure(log, f"turn of session {fingerprint(self.session_id)}", exc)
                 error = "The turn failed because of an internal error; it was logged."
             finally:
                 self._model_task = None
@@ -376,7 +377,7 @@ class Session:
         try:
             title = await generate_title(self.app.provider(self.record.model), self.messages)
         except Exception as exc:  # a title is a nicety: a failing model must not break the session
-            log.warning("title for session %s failed: %s", self.session_id, exc)
+            log_failure(log, f"title of session {fingerprint(self.session_id)}", exc, logging.WARNING)
             return
         if not title or self.record.title_is_manual or self._closed:
             return

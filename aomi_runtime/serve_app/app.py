@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
+from ..agent.logs import configure_logging
 from .routes import create_api
 from .settings import Settings
 
@@ -26,6 +27,7 @@ class Ingress:
     """Serves `API.md`. The FastAPI app is built on the replica, from the settings it was bound with."""
 
     def __init__(self, settings: Settings) -> None:
+        configure_logging()
         self._settings = settings
         self._runtime = settings.runtime()
 

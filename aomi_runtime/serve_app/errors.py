@@ -9,8 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray.exceptions import RayActorError, RayTaskError
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 from ..agent.errors import AomiError
+from ..agent.logs import log_failure
 from .status import status_of
 
 log = logging.getLogger(__name__)
@@ -49,12 +51,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _actor_gone(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("%s %s: an actor went away: %s", request.method, request.url.path, type(exc).__name__)
+    log.warning("%s %s: an actor went away: %s", request.method, route_name(request.scope), type(exc).__name__)
     return error_response(503, "The session's process stopped while answering; its stored state is safe. Try again.")
 
 
+def route_name(scope: Scope) -> str:
+    """A request's route for logs: its pattern, not its path (`/api/sessions/{id}`'s path holds a session id,
+    which is a capability)."""
+    return getattr(scope.get("route"), "path", None) or "an unknown route"
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    log_failure(log, f"{request.method} {route_name(request.scope)}", exc)
     return error_response(500, "Internal error; it was logged.")
 
 

@@ -13,6 +13,9 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp, Message
 
+from ..agent.logs import log_failure
+from .errors import route_name
+
 log = logging.getLogger(__name__)
 
 _END = b""
@@ -106,7 +109,7 @@ class InProcessTransport(httpx.AsyncBaseTransport):
                 if not head.done():
                     head.set_exception(exc)
                 else:
-                    log.exception("%s %s failed while answering", request.method, request.url.path)
+                    log_failure(log, f"answering {request.method} {route_name(scope)}", exc)
                     chunks.put_nowait(_BROKEN)
             finally:
                 if not head.done():

@@ -101,7 +101,11 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
     api = FastAPI(title="aomi-runtime", version="0.1.0")
     metrics = Metrics()
     api.add_middleware(
-        CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"], expose_headers=["*"]
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["*"],
     )
     api.add_middleware(RequestTimer, metrics=metrics)
     errors.install(api)

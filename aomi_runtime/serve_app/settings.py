@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     namespace: str = DEFAULT_NAMESPACE
     keepalive_seconds: float = Field(DEFAULT_KEEPALIVE_SECONDS, gt=0, le=15)
     key_cache_seconds: float = Field(DEFAULT_KEY_CACHE_SECONDS, ge=0, le=300)
+    # Browsers may call the API from these origins (API.md: any). A JSON list in AOMI_CORS_ORIGINS.
+    cors_origins: tuple[str, ...] = ("*",)
     config: Path | None = None
     apps: tuple[AppSpec, ...] = (DEFAULT_APP_SPEC,)
     model_keys: dict[str, SecretStr] = Field(default_factory=dict)

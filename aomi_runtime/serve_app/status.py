@@ -8,6 +8,7 @@ from ..agent.errors import (
     AppMismatch,
     Forbidden,
     InvalidInput,
+    LimitReached,
     MessageTooLarge,
     ModelUnavailable,
     NoCapacity,
@@ -28,6 +29,7 @@ STATUS: dict[type[AomiError], int] = {
     ModelUnavailable: 503,
     StorageError: 503,
     NoCapacity: 503,
+    LimitReached: 429,
 }
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import ray
 
-from aomi_runtime.actors.directory import WORKER_PREFIX, named_actors
+from aomi_runtime.actors.directory import WARM_ACTORS, WORKER_PREFIX, named_actors
 from aomi_runtime.actors.runtime import Runtime
 from aomi_runtime.agent.apps import AppSpec, Limits
-from aomi_runtime.agent.errors import AppMismatch, SessionNotFound
+from aomi_runtime.agent.errors import AppMismatch, LimitReached, SessionNotFound
 from aomi_runtime.agent.models import Commit, SessionRecord, utcnow
 from aomi_runtime.agent.session import CUT_SHORT
 from aomi_runtime.backends.history import SqlHistory
@@ -208,6 +208,18 @@ async def test_the_live_set_is_bounded_by_count_and_an_evicted_session_comes_bac
     assert stats["loaded"] == 1 and stats["live"] == 3
 
 
+async def test_an_app_holding_its_limit_of_sessions_refuses_new_ones(make_runtime: Factory) -> None:
+    runtime = make_runtime(max_sessions=2)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    await chat(runtime, first, "hello")
+    await chat(runtime, second, "hello")
+    with pytest.raises(LimitReached, match="limit of 2 sessions"):
+        await chat(runtime, str(uuid.uuid4()), "hello")
+    assert (await chat(runtime, first, "still here"))["messages"]  # the sessions it holds go on
+    assert await runtime.delete(second)
+    assert (await chat(runtime, str(uuid.uuid4()), "room again"))["messages"]
+
+
 async def test_idle_sessions_are_evicted_but_not_busy_or_watched_ones(make_runtime: Factory) -> None:
     runtime = make_runtime(idle_seconds=0.5)
     quiet, busy, watched = (str(uuid.uuid4()) for _ in range(3))
@@ -230,6 +242,7 @@ async def test_evicted_actors_are_reused_warm_rather_than_started_again(make_run
     first = str(uuid.uuid4())
     await chat(runtime, first, "hello")
     await idle(runtime, first)
+    await eventually(lambda: _pool_full(runtime))  # the actor taken for the first session is replaced
     before = {w._actor_id for w in named_actors(namespace(runtime), WORKER_PREFIX)}
     for _ in range(4):
         s = str(uuid.uuid4())
@@ -239,6 +252,10 @@ async def test_evicted_actors_are_reused_warm_rather_than_started_again(make_run
     assert after == before  # five sessions through one live slot, and not one process started for them
     stats = await directory_stats(runtime)
     assert stats["evicted"] == 4 and stats["live"] == 1
+
+
+async def _pool_full(runtime: Runtime) -> bool:
+    return bool((await directory_stats(runtime))["warm"] == WARM_ACTORS)
 
 
 async def test_the_retention_sweep_deletes_expired_sessions_with_their_history(

@@ -201,6 +201,20 @@ async def test_every_method_is_scoped_by_app(backend: HistoryBackend) -> None:
     assert await backend.owner(new_id()) is None
 
 
+async def test_count_is_per_app_and_follows_deletes(backend: HistoryBackend) -> None:
+    app = f"app-{uuid.uuid4().hex[:8]}"
+    ids = [new_id() for _ in range(3)]
+    for sid in ids:
+        await backend.commit(app, Commit(record=record(sid, app=app)))
+    await backend.commit("other", Commit(record=record(new_id(), app="other")))
+    assert await backend.count(app) == 3
+    await backend.commit(app, Commit(record=record(ids[0], app=app, title="again")))  # an update adds none
+    assert await backend.count(app) == 3
+    assert await backend.delete(app, ids[1])
+    assert await backend.count(app) == 2
+    assert await backend.count(f"app-{uuid.uuid4().hex[:8]}") == 0
+
+
 async def test_stale_lists_sessions_idle_since_before_a_time_oldest_first(backend: HistoryBackend) -> None:
     now = utcnow()
     app = f"app-{uuid.uuid4().hex[:8]}"

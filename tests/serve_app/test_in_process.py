@@ -64,4 +64,4 @@ async def test_an_app_failing_midway_breaks_the_body_off(caplog: pytest.LogCaptu
     async with client(fails_midway) as c, c.stream("GET", "/") as r:
         with pytest.raises(httpx.ReadError):
             await r.aread()
-    assert "failed while answering" in caplog.text
+    assert "answering GET" in caplog.text and "failed: RuntimeError" in caplog.text

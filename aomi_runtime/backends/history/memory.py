@@ -88,3 +88,6 @@ class InMemoryHistory:
     async def owner(self, session_id: str) -> str | None:
         stored = self._sessions.get(session_id)
         return None if stored is None else stored.record.app
+
+    async def count(self, app: str) -> int:
+        return sum(1 for s in self._sessions.values() if s.record.app == app)

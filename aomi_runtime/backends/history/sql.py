@@ -11,7 +11,21 @@ from datetime import datetime
 from typing import Any
 
 from pydantic_core import to_json
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text, and_, literal, select, union_all
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -190,6 +204,10 @@ class SqlHistory:
     async def owner(self, session_id: str) -> str | None:
         rows = await self._read(select(sessions.c.app).where(sessions.c.session_id == session_id))
         return str(rows[0].app) if rows else None
+
+    async def count(self, app: str) -> int:
+        rows = await self._read(select(func.count()).select_from(sessions).where(sessions.c.app == app))
+        return int(rows[0][0])
 
     def _events_of(self, app: str, session_id: str) -> Any:
         return (

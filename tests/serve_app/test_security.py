@@ -1,0 +1,111 @@
+"""What SECURITY.md promises: nothing a user sent (nor a key, nor a session id) in the logs at the default
+level, App keys stored only as hashes, CORS as configured, the embedded default on localhost only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aomi_runtime.agent.logs import fingerprint, log_failure
+from aomi_runtime.backends.keys import SqlKeys
+from aomi_runtime.serve_app.in_process import InProcessTransport
+from aomi_runtime.serve_app.routes import create_api
+from aomi_runtime.serve_app.settings import DEFAULT_HOST, Settings
+from aomi_runtime.serve_app.sync_client import Client
+from tests.helpers import eventually
+
+
+async def make_key(database_url: str, app: str) -> str:
+    store = SqlKeys.from_url(database_url)
+    try:
+        return await store.create(app, "security tests")
+    finally:
+        await store.close()
+
+
+def logs_matching(logs: Path, *needles: str) -> str:
+    """Lines of any of Ray's log files (every process's, the session actors' stderr included) with a needle."""
+    found = subprocess.run(["grep", "-rhaF", *[f"-e{n}" for n in needles], str(logs)], capture_output=True, text=True)
+    assert found.returncode in (0, 1), found.stderr  # 1: nothing found
+    return found.stdout
+
+
+def test_nothing_a_user_sent_reaches_the_logs(runtime_url: str, runtime_settings: Settings, ray_instance: Path) -> None:
+    secret = f"SECRET{uuid.uuid4().hex[:12]}"
+    key = asyncio.run(make_key(runtime_settings.database_url, "research"))
+    with Client(runtime_url) as client:
+        session = client.session()
+        session.send(f"{secret}-message count to 2", user_state={"wallet": f"{secret}-state"})
+        failed = session.send(f'/tool always_fails {{"q": "{secret}-tool-argument"}}')
+        assert "always_fails failed" in failed.text  # the failure that should be logged, without its arguments
+        session.send(f"/error {secret}-provider-error")
+        session.rename(f"{secret}-title")
+        session.system(f"{secret}-system")
+    with Client(runtime_url, app="research", api_key=key) as keyed:
+        keyed.session().send(f"{secret}-keyed", wait=False)
+    with Client(runtime_url, app="research", api_key=f"{key}x") as wrong, pytest.raises(Exception, match="key"):
+        wrong.session()
+
+    # The logs are searched, and do hold what the runtime says at the default level: the tool's failure.
+    logged = asyncio.run(eventually(lambda: logs_matching(ray_instance, "tool always_fails failed"), timeout=60))
+    assert "RuntimeError" in logged
+    secret_part = key.split("_", 2)[-1]
+    assert logs_matching(ray_instance, secret, secret_part, session.id) == ""
+
+
+def test_a_failure_is_logged_without_its_text_at_the_default_level(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("aomi_runtime.test")
+    try:
+        {"a": 1}["the user's own words"]
+    except KeyError as exc:
+        with caplog.at_level(logging.INFO, logger="aomi_runtime"):
+            log_failure(log, f"turn of session {fingerprint('s-1')}", exc)
+        assert "the user's own words" not in caplog.text and "s-1" not in caplog.text
+        assert f"turn of session {fingerprint('s-1')} failed: KeyError at test_security.py:" in caplog.text
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="aomi_runtime"):
+            log_failure(log, "turn", exc)
+        assert "the user's own words" in caplog.text  # for an operator who turns DEBUG on
+
+
+async def test_keys_are_stored_as_hashes_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    store = SqlKeys.from_url(url)
+    try:
+        key = await store.create("vault", "ops")
+        _, key_id, secret = key.split("_", 2)
+        assert await store.check("vault", key)
+        assert not await store.check("other", key)  # scoped to its App
+        assert not await store.check("vault", f"aomi_{key_id}_{secret[:-1]}x")
+        assert not await store.check("vault", "not-a-key")
+        rows = sqlite3.connect(tmp_path / "keys.db").execute("SELECT * FROM aomi_keys").fetchall()
+        stored = repr(rows)
+        assert key_id in stored and secret not in stored and key not in stored
+        assert await store.revoke(key_id) and not await store.check("vault", key)
+    finally:
+        await store.close()
+
+
+async def test_cors_allows_only_the_origins_configured(runtime_settings: Settings, runtime_url: str) -> None:
+    settings = runtime_settings.model_copy(update={"cors_origins": ("https://app.example",)})
+    api = create_api(settings.runtime(), settings)
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-session-id"}
+    async with httpx.AsyncClient(transport=InProcessTransport(api), base_url="http://in-process") as client:
+        allowed = await client.options("/api/chat", headers={"Origin": "https://app.example", **preflight})
+        refused = await client.options("/api/chat", headers={"Origin": "https://evil.example", **preflight})
+        read = await client.get("/health", headers={"Origin": "https://evil.example"})
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
+    assert read.text == "OK" and "access-control-allow-origin" not in read.headers
+    assert Settings.model_fields["cors_origins"].default == ("*",)  # API.md's default: any origin
+
+
+def test_the_embedded_default_listens_on_localhost_only() -> None:
+    assert DEFAULT_HOST == "127.0.0.1" and Settings().host == DEFAULT_HOST
