@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from ..actors.runtime import Runtime
-from ..agent.apps import DEFAULT_APP
+from ..agent.apps import DEFAULT_APP, utf8_size
 from ..agent.errors import InvalidInput, SessionNotFound
 from ..agent.models import EMPTY_SNAPSHOT, is_valid_session_id
 from . import errors
@@ -67,22 +69,35 @@ def parse_user_state(raw: str | None) -> dict[str, Any] | None:
     return state
 
 
+def utf8_query(request: Request) -> None:
+    """Refuse a query string that is not UTF-8 once percent-decoded: Starlette would put U+FFFD in place of the
+    bad bytes, and the user's text would be stored changed instead of refused."""
+    try:
+        unquote_to_bytes(request.scope.get("query_string", b"")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("The query string is not UTF-8 once percent-decoded; encode text as UTF-8.") from None
+
+
+async def json_content(request: Request) -> None:
+    """A body sent to a route that reads JSON must say so: FastAPI would otherwise answer 422 about the body's
+    shape, where `API.md` gives 415 for a body without the JSON content type."""
+    if await request.body() and "json" not in request.headers.get("content-type", ""):
+        raise HTTPException(415, "Send the body as JSON, with Content-Type: application/json.")
+
+
 async def message_from_body(request: Request) -> str | None:
     """`POST /api/chat` takes `message` in the query, and tolerates it in a JSON body."""
+    await json_content(request)
     raw = await request.body()
     if not raw:
         return None
-    if "json" not in request.headers.get("content-type", ""):
-        raise InvalidInput(
-            "Send the message as the `message` query parameter, or in a JSON body with Content-Type: application/json."
-        )
     try:
         body = json.loads(raw)
     except ValueError:
         raise InvalidInput("The body is not valid JSON.") from None
     message = body.get("message") if isinstance(body, dict) else None
     if message is not None and not isinstance(message, str):
-        raise InvalidInput("`message` must be a string.")
+        raise HTTPException(422, "`message` must be a string.")  # a wrong type: 422, as FastAPI answers elsewhere
     return message
 
 
@@ -98,7 +113,9 @@ class Rename(BaseModel):
 
 def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
     """The FastAPI app of one ingress replica, over the runtime's actors."""
-    api = FastAPI(title="aomi-runtime", version="0.1.0")
+    # No redirect from `/api/sessions/` (an empty session id) to `/api/sessions`: a 307 without an error body,
+    # then a misleading answer from another route; unknown paths answer 404 with `{"error": ...}`.
+    api = FastAPI(title="aomi-runtime", version="0.1.0", redirect_slashes=False, dependencies=[Depends(utf8_query)])
     metrics = Metrics()
     api.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"], expose_headers=["*"]
@@ -141,12 +158,15 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
         actors = runtime.app(app or namespace or DEFAULT_APP)
         await runtime.authorize(actors, key)
         spec = actors.spec
+        state = parse_user_state(user_state)
         spec.limits.check_message(message)  # before any actor is found or made
+        if state is not None:
+            spec.limits.check_user_state(state)
         body = await runtime.chat(
             session_id,
             message,
             app=spec.name,
-            user_state=parse_user_state(user_state),
+            user_state=state,
             public_key=public_key,
             request_id=request_id,
         )
@@ -205,7 +225,7 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
         visible = await runtime.visible_apps(key)
         return [i.model_dump(mode="json") for i in await runtime.list_sessions(visible, public_key, limit)]
 
-    @api.post("/api/sessions")
+    @api.post("/api/sessions", dependencies=[Depends(json_content)])
     async def create_session(
         key: ApiKey,
         x_session_id: Annotated[str | None, Header()] = None,
@@ -214,6 +234,9 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
     ) -> dict[str, Any]:
         body = body or CreateSession()
         session_id = check_session_id(body.session_id or x_session_id)
+        for what, text in (("public_key", body.public_key), ("The title", body.title)):
+            if text is not None:
+                utf8_size(text, what)  # before anything is made: a lone surrogate cannot be stored
         actors = runtime.app(app or DEFAULT_APP)
         await runtime.authorize(actors, key)
         info = await runtime.call(session_id, "info", app=actors.spec.name, create=True, public_key=body.public_key)
@@ -225,7 +248,7 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
     async def get_session(session_id: str) -> dict[str, Any]:
         return (await runtime.info(check_session_id(session_id))).model_dump(mode="json")
 
-    @api.patch("/api/sessions/{session_id}")
+    @api.patch("/api/sessions/{session_id}", dependencies=[Depends(json_content)])
     async def rename_session(
         session_id: str, key: ApiKey, body: Annotated[Rename | None, Body()] = None
     ) -> dict[str, Any]:
