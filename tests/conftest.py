@@ -64,8 +64,11 @@ def fake_provider() -> Iterator[tuple[object, str]]:
 
 
 def shared_apps(provider_url: str) -> tuple[object, ...]:
-    """The shared runtime's Apps: the public scripted default, two keyed Apps, a public one on remote models."""
-    from aomi_runtime.agent.apps import AppSpec, ModelSpec
+    """The shared runtime's Apps: the public scripted default, two keyed Apps, a public one on remote models.
+
+    `billing` has a small size limit: over it, a user_state still fits in a URL (Serve's HTTP parser refuses
+    request lines of 64 KiB, the default limit, before the runtime sees them)."""
+    from aomi_runtime.agent.apps import AppSpec, Limits, ModelSpec
 
     def remote(provider: str, app: str, **options: object) -> ModelSpec:
         label, slug = ("Fake GPT", "fake-gpt") if provider == "openai" else ("Fake Claude", "fake-claude")
@@ -82,7 +85,7 @@ def shared_apps(provider_url: str) -> tuple[object, ...]:
             tools=("time_now", "long_task"),
             models=(remote("openai", "research"), scripted),
         ),
-        AppSpec(name="billing", public=False, tools=("time_now",)),
+        AppSpec(name="billing", public=False, tools=("time_now",), limits=Limits(max_message_bytes=SMALL_LIMIT)),
         AppSpec(
             name="helpdesk",
             tools=("always_fails",),
@@ -95,6 +98,7 @@ def shared_apps(provider_url: str) -> tuple[object, ...]:
 
 
 FAKE_KEY_ENV = "AOMI_TEST_FAKE_PROVIDER_KEY"
+SMALL_LIMIT = 4096  # billing's max_message_bytes
 
 
 @pytest.fixture(scope="session")

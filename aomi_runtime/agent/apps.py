@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -56,11 +57,36 @@ class Limits(BaseModel):
     max_sessions: int | None = Field(None, gt=0)
 
     def check_message(self, text: str) -> None:
-        """Raise if a user message is too large (counted in UTF-8 bytes) or has no text."""
-        if len(text.encode("utf-8", "surrogatepass")) > self.max_message_bytes:
+        """Raise if a user message is too large (counted in UTF-8 bytes), has no text, or is not Unicode text."""
+        if utf8_size(text, "The message") > self.max_message_bytes:
             raise MessageTooLarge(f"The message is larger than this App's limit of {self.max_message_bytes} bytes.")
         if not text.strip():
             raise InvalidInput("The message is empty; send some text.")
+
+    def check_user_state(self, state: dict[str, Any]) -> None:
+        """Raise if a user_state is larger than a message may be (as compact JSON in UTF-8) or holds no text.
+
+        It is stored with the session and summarized to the model every turn, so it is bounded like a message.
+        """
+        if utf8_size(compact_json(state), "user_state") > self.max_message_bytes:
+            raise MessageTooLarge(
+                f"user_state is larger than this App's limit of {self.max_message_bytes} bytes (as compact JSON)."
+            )
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def utf8_size(text: str, what: str) -> int:
+    """The size of `text` in UTF-8. Raises `InvalidInput` for a lone surrogate (JSON's `"\\ud800"` decodes to
+    one): it is no Unicode character, and no store or stream could keep it byte for byte."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            f"{what} holds a lone surrogate (U+D800 to U+DFFF), which is not text; send valid Unicode."
+        ) from None
 
 
 SCRIPTED_MODEL = ModelSpec(label="Scripted (offline)", slug="scripted")

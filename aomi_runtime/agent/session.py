@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
-from .apps import App
+from .apps import App, compact_json, utf8_size
 from .errors import AomiError, InvalidInput, SessionClosed
 from .logs import fingerprint, log_failure
 from .models import (
@@ -203,11 +203,13 @@ class Session:
     async def post_system(self, message: str) -> Any:
         """Text becomes a `system_notice`; a JSON object is published as-is. The model sees either next turn."""
         self.check_open()
+        self.app.spec.limits.check_message(message)  # stored and shown to the model like a user's message
         try:
             parsed = json.loads(message)
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):
+            utf8_size(compact_json(parsed), "The message")  # its escapes may decode to a lone surrogate
             type_ = parsed.get("type") if isinstance(parsed.get("type"), str) else "system"
             self._emit(type_, **{k: v for k, v in parsed.items() if k not in ("type", "session_id")})
             self.record.pending_system_events.append(inline_call(type_, parsed))
@@ -225,6 +227,7 @@ class Session:
         """Set a title by hand; the automatic title never replaces it."""
         self.check_open()
         title = title.strip()
+        utf8_size(title, "The title")
         if not title or len(title) > MAX_TITLE_CHARS:
             raise InvalidInput(f"A title is 1 to {MAX_TITLE_CHARS} characters, not only spaces.")
         self.record.title = title
@@ -399,6 +402,7 @@ class Session:
 
     def _set_user_state(self, user_state: dict[str, Any] | None) -> None:
         if user_state is not None and user_state != self.record.user_state:
+            self.app.spec.limits.check_user_state(user_state)
             self.record.user_state = user_state
             self._record_dirty = True
 

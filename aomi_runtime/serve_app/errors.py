@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -45,9 +46,19 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, f"The request is not valid: {problems}.")
 
 
+ROUTING_ERRORS = {
+    404: "No such route; the routes are described at /openapi.json.",
+    405: "This route does not take that method; the routes are described at /openapi.json.",
+}
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, str(exc.detail))
+    # Starlette's routing errors say only "Not Found" or "Method Not Allowed": say what to do too.
+    generic = exc.detail == HTTPStatus(exc.status_code).phrase
+    return error_response(
+        exc.status_code, ROUTING_ERRORS.get(exc.status_code, str(exc.detail)) if generic else str(exc.detail)
+    )
 
 
 async def _actor_gone(request: Request, exc: Exception) -> JSONResponse:

@@ -13,9 +13,18 @@ from ..agent.models import Event
 KEEP_ALIVE = b": keep-alive\n\n"
 
 
+# JSON escapes every control character below U+0020, but not U+0085, U+2028 and U+2029, which clients that
+# split lines as Python's str.splitlines does (httpx's aiter_lines, and SSE readers built on it) take for line ends,
+# cutting the frame in two. Escaped, they decode to the same text.
+UNESCAPED_LINE_BREAKS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
+
+
 def frame(event: Event) -> bytes:
-    # Compact JSON escapes every newline, so no text inside an event can end its frame.
-    return b"id: %d\ndata: %s\n\n" % (event.seq, to_json(event.data))
+    # Compact JSON escapes \r and \n, so no text inside an event can end its frame.
+    data = to_json(event.data)
+    for raw, escaped in UNESCAPED_LINE_BREAKS:
+        data = data.replace(raw, escaped)
+    return b"id: %d\ndata: %s\n\n" % (event.seq, data)
 
 
 async def event_stream(

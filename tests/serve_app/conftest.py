@@ -1,4 +1,4 @@
-"""An HTTP client of the shared test runtime, and session ids for it."""
+"""An HTTP client of the shared test runtime, session ids and App keys for it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+
+from aomi_runtime.backends.keys import SqlKeys
+from aomi_runtime.serve_app.settings import Settings
 
 
 @pytest.fixture
@@ -32,3 +35,21 @@ def _close_live_sessions(request: pytest.FixtureRequest) -> Iterator[None]:
     if "runtime_url" in request.fixturenames:
         settings = request.getfixturevalue("runtime_settings")
         asyncio.run(settings.runtime().close_sessions())
+
+
+@pytest.fixture(scope="module")
+def keys(runtime_settings: Settings) -> dict[str, str]:
+    """One key for each keyed App, made as an operator would, in the runtime's own database."""
+
+    async def make() -> dict[str, str]:
+        store = SqlKeys.from_url(runtime_settings.database_url)
+        try:
+            return {app: await store.create(app, "tests") for app in ("research", "billing")}
+        finally:
+            await store.close()
+
+    return asyncio.run(make())
+
+
+def k(key: str, header: str = "X-API-Key") -> dict[str, str]:
+    return {header: key}

@@ -13,30 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from aomi_runtime.backends.keys import SqlKeys
 from aomi_runtime.serve_app.settings import Settings
 from tests.fake_provider import FakeProvider
 from tests.helpers import eventually
-from tests.serve_app.conftest import h, sid
+from tests.serve_app.conftest import h, k, sid
 from tests.serve_app.sse_client import read_until
-
-
-@pytest.fixture(scope="module")
-def keys(runtime_settings: Settings) -> dict[str, str]:
-    """One key for each keyed App, made as an operator would, in the runtime's own database."""
-
-    async def make() -> dict[str, str]:
-        store = SqlKeys.from_url(runtime_settings.database_url)
-        try:
-            return {app: await store.create(app, "tests") for app in ("research", "billing")}
-        finally:
-            await store.close()
-
-    return asyncio.run(make())
-
-
-def k(key: str, header: str = "X-API-Key") -> dict[str, str]:
-    return {header: key}
 
 
 async def finished(client: httpx.AsyncClient, session_id: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_PRAGMAS = (
@@ -81,7 +82,15 @@ class Schema:
     async def create(self) -> None:
         async with self._lock:
             if not self._created:
-                async with self._engine.begin() as conn:
-                    await lock_for_ddl(conn)
-                    await conn.run_sync(self._metadata.create_all)
+                for attempt in range(2):
+                    try:
+                        async with self._engine.begin() as conn:
+                            await lock_for_ddl(conn)
+                            await conn.run_sync(self._metadata.create_all)
+                        break
+                    except OperationalError as exc:
+                        # SQLite has no DDL lock: another store actor (another App's, on the same file) may create
+                        # a table between create_all's check and its CREATE. Checked again, it is there.
+                        if attempt or "already exists" not in str(exc):
+                            raise
                 self._created = True

@@ -80,7 +80,13 @@ class SqlHistory:
         return cls(_dialects.open_engine(url, **engine_options))
 
     async def setup(self) -> None:
-        await self._schema.create()
+        # Every operation calls this first. Creating the schema takes a write lock: SQLite may answer "database
+        # is locked" while another App's store writes the same file. A StorageError (503, "try again") then,
+        # not a raw driver error (500); the next call tries again.
+        try:
+            await self._schema.create()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"The history database could not be prepared: {type(exc).__name__}.") from exc
 
     async def close(self) -> None:
         await self._engine.dispose()

@@ -1,0 +1,146 @@
+"""What the routes answer, for the OpenAPI description at `/openapi.json`: response models and error answers.
+
+The models describe answers; the routes do not validate through them (snapshots leave the session actor as
+JSON bytes and go out as they are), so each route names its model in `responses=` with `response_model=None`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..agent.models import SESSION_ID_PATTERN, Snapshot
+
+Answers = dict[int | str, dict[str, Any]]
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: what went wrong, and what to do."""
+
+    error: str = Field(min_length=1)
+
+
+class SessionCreated(BaseModel):
+    session_id: str
+    title: str
+
+
+class SessionArchived(BaseModel):
+    session_id: str
+    is_archived: bool
+
+
+class SessionDeleted(BaseModel):
+    deleted: bool
+
+
+class ModelChosen(BaseModel):
+    success: bool
+    rig: str
+
+
+class SystemPosted(BaseModel):
+    res: str | dict[str, Any] = Field(description="The message as posted: text, or the JSON object it parsed to.")
+
+
+class StreamEvent(BaseModel):
+    """An event as sent on `GET /api/updates`: its `type`, its session, and the fields of its type."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    session_id: str
+
+
+class EventStreamResponse(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+WHY: dict[int, str] = {
+    400: "Malformed input: a missing or malformed session id, a missing field, a body or query that is not valid "
+    "JSON or UTF-8, an unknown App or model.",
+    401: "The App needs a key (X-API-Key) and none was sent.",
+    403: "The key is unknown, revoked, or scoped to another App.",
+    404: "No such session.",
+    409: "The session belongs to another App.",
+    413: "The message or user_state is larger than the App's limit.",
+    415: "A body was sent without Content-Type: application/json.",
+    422: "A value of the wrong type or out of range.",
+    503: "The session's process stopped or no node had room for it; nothing was lost, try again.",
+}
+SESSION_ID_SCHEMA = {"pattern": f"^{SESSION_ID_PATTERN.pattern}$"}
+
+
+ERROR_SCHEMA = ErrorBody.model_json_schema()
+
+
+def errors(*statuses: int) -> Answers:
+    """Error answers with these statuses, and 400 (any route: a query string that is not UTF-8). Their content
+    is given, not their model: FastAPI would give a model the route's own media type (text on /health)."""
+    return {
+        s: {"description": WHY[s], "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+        for s in sorted({400, *statuses})
+    }
+
+
+def answers(model: Any, *statuses: int, description: str = "Success.") -> Answers:
+    """The 200 answer with its model, and the error answers: these statuses, 400, and 422 (a query parameter of
+    the wrong type; documented here, FastAPI would otherwise describe its own validation error body)."""
+    return {200: {"model": model, "description": description}, **errors(422, *statuses)}
+
+
+def snapshot_answers(*statuses: int) -> Answers:
+    return answers(Snapshot, *statuses, description="The session's snapshot.")
+
+
+def text_answers(media_type: str, description: str, *statuses: int) -> Answers:
+    return {
+        200: {"content": {media_type: {"schema": {"type": "string"}}}, "description": description},
+        **errors(*statuses),
+    }
+
+
+# What a route refuses with 400 when absent, though FastAPI sees it as optional (so that the answer is our 400,
+# not its 422): (path, method) -> names of parameters. The session header is required wherever it is taken.
+REQUIRED: dict[tuple[str, str], set[str]] = {
+    ("/api/chat", "post"): {"message"},
+    ("/api/system", "post"): {"message"},
+    ("/api/sessions", "get"): {"public_key"},
+    ("/api/control/model", "post"): {"rig"},
+}
+NOT_BLANK = {"pattern": r"\S"}  # text that is not only whitespace
+
+
+def required_string(schema: dict[str, Any]) -> dict[str, Any]:
+    """`str | None` with its constraints, as `str` with them: the null was only FastAPI's default."""
+    return {"type": "string", **{k: v for k, v in schema.items() if k not in ("anyOf", "title")}}
+
+
+def describe(api: FastAPI, app_names: list[str]) -> None:
+    """Make `/openapi.json` say what the routes check by hand: required parameters, the App names, ids."""
+    generate = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = generate()
+            for path, item in schema["paths"].items():
+                for method, operation in item.items():
+                    required = REQUIRED.get((path, method), set()) | {"x-session-id"}
+                    for parameter in operation.get("parameters", []):
+                        name = parameter["name"]
+                        if name in required:
+                            parameter["required"] = True
+                            parameter["schema"] = required_string(parameter["schema"])
+                        if name in ("app", "namespace"):
+                            parameter["schema"] = {"anyOf": [{"type": "string", "enum": app_names}, {"type": "null"}]}
+                        if name == "message" or name == "request_id":
+                            parameter["schema"].update(NOT_BLANK if name == "message" else SESSION_ID_SCHEMA)
+            rename = schema["paths"]["/api/sessions/{session_id}"]["patch"]["requestBody"]
+            rename["required"] = True
+            api.openapi_schema = schema
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,77 @@
+"""The OpenAPI description at /openapi.json is the API: schemathesis fuzzes the live runtime from it and checks
+that no answer is a 500, and that every answer's status, content type and body are the ones described."""
+
+from __future__ import annotations
+
+import httpx
+import hypothesis
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import positive_data_acceptance
+
+from aomi_runtime.serve_app.routes import create_api
+from aomi_runtime.serve_app.settings import Settings
+
+# Few examples per route, each mode: the runtime is real (Ray, Serve, SQLite), and a new session costs an actor.
+EXAMPLES = 10
+# The schema, built in-process at collection, names the operations; each test fuzzes the live runtime's own.
+OPERATIONS = [
+    (method.upper(), path)
+    for path, item in create_api(None, Settings()).openapi()["paths"].items()  # type: ignore[arg-type]
+    for method in item
+    # /api/updates streams until the client leaves, and schemathesis reads an answer to its end: excluded here.
+    # Its error answers are in test_bad_input.py, its stream in test_updates.py.
+    if path != "/api/updates"
+]
+
+
+@pytest.fixture(scope="module")
+def api_schema(runtime_url: str) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_url(f"{runtime_url}/openapi.json")
+
+
+# Not `schemathesis.pytest.from_fixture`: schemathesis 4.32 renames pytest's private `Function._nodeid`, which
+# pytest 9 no longer has. A strategy per operation under Hypothesis' own `given` is its documented alternative.
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_the_runtime_answers_as_its_openapi_description_says(
+    api_schema: schemathesis.BaseSchema, method: str, path: str
+) -> None:
+    operation = api_schema[path][method]
+    cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))
+
+    @given(case=cases)
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def fuzz(case: schemathesis.Case) -> None:
+        # Not positive_data_acceptance: a request the schema allows may still be refused for what a schema
+        # cannot say (a model the App does not offer, user_state that is not a JSON object, a message over the
+        # App's limit in bytes, a session another App holds). Those answers must still be documented ones.
+        case.call_and_validate(timeout=30, excluded_checks=[positive_data_acceptance])
+
+    fuzz()
+
+
+async def test_the_description_names_the_answers_the_routes_give(runtime_url: str) -> None:
+    async with httpx.AsyncClient(base_url=runtime_url) as client:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+    assert list(paths["/api/updates"]["get"]["responses"]["200"]["content"]) == ["text/event-stream"]
+    chat = paths["/api/chat"]["post"]
+    snapshot = chat["responses"]["200"]["content"]["application/json"]["schema"]
+    assert snapshot == {"$ref": "#/components/schemas/Snapshot"}
+    assert set(chat["responses"]) == {"200", "400", "401", "403", "409", "413", "415", "422", "503"}
+    error = chat["responses"]["413"]["content"]["application/json"]["schema"]
+    assert error["required"] == ["error"] and list(error["properties"]) == ["error"]
+    header = next(p for p in chat["parameters"] if p["name"] == "x-session-id")
+    assert header["required"] and header["schema"]["pattern"] == "^[A-Za-z0-9._:-]{1,128}$"
+    for item in paths.values():
+        for operation in item.values():
+            assert "HTTPValidationError" not in str(operation["responses"])  # 422 is {"error": ...} too
