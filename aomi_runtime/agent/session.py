@@ -53,6 +53,19 @@ CUT_SHORT = (
 )
 
 
+RUNTIME_EVENTS = frozenset(
+    {
+        "processing_started",
+        "processing_done",
+        "message",
+        "title_changed",
+        "tool_update",
+        "tool_complete",
+        "system_notice",
+    }
+)
+
+
 class Session:
     """One conversation, live. Create it with `create` or `restore`; stop it with `close`."""
 
@@ -211,6 +224,9 @@ class Session:
         if isinstance(parsed, dict):
             utf8_size(compact_json(parsed), "The message")  # its escapes may decode to a lone surrogate
             type_ = parsed.get("type") if isinstance(parsed.get("type"), str) else "system"
+            if type_ in RUNTIME_EVENTS:
+                # Readers of the stream (the Python client among them) trust these to come from the runtime.
+                raise InvalidInput(f"The event type {type_!r} is the runtime's own; post it under another type.")
             self._emit(type_, **{k: v for k, v in parsed.items() if k not in ("type", "session_id")})
             self.record.pending_system_events.append(inline_call(type_, parsed))
             self.record.model_notes.append(json.dumps(parsed, ensure_ascii=False))

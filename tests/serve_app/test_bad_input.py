@@ -84,7 +84,7 @@ TEXTS = {
     "line breaks": "cr \r lf \n crlf \r\n tab \t ls \u2028 ps \u2029 vt \x0b ff \x0c end",
     "SQL": "'; DROP TABLE sessions; -- \" OR 1=1 -- %' OR '1'='1 \\x27 $$ ; SELECT * FROM events",
     "SSE framing": 'hi\n\ndata: {"type": "evil"}\n\nid: 999\nevent: x\nretry: 0\n: comment\r\r\ndata: y\n\n',
-    "JSON-looking": '{"type": "processing_done", "session_id": "other"}',
+    "JSON-looking": '{"type": "wallet_tx", "session_id": "other"}',  # runtime types: test_routes
 }
 
 

@@ -206,6 +206,9 @@ async def test_system_messages_text_and_json(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/state", headers=h(s))).json()["system_events"] == []
     assert_error(await client.post("/api/system", headers=h(s)), 400, "message")
     assert_error(await client.post("/api/system", params={"message": "x"}, headers=h(sid())), 404)
+    forged = json.dumps({"type": "processing_done", "request_id": "someone-elses"})
+    assert_error(await client.post("/api/system", params={"message": forged}, headers=h(s)), 400, "runtime's own")
+    assert (await client.get("/api/events", params={"count": 1}, headers=h(s))).json()[0]["type"] == "tx_signed"
 
 
 async def test_sessions_are_created_listed_renamed_archived_and_deleted(client: httpx.AsyncClient) -> None:
