@@ -10,7 +10,8 @@
     ├── SessionClosed         the session's actor is shutting down; look it up again
     ├── ModelUnavailable      the model provider failed or is unknown
     ├── StorageError          the history backend could not store or read
-    └── NoCapacity            no node had room for another live session in time
+    ├── NoCapacity            no node had room for another live session in time
+    └── TooManyStreams        a session already has as many open event streams as allowed
 
 Each takes one positional message, so that it pickles across Ray unchanged: the serving layer maps
 classes to statuses in one table (`serve_app/errors.py`).
@@ -69,3 +70,7 @@ class StorageError(AomiError):
 class NoCapacity(AomiError):
     """No node could take another live session in time (all session slots taken while the cluster scales up,
     or no node declares the session resource); nothing was changed, and the request can be sent again."""
+
+
+class TooManyStreams(AomiError):
+    """The session already has as many open event streams as the runtime allows; close one, or try later."""

@@ -19,7 +19,7 @@ from contextlib import suppress
 from typing import Any
 
 from .apps import App
-from .errors import AomiError, InvalidInput, SessionClosed
+from .errors import AomiError, InvalidInput, SessionClosed, TooManyStreams
 from .models import (
     DEFAULT_TITLE,
     INTERRUPTION,
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 RECENT_EVENTS = 1024
 EVENT_PAGE = 500
 RETRY_WINDOW = 64  # how far back a retried chat request is looked for
+STREAM_LEASE_SECONDS = 5.0  # an open stream not heard from for this long (beyond its wait) is counted gone
 MAX_TITLE_CHARS = 200
 CUT_SHORT = (
     "The previous turn was cut short when its session stopped unexpectedly; "
@@ -63,7 +64,8 @@ class Session:
         self.record = stored.record
         self.messages: list[Message] = list(stored.messages)
         self.last_active = time.monotonic()
-        self.subscribers = 0  # event streams waiting now: a session being watched is not idle
+        self._waiting = 0  # callers of events_after waiting now without naming a stream
+        self._streams: dict[str, float] = {}  # open event streams: id -> when its lease runs out
         self._history = history
         self._dirty_messages: set[int] = set()
         self._record_dirty = False
@@ -125,6 +127,15 @@ class Session:
     @property
     def is_processing(self) -> bool:
         return self.record.is_processing
+
+    @property
+    def subscribers(self) -> int:
+        """Event streams open on this session (each holds a lease it renews on every wait), and anonymous waiters:
+        a session being watched is not idle."""
+        now = time.monotonic()
+        for stream in [s for s, until in self._streams.items() if until < now]:
+            del self._streams[stream]  # its replica went without closing it
+        return len(self._streams) + self._waiting
 
     @property
     def is_busy(self) -> bool:
@@ -249,20 +260,54 @@ class Session:
         self._record_dirty = True
         await self._flush()
 
-    async def events_after(self, after: int, timeout: float) -> list[Event]:
-        """Events with seq above `after`, oldest first: at once if there are any, else the first within `timeout`."""
+    def open_stream(self, stream: str, max_streams: int) -> int:
+        """Count an event stream as open, if fewer than `max_streams` are; returns the seq published so far.
+
+        Raises:
+            TooManyStreams: `max_streams` streams are open on this session already.
+        """
         self.check_open()
+        if stream not in self._streams and self.subscribers - self._waiting >= max_streams:
+            raise TooManyStreams(
+                f"The session {self.session_id!r} already has {max_streams} open event streams, the most allowed; "
+                "close one, or try again later."
+            )
+        self._streams[stream] = time.monotonic() + STREAM_LEASE_SECONDS
+        return self._published
+
+    def close_stream(self, stream: str) -> None:
+        self._streams.pop(stream, None)
+
+    async def events_after(self, after: int, timeout: float, stream: str | None = None) -> list[Event]:
+        """Events with seq above `after`, oldest first: at once if there are any, else the first within `timeout`.
+
+        A `stream` opened with `open_stream` renews its lease with each call, and is closed if the call is cancelled.
+        """
+        self.check_open()
+        if stream is None:
+            self._waiting += 1
+        else:
+            self._streams[stream] = time.monotonic() + timeout + STREAM_LEASE_SECONDS
+        try:
+            return await self._events_after(after, timeout)
+        except asyncio.CancelledError:
+            if stream is not None:
+                self.close_stream(stream)  # its client went: the replica cancelled this wait
+            raise
+        finally:
+            self.last_active = time.monotonic()
+            if stream is None:
+                self._waiting -= 1
+            elif stream in self._streams:
+                self._streams[stream] = self.last_active + STREAM_LEASE_SECONDS
+
+    async def _events_after(self, after: int, timeout: float) -> list[Event]:
         if after > self._published:
             after = 0  # an id from before this session's id was deleted and used again: replay this one whole
         if self._published <= after:
             signal = self._published_signal
-            self.subscribers += 1
-            try:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(signal.wait(), timeout)
-            finally:
-                self.subscribers -= 1
-                self.last_active = time.monotonic()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), timeout)
             self.check_open()
         if self._published <= after:
             return []

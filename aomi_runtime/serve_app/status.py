@@ -14,6 +14,7 @@ from ..agent.errors import (
     SessionClosed,
     SessionNotFound,
     StorageError,
+    TooManyStreams,
     Unauthorized,
 )
 
@@ -28,6 +29,7 @@ STATUS: dict[type[AomiError], int] = {
     ModelUnavailable: 503,
     StorageError: 503,
     NoCapacity: 503,
+    TooManyStreams: 429,
 }
 
 
