@@ -38,6 +38,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 PORT = 8766
 APP = "default"
+TURN_TIMEOUT = 120.0  # a turn whose end a subscriber never sees is a failure, not a hang
 
 
 def turn_message(turn: int) -> str:
@@ -136,7 +137,11 @@ class Load:
             return
         self.results.chat_ack.append(time.perf_counter() - started)
         if done is not None:
-            await done.wait()
+            try:
+                await asyncio.wait_for(done.wait(), TURN_TIMEOUT)
+            except TimeoutError:
+                self.results.failures.append(f"{session_id} turn {turn}: no processing_done on its stream")
+                return
             self.results.turn.append(time.perf_counter() - started)
             await self._state(client, headers)  # one read a turn on streamed sessions too
         else:
@@ -414,6 +419,31 @@ def fresh_postgres(server_url: str) -> Iterator[str]:
         asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@contextmanager
+def local_runtime(port: int, namespace: str, database_url: str | None = None) -> Iterator[Any]:
+    """A local Ray (temp dir /tmp/aomi-ray-*, which the CI leak check looks for), Serve on `port` and the runtime
+    on SQLite in that directory (or `database_url`); yields its settings, and stops all of it."""
+    import ray
+    from ray import serve
+
+    from aomi_runtime.serve_app.app import build_app
+    from aomi_runtime.serve_app.settings import Settings
+
+    workdir = Path(tempfile.mkdtemp(prefix="aomi-ray-", dir="/tmp"))
+    url = database_url or f"sqlite:///{workdir / 'bench.db'}"
+    settings = Settings(database_url=url, port=port, namespace=namespace)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, _temp_dir=str(workdir / "ray"))
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(settings), name="aomi", route_prefix="/")
+        yield settings
+    finally:
+        asyncio.run(settings.runtime().stop())
+        serve.shutdown()
+        ray.shutdown()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=200)
@@ -423,34 +453,16 @@ def main() -> None:
     parser.add_argument("--database-url", help="a PostgreSQL server URL: a fresh database is made on it")
     args = parser.parse_args()
     args.load_before = os.getloadavg()[0]
-
-    import ray
-    from ray import serve
-
-    from aomi_runtime.serve_app.app import build_app
-    from aomi_runtime.serve_app.settings import Settings
-
-    workdir = Path(tempfile.mkdtemp(prefix="aomi-ray-", dir="/tmp"))  # the CI leak check looks for this prefix
-    database = fresh_postgres(args.database_url) if args.database_url else _given(f"sqlite:///{workdir / 'load.db'}")
-    with database as url:
-        settings = Settings(database_url=url, port=PORT, namespace="aomi-load")
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, _temp_dir=str(workdir / "ray"))
-        try:
-            serve.start(http_options={"host": "127.0.0.1", "port": PORT})
-            serve.run(build_app(settings), name="aomi", route_prefix="/")
-            results, checks = asyncio.run(drive(args, settings))
-            print(report(args, "PostgreSQL" if args.database_url else "SQLite", results, checks))
-        finally:
-            asyncio.run(settings.runtime().stop())
-            serve.shutdown()
-            ray.shutdown()
-            shutil.rmtree(workdir, ignore_errors=True)
+    database = fresh_postgres(args.database_url) if args.database_url else _given(None)
+    with database as url, local_runtime(PORT, "aomi-load", url) as settings:
+        results, checks = asyncio.run(drive(args, settings))
+        print(report(args, "PostgreSQL" if args.database_url else "SQLite", results, checks))
     if not all(ok for ok, _ in checks.values()):
         raise SystemExit(1)
 
 
 @contextmanager
-def _given(value: str) -> Iterator[str]:
+def _given(value: None) -> Iterator[None]:
     yield value
 
 
