@@ -181,8 +181,9 @@ class Session:
         if events:
             self.record.pending_system_events = []
             self._record_dirty = True
-        if self._record_dirty:
-            await self._flush()
+        # Always through the flush lock: a commit under way (a turn's end, say) lands before the snapshot shows it,
+        # so a client never sees `is_processing: false` for a turn the database does not hold yet.
+        await self._flush()
         queued = [
             Message(sender="user", content=q.content, timestamp=q.timestamp, queued=True, request_id=q.request_id)
             for q in self.record.queue

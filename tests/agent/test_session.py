@@ -386,3 +386,31 @@ async def test_a_cancelled_wait_closes_its_stream_and_a_silent_one_runs_out(
     later = time.monotonic() + session_module.STREAM_LEASE_SECONDS + 1
     monkeypatch.setattr(session_module.time, "monotonic", lambda: later)
     assert session.subscribers == 0 and not session.is_busy  # a replica that died never closes its streams
+
+
+async def test_a_snapshot_never_shows_a_turn_finished_before_its_end_is_stored(history: InMemoryHistory) -> None:
+    session = await Session.create(scripted_app(), history, "slow-store")
+    await session.chat("hello")
+    await events_until(session, "title_changed")  # a later turn: no title is made after it
+    held, release = asyncio.Event(), asyncio.Event()
+    commit = history.commit
+
+    async def slow_commit(app: str, c: Commit) -> None:
+        if not c.record.is_processing and any(e.data["type"] == "processing_done" for e in c.events):
+            held.set()  # the turn's last write: held back until released
+            await release.wait()
+        await commit(app, c)
+
+    history.commit = slow_commit  # type: ignore[method-assign]
+    await session.chat("count to 2")
+    await held.wait()
+    snapshot = asyncio.create_task(session.snapshot())
+    done, _ = await asyncio.wait({snapshot}, timeout=0.2)  # a negative check: bounded, not awaited
+    if done:
+        assert snapshot.result().is_processing, "the turn shows as finished while its end is not stored"
+    release.set()
+    await snapshot
+    assert not (await session.snapshot()).is_processing
+    stored = await history.load("default", "slow-store")
+    assert stored is not None and not stored.record.is_processing
+    await session.close()
