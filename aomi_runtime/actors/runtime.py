@@ -230,7 +230,29 @@ class Runtime:
         )
         return result
 
-    async def events_after(self, session_id: str, after: int, timeout: float) -> list[Event]:
+    async def open_stream(self, session_id: str, stream: str, max_streams: int) -> int:
+        """Count an event stream on a live or stored session; returns the seq it had published (0 for a session
+        that does not exist yet: its streams are counted from their first wait once it does).
+
+        Raises:
+            LimitReached: the session has `max_streams` open already.
+        """
+        found = await self._resolve(session_id, app=None, create=False)
+        if found is None:
+            return 0
+        try:
+            published: int = await found.handle.open_stream.remote(session_id, stream, max_streams)
+        except _GONE:
+            self._handles.pop(session_id, None)
+            return 0
+        return published
+
+    def close_stream(self, session_id: str, stream: str) -> None:
+        """Stop counting a stream (told, not awaited; a stream never closed runs out its lease)."""
+        if (found := self._handles.get(session_id)) is not None:
+            found.handle.close_stream.remote(session_id, stream)
+
+    async def events_after(self, session_id: str, after: int, timeout: float, stream: str | None = None) -> list[Event]:
         """The next events of a session, waiting up to `timeout`; a session not created yet is waited for."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -238,12 +260,16 @@ class Runtime:
         remaining = deadline - loop.time()  # one wait in all, so the caller can keep its stream alive
         if found is None or remaining <= 0:
             return []
+        waiting = found.handle.events_after.remote(session_id, after, remaining, stream)
         try:
-            events: list[Event] = await found.handle.events_after.remote(session_id, after, remaining)
+            events: list[Event] = await waiting
         except _GONE:
             self._handles.pop(session_id, None)
             await self._resolve(session_id, app=None, create=False, stale=found.handle)
             return []
+        except asyncio.CancelledError:
+            ray.cancel(waiting)  # the stream's client went: end its wait in the session actor now
+            raise
         return events
 
     async def info(self, session_id: str) -> SessionInfo:

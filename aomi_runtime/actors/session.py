@@ -128,8 +128,14 @@ class SessionActor:
     async def post_system(self, session_id: str, message: str) -> Any:
         return await self._live(session_id).post_system(message)
 
-    async def events_after(self, session_id: str, after: int, timeout: float) -> list[Event]:
-        return await self._live(session_id).events_after(after, timeout)
+    async def events_after(self, session_id: str, after: int, timeout: float, stream: str | None = None) -> list[Event]:
+        return await self._live(session_id).events_after(after, timeout, stream)
+
+    async def open_stream(self, session_id: str, stream: str, max_streams: int) -> int:
+        return self._live(session_id).open_stream(stream, max_streams)
+
+    async def close_stream(self, session_id: str, stream: str) -> None:
+        self._live(session_id).close_stream(stream)
 
     async def last_events(self, session_id: str, count: int) -> list[Event]:
         return await self._live(session_id).last_events(count)

@@ -14,7 +14,7 @@
     └── LimitReached          a limit the operator set for the App (sessions it holds, streams on a session)
 
 Each takes one positional message, so that it pickles across Ray unchanged: the serving layer maps
-classes to statuses in one table (`serve_app/errors.py`).
+classes to statuses in one table (`serve_app/status.py`).
 """
 
 from __future__ import annotations

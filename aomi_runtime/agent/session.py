@@ -19,7 +19,7 @@ from contextlib import suppress
 from typing import Any
 
 from .apps import App, compact_json, utf8_size
-from .errors import AomiError, InvalidInput, SessionClosed
+from .errors import AomiError, InvalidInput, LimitReached, SessionClosed
 from .logs import fingerprint, log_failure
 from .models import (
     DEFAULT_TITLE,
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 RECENT_EVENTS = 1024
 EVENT_PAGE = 500
 RETRY_WINDOW = 64  # how far back a retried chat request is looked for
+STREAM_LEASE_SECONDS = 5.0  # an open stream not heard from for this long (beyond its wait) is counted gone
 MAX_TITLE_CHARS = 200
 CUT_SHORT = (
     "The previous turn was cut short when its session stopped unexpectedly; "
@@ -77,7 +78,8 @@ class Session:
         self.record = stored.record
         self.messages: list[Message] = list(stored.messages)
         self.last_active = time.monotonic()
-        self.subscribers = 0  # event streams waiting now: a session being watched is not idle
+        self._waiting = 0  # callers of events_after waiting now without naming a stream
+        self._streams: dict[str, float] = {}  # open event streams: id -> when its lease runs out
         self._history = history
         self._dirty_messages: set[int] = set()
         self._record_dirty = False
@@ -141,6 +143,15 @@ class Session:
         return self.record.is_processing
 
     @property
+    def subscribers(self) -> int:
+        """Event streams open on this session (each holds a lease it renews on every wait), and anonymous waiters:
+        a session being watched is not idle."""
+        now = time.monotonic()
+        for stream in [s for s, until in self._streams.items() if until < now]:
+            del self._streams[stream]  # its replica went without closing it
+        return len(self._streams) + self._waiting
+
+    @property
     def is_busy(self) -> bool:
         """A turn or a title is being made, or a stream is watching: the session should not be evicted."""
         return self.is_processing or self.subscribers > 0 or (self._title is not None and not self._title.done())
@@ -184,8 +195,9 @@ class Session:
         if events:
             self.record.pending_system_events = []
             self._record_dirty = True
-        if self._record_dirty:
-            await self._flush()
+        # Always through the flush lock: a commit under way (a turn's end, say) lands before the snapshot shows it,
+        # so a client never sees `is_processing: false` for a turn the database does not hold yet.
+        await self._flush()
         queued = [
             Message(sender="user", content=q.content, timestamp=q.timestamp, queued=True, request_id=q.request_id)
             for q in self.record.queue
@@ -269,20 +281,54 @@ class Session:
         self._record_dirty = True
         await self._flush()
 
-    async def events_after(self, after: int, timeout: float) -> list[Event]:
-        """Events with seq above `after`, oldest first: at once if there are any, else the first within `timeout`."""
+    def open_stream(self, stream: str, max_streams: int) -> int:
+        """Count an event stream as open, if fewer than `max_streams` are; returns the seq published so far.
+
+        Raises:
+            LimitReached: `max_streams` streams are open on this session already.
+        """
         self.check_open()
+        if stream not in self._streams and self.subscribers - self._waiting >= max_streams:
+            raise LimitReached(
+                f"The session {self.session_id!r} already has {max_streams} open event streams, the most allowed; "
+                "close one, or try again later."
+            )
+        self._streams[stream] = time.monotonic() + STREAM_LEASE_SECONDS
+        return self._published
+
+    def close_stream(self, stream: str) -> None:
+        self._streams.pop(stream, None)
+
+    async def events_after(self, after: int, timeout: float, stream: str | None = None) -> list[Event]:
+        """Events with seq above `after`, oldest first: at once if there are any, else the first within `timeout`.
+
+        A `stream` opened with `open_stream` renews its lease with each call, and is closed if the call is cancelled.
+        """
+        self.check_open()
+        if stream is None:
+            self._waiting += 1
+        else:
+            self._streams[stream] = time.monotonic() + timeout + STREAM_LEASE_SECONDS
+        try:
+            return await self._events_after(after, timeout)
+        except asyncio.CancelledError:
+            if stream is not None:
+                self.close_stream(stream)  # its client went: the replica cancelled this wait
+            raise
+        finally:
+            self.last_active = time.monotonic()
+            if stream is None:
+                self._waiting -= 1
+            elif stream in self._streams:
+                self._streams[stream] = self.last_active + STREAM_LEASE_SECONDS
+
+    async def _events_after(self, after: int, timeout: float) -> list[Event]:
         if after > self._published:
             after = 0  # an id from before this session's id was deleted and used again: replay this one whole
         if self._published <= after:
             signal = self._published_signal
-            self.subscribers += 1
-            try:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(signal.wait(), timeout)
-            finally:
-                self.subscribers -= 1
-                self.last_active = time.monotonic()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), timeout)
             self.check_open()
         if self._published <= after:
             return []

@@ -36,7 +36,7 @@ from .schema import (
     text_answers,
 )
 from .settings import Settings
-from .sse import event_stream
+from .sse import EventStream
 
 JSON = "application/json"
 EMPTY_SNAPSHOT_JSON = EMPTY_SNAPSHOT.model_dump_json(exclude={"last_event_id"}).encode()
@@ -231,8 +231,17 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
             if not last_event_id.strip().isdigit():
                 raise InvalidInput("Last-Event-ID must be the number of an event this stream sent.")
             start = int(last_event_id)
+        stream = EventStream(
+            runtime,
+            session_id,
+            after=start,
+            keepalive=settings.keepalive_seconds,
+            max_bytes=settings.stream_max_bytes,
+            open_streams=metrics.stream_subscribers,
+        )
+        await stream.open(settings.max_streams_per_session)
         return StreamingResponse(
-            event_stream(runtime, session_id, start, settings.keepalive_seconds, metrics.stream_subscribers),
+            stream.frames(),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

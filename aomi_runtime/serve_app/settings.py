@@ -18,6 +18,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_KEEPALIVE_SECONDS = 10.0
 DEFAULT_KEY_CACHE_SECONDS = 30.0  # a revoked key stops working within this time
+DEFAULT_MAX_STREAMS_PER_SESSION = 16
+DEFAULT_STREAM_MAX_BYTES = 4 << 20  # live events one stream carries before it ends and the client resumes
 
 
 class Settings(BaseSettings):
@@ -33,6 +35,8 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(DEFAULT_KEY_CACHE_SECONDS, ge=0, le=300)
     # Browsers may call the API from these origins (API.md: any). A JSON list in AOMI_CORS_ORIGINS.
     cors_origins: tuple[str, ...] = ("*",)
+    max_streams_per_session: int = Field(DEFAULT_MAX_STREAMS_PER_SESSION, ge=1)
+    stream_max_bytes: int = Field(DEFAULT_STREAM_MAX_BYTES, ge=4096)
     config: Path | None = None
     apps: tuple[AppSpec, ...] = (DEFAULT_APP_SPEC,)
     model_keys: dict[str, SecretStr] = Field(default_factory=dict)

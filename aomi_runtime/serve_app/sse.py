@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
 from pydantic_core import to_json
@@ -27,22 +29,58 @@ def frame(event: Event) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (event.seq, data)
 
 
-async def event_stream(
-    runtime: Runtime, session_id: str, after: int, keepalive: float, open_streams: Gauge
-) -> AsyncIterator[bytes]:
-    """Replay the events after `after`, then follow live ones; a comment at least every `keepalive` seconds.
+def budget_spent(sent: int, after: int) -> bytes:
+    return (
+        b": this stream has sent its share (%d bytes of live events) and ends here; "
+        b"reconnect with Last-Event-ID: %d to go on\n\n" % (sent, after)
+    )
 
-    Ends only when the client goes (Serve then cancels this generator); the session's turn goes on.
+
+@dataclass
+class EventStream:
+    """One `GET /api/updates` stream: its id, counted by the session (which refuses one too many), and its budget.
+
+    Serve gives a replica no backpressure: a frame yielded here is handed on at once, and frames a client does not
+    read pile up in Serve's HTTP proxy (see `bench/slow_stream.py`). So a stream carries at most `max_bytes` of
+    live events, then ends with a comment saying where to resume; replayed events do not count, so a client that
+    resumes from the start is never cut off before it has caught up.
     """
-    open_streams.inc()
-    try:
-        yield KEEP_ALIVE  # sent at once, so the client knows the stream is open
-        while True:
-            events = await runtime.events_after(session_id, after, keepalive)
-            if not events:
-                yield KEEP_ALIVE
-                continue
-            yield b"".join(frame(e) for e in events)
-            after = events[-1].seq
-    finally:
-        open_streams.dec()
+
+    runtime: Runtime
+    session_id: str
+    after: int
+    keepalive: float
+    max_bytes: int
+    open_streams: Gauge
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    live_from: int = 0  # the seq the session had published when the stream opened
+
+    async def open(self, max_streams: int) -> None:
+        """Raises `LimitReached` before any response has started."""
+        self.live_from = await self.runtime.open_stream(self.session_id, self.id, max_streams)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """Replay the events after `after`, then follow live ones; a comment at least every `keepalive` seconds.
+
+        Ends when the client goes (Serve then cancels this generator) or the budget is spent; the turn goes on.
+        """
+        self.open_streams.inc()
+        sent = 0
+        try:
+            yield KEEP_ALIVE  # sent at once, so the client knows the stream is open
+            while True:
+                events = await self.runtime.events_after(self.session_id, self.after, self.keepalive, self.id)
+                if not events:
+                    yield KEEP_ALIVE
+                    continue
+                chunk = b"".join(frame(e) for e in events)
+                yield chunk
+                self.after = events[-1].seq
+                if self.after > self.live_from:
+                    sent += len(chunk)
+                    if sent >= self.max_bytes:
+                        yield budget_spent(sent, self.after)
+                        return
+        finally:
+            self.open_streams.dec()
+            self.runtime.close_stream(self.session_id, self.id)

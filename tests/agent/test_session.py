@@ -8,8 +8,16 @@ import time
 
 import pytest
 
+from aomi_runtime.agent import session as session_module
 from aomi_runtime.agent.apps import AppSpec
-from aomi_runtime.agent.errors import AppMismatch, InvalidInput, MessageTooLarge, SessionClosed, StorageError
+from aomi_runtime.agent.errors import (
+    AppMismatch,
+    InvalidInput,
+    LimitReached,
+    MessageTooLarge,
+    SessionClosed,
+    StorageError,
+)
 from aomi_runtime.agent.models import (
     INTERRUPTION,
     Commit,
@@ -350,3 +358,59 @@ async def test_a_message_that_could_not_be_stored_is_refused_and_the_session_reb
     events = await history.events("default", "s7", 0, 100)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     await rebuilt.close()
+
+
+async def test_open_streams_are_counted_and_one_too_many_is_refused(session: Session) -> None:
+    assert session.open_stream("a", max_streams=2) == session.record.last_seq
+    session.open_stream("b", max_streams=2)
+    session.open_stream("a", max_streams=2)  # the same stream again is not another one
+    with pytest.raises(LimitReached, match="2 open event streams"):
+        session.open_stream("c", max_streams=2)
+    assert session.subscribers == 2 and session.is_busy
+    session.close_stream("a")
+    session.open_stream("c", max_streams=2)
+    assert session.subscribers == 2
+
+
+async def test_a_cancelled_wait_closes_its_stream_and_a_silent_one_runs_out(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session.open_stream("gone", max_streams=4)
+    session.open_stream("silent", max_streams=4)
+    waiter = asyncio.create_task(session.events_after(session.record.last_seq, 30, "gone"))
+    await asyncio.sleep(0.01)
+    waiter.cancel()  # what the replica does when the stream's client disconnects
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert session.subscribers == 1  # "silent" still holds its lease
+    later = time.monotonic() + session_module.STREAM_LEASE_SECONDS + 1
+    monkeypatch.setattr(session_module.time, "monotonic", lambda: later)
+    assert session.subscribers == 0 and not session.is_busy  # a replica that died never closes its streams
+
+
+async def test_a_snapshot_never_shows_a_turn_finished_before_its_end_is_stored(history: InMemoryHistory) -> None:
+    session = await Session.create(scripted_app(), history, "slow-store")
+    await session.chat("hello")
+    await events_until(session, "title_changed")  # a later turn: no title is made after it
+    held, release = asyncio.Event(), asyncio.Event()
+    commit = history.commit
+
+    async def slow_commit(app: str, c: Commit) -> None:
+        if not c.record.is_processing and any(e.data["type"] == "processing_done" for e in c.events):
+            held.set()  # the turn's last write: held back until released
+            await release.wait()
+        await commit(app, c)
+
+    history.commit = slow_commit  # type: ignore[method-assign]
+    await session.chat("count to 2")
+    await held.wait()
+    snapshot = asyncio.create_task(session.snapshot())
+    done, _ = await asyncio.wait({snapshot}, timeout=0.2)  # a negative check: bounded, not awaited
+    if done:
+        assert snapshot.result().is_processing, "the turn shows as finished while its end is not stored"
+    release.set()
+    await snapshot
+    assert not (await session.snapshot()).is_processing
+    stored = await history.load("default", "slow-store")
+    assert stored is not None and not stored.record.is_processing
+    await session.close()
