@@ -103,17 +103,20 @@ class SessionDirectory:
     # --- finding sessions -----------------------------------------------------------------------
 
     async def get(
-        self, session_id: str, create: bool, public_key: str | None = None, stale: Any = None, wait: float = 0.0
+        self, session_id: str, create: bool, public_key: str | None = None, stale: str | None = None, wait: float = 0.0
     ) -> Any:
         """The session's live actor: tier 1 live, tier 2 rebuilt from the store, tier 3 new (if `create`).
 
-        `stale` is a handle the caller found dead or closing: it is dropped before looking again.
+        `stale` is the `actor_key` of a handle the caller found dead or closing: it is dropped before looking
+        again. (A key, not the handle: a handle in a call's arguments is a reference Ray counts as borrowed, and
+        under load Ray 2.60 failed a reference-count check on those and crashed this actor.)
         With `wait`, a session that does not exist yet is waited for that many seconds. None if not found.
         """
         await self._start()
-        if stale is not None and self._live.get(session_id) == stale:
+        live = self._live.get(session_id)
+        if stale is not None and live is not None and actor_key(live) == stale:
             del self._live[session_id]
-            self._discard(stale)  # dead, or closing: never two actors writing one session
+            self._discard(live)  # dead, or closing: never two actors writing one session
         handle = await self._find(session_id, create, public_key)
         deadline = asyncio.get_running_loop().time() + wait
         while handle is None and (remaining := deadline - asyncio.get_running_loop().time()) > 0:
@@ -423,6 +426,11 @@ class SessionDirectory:
         pool, self._pool = self._pool, []
         for worker in pool:
             self._discard(worker)
+
+
+def actor_key(handle: Any) -> str:
+    """An actor's id, to name it in a call without passing its handle."""
+    return str(handle._actor_id.hex())
 
 
 def named_actors(namespace: str, prefix: str = "") -> list[Any]:

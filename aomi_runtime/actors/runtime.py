@@ -20,7 +20,7 @@ from ray.exceptions import RayActorError
 from ..agent.apps import AppSpec
 from ..agent.errors import AppMismatch, Forbidden, InvalidInput, SessionClosed, SessionNotFound, Unauthorized
 from ..agent.models import Event, SessionInfo, SessionRecord
-from .directory import SessionDirectory, named_actors
+from .directory import SessionDirectory, actor_key, named_actors
 from .placement import SessionPlacement
 from .store import HistoryStore
 
@@ -174,8 +174,9 @@ class Runtime:
             candidates = list(self.apps.values())  # not created yet: wait for it wherever it appears
         else:
             return None
+        stale_key = None if stale is None else actor_key(stale)
         handles = await asyncio.gather(
-            *(a.directory.get.remote(session_id, create, public_key, stale, wait) for a in candidates)
+            *(a.directory.get.remote(session_id, create, public_key, stale_key, wait) for a in candidates)
         )
         found = next((_Found(a, h) for a, h in zip(candidates, handles, strict=True) if h is not None), None)
         if found is not None:

@@ -15,7 +15,8 @@ SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     # In WAL mode this survives a process crash; only an OS crash may lose the last commits.
     "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=5000",
+    # Other processes' writers (another App's store on the same file, the key store) wait this long for the lock.
+    "PRAGMA busy_timeout=30000",
 )
 DDL_LOCK_KEY = 0x616F6D69  # "aomi": serialises concurrent schema creation on PostgreSQL
 

@@ -6,6 +6,8 @@ back byte for byte whatever it holds (PostgreSQL's text type refuses NUL; escape
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from datetime import datetime
 from typing import Any
@@ -74,6 +76,11 @@ class SqlHistory:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._schema = _dialects.Schema(engine, metadata)
+        # SQLite has one writer at a time: writers of this process queue here, in order, rather than in
+        # SQLite's busy handler, which gives up after its timeout (under load, with a 503 for a message).
+        self._one_writer: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
 
     @classmethod
     def from_url(cls, url: str, **engine_options: Any) -> SqlHistory:
@@ -112,7 +119,7 @@ class SqlHistory:
             where=sessions.c.app == upsert.excluded.app,
         ).returning(sessions.c.session_id)
         try:
-            async with self._engine.begin() as conn:
+            async with self._one_writer, self._engine.begin() as conn:
                 if (await conn.execute(upsert)).first() is None:
                     raise AppMismatch(
                         f"The session {record.session_id!r} belongs to another App; a session's App never changes."
@@ -182,7 +189,7 @@ class SqlHistory:
 
     async def delete(self, app: str, session_id: str) -> bool:
         try:
-            async with self._engine.begin() as conn:
+            async with self._one_writer, self._engine.begin() as conn:
                 found = await conn.execute(
                     sessions.delete()
                     .where(sessions.c.session_id == session_id, sessions.c.app == app)
