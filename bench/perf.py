@@ -1,0 +1,268 @@
+"""Performance benchmark (issue 7): every figure beside a bare Serve endpoint on the same stack, in one run.
+
+    .venv/bin/python -m bench.perf [--quick] [--requests 300] [--sessions 30] [--seconds 5] [--repeats 15]
+
+Run from the repository's root. Starts its own local Ray (temp dir /tmp/aomi-ray-*), Serve (port 8767) with
+the runtime and a bare endpoint (the floor) on SQLite in that directory, and stops all of it, also on Ctrl-C
+or an error. Measures, one after another so that no figure loads another: cache-hit state reads, a new
+session's first chat, cold loads of evicted sessions, full turns with the scripted model (chat sent ->
+processing_done seen on a stream opened before), SSE delivery (POST /api/system sent -> its frame received),
+reads/s with 1, 8 and 32 concurrent clients (runtime and floor, same client code) and cold loads against
+history length (10, 1,000, 10,000 stored messages). Prints markdown tables headed by the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import ray
+from ray import serve
+
+from aomi_runtime.agent.models import Commit, Message, SessionRecord
+from aomi_runtime.backends.history import SqlHistory
+from aomi_runtime.serve_app.client import AsyncClient, AsyncSession
+from aomi_runtime.serve_app.settings import Settings
+from bench.lifecycle import Bare, timed
+from bench.load import local_runtime, percentile
+
+PORT = 8767
+CONCURRENCY = (1, 8, 32)
+HISTORY_SIZES = (10, 1_000, 10_000)
+FLOOR = "floor: bare Serve endpoint, GET /bare"
+
+
+@dataclass
+class Rate:
+    """Reads per second with `clients` concurrent clients, and the latency of each read."""
+
+    clients: int
+    per_second: float
+    latencies: list[float]
+
+
+@dataclass
+class Measured:
+    latency: list[tuple[str, list[float]]] = field(default_factory=list)
+    rates: list[tuple[Rate, Rate]] = field(default_factory=list)  # (floor, runtime) per concurrency
+
+
+class Watcher:
+    """One SSE stream of a session, read with the Python client, open for the whole measurement; each waiter
+    learns when the first event it matches arrived (`time.perf_counter()`)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.waiters: list[tuple[Callable[[dict[str, Any]], bool], asyncio.Future[float]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def expect(self, match: Callable[[dict[str, Any]], bool]) -> asyncio.Future[float]:
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.waiters.append((match, future))
+        return future
+
+    async def _read(self) -> None:
+        async for event in self.session.events():
+            arrived = time.perf_counter()
+            for waiter in [w for w in self.waiters if w[0](event.data)]:
+                self.waiters.remove(waiter)
+                waiter[1].set_result(arrived)
+
+    async def open(self) -> None:
+        self.task = asyncio.create_task(self._read())
+        # The stream is open once a notice posted now has come through it.
+        await asyncio.wait_for(self.system_delivery(self.session.client._http), timeout=30)
+
+    async def system_delivery(self, http: httpx.AsyncClient) -> float:
+        """POST /api/system sent -> its frame received, in seconds."""
+        token = f"perf-{uuid.uuid4().hex}"
+        arrived = self.expect(lambda data: token in json.dumps(data))
+        started = time.perf_counter()
+        response = await http.post("/api/system", params={"message": token}, headers={"X-Session-Id": self.session.id})
+        assert response.status_code == 200, response.text
+        return await asyncio.wait_for(arrived, timeout=30) - started
+
+    async def full_turn(self, http: httpx.AsyncClient, message: str) -> float:
+        """POST /api/chat sent -> its processing_done received, in seconds."""
+        request_id = uuid.uuid4().hex
+        done = self.expect(lambda data: data.get("type") == "processing_done" and data.get("request_id") == request_id)
+        started = time.perf_counter()
+        params = {"message": message, "request_id": request_id}
+        response = await http.post("/api/chat", params=params, headers={"X-Session-Id": self.session.id})
+        assert response.status_code == 200, response.text
+        return await asyncio.wait_for(done, timeout=60) - started
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def reads_per_second(
+    http: httpx.AsyncClient, path: str, headers: dict[str, str], clients: int, seconds: float
+) -> Rate:
+    """`clients` concurrent loops of GET `path` for `seconds`: completed reads per second, and their latencies."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def loop() -> None:
+        while time.perf_counter() < deadline:
+            latencies.append(await timed(lambda: http.get(path, headers=headers)))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(clients)))
+    return Rate(clients, len(latencies) / (time.perf_counter() - started), latencies)
+
+
+async def store_session(settings: Settings, size: int) -> str:
+    """A session of `size` messages written directly with the history backend (never live): its id."""
+    history = SqlHistory.from_url(settings.database_url)
+    try:
+        await history.setup()
+        session_id = str(uuid.uuid4())
+        messages = [
+            Message(id=i, sender="user" if i % 2 == 0 else "agent", content=f"message {i} " + "x" * 200)
+            for i in range(size)
+        ]
+        record = SessionRecord(session_id=session_id, app="default")
+        await history.commit("default", Commit(record=record, messages=messages))
+        return session_id
+    finally:
+        await history.close()
+
+
+async def measure(args: argparse.Namespace, settings: Settings) -> Measured:
+    runtime = settings.runtime()
+    out = Measured()
+    n = args.requests
+    limits = httpx.Limits(max_connections=2 * max(CONCURRENCY), max_keepalive_connections=2 * max(CONCURRENCY))
+    url = f"http://127.0.0.1:{PORT}"
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http, AsyncClient(url) as client:
+        live = str(uuid.uuid4())
+        await http.post("/api/chat", params={"message": "hello"}, headers={"X-Session-Id": live})
+        await asyncio.sleep(0.5)
+        state = {"X-Session-Id": live}
+        for _ in range(20):  # warm both paths
+            await http.get("/bare")
+            await http.get("/api/state", headers=state)
+        out.latency.append((FLOOR, [await timed(lambda: http.get("/bare")) for _ in range(n)]))
+        hits = [await timed(lambda: http.get("/api/state", headers=state)) for _ in range(n)]
+        out.latency.append(("cache hit: GET /api/state, live session", hits))
+
+        watcher = Watcher(await client.session(live))
+        await watcher.open()
+        try:
+            await watcher.full_turn(http, "hi")  # warm
+            turns = [await watcher.full_turn(http, "hi") for _ in range(args.turns)]
+            out.latency.append(('full turn, scripted model ("hi"): chat sent -> processing_done seen', turns))
+            deliveries = [await watcher.system_delivery(http) for _ in range(args.turns)]
+            out.latency.append(("SSE delivery: POST /api/system sent -> frame received", deliveries))
+        finally:
+            await watcher.close()
+
+        for clients in CONCURRENCY:
+            floor = await reads_per_second(http, "/bare", {}, clients, args.seconds)
+            hit = await reads_per_second(http, "/api/state", state, clients, args.seconds)
+            out.rates.append((floor, hit))
+
+        ids = [str(uuid.uuid4()) for _ in range(args.sessions)]
+        first_chats = []
+        chat = {"message": "hi"}
+        for s in ids:
+            first_chats.append(
+                await timed(lambda s=s: http.post("/api/chat", params=chat, headers={"X-Session-Id": s}))
+            )
+            await asyncio.sleep(0.05)
+        out.latency.append(("new session, first chat: POST /api/chat", first_chats))
+        await asyncio.sleep(1.0)
+        await runtime.close_sessions()  # every session evicted: the next read is a cold load
+        await asyncio.sleep(2.0)  # let the warm pool refill
+        colds = []
+        for s in ids:
+            colds.append(await timed(lambda s=s: http.get("/api/state", headers={"X-Session-Id": s})))
+            await asyncio.sleep(0.05)
+        out.latency.append(("cold load: GET /api/state, evicted session", colds))
+
+        for size in HISTORY_SIZES:
+            stored = {"X-Session-Id": await store_session(settings, size)}
+            loads = []
+            for _ in range(args.repeats):
+                await runtime.close_sessions()
+                await asyncio.sleep(0.3)
+                loads.append(await timed(lambda stored=stored: http.get("/api/state", headers=stored)))
+            out.latency.append((f"cold load, {size:,} stored messages", loads))
+    return out
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def report(measured: Measured, load_before: tuple[float, float, float], args: argparse.Namespace) -> str:
+    load_after = os.getloadavg()
+    floor = measured.latency[0][1]
+    floor_p50, floor_p99 = statistics.median(floor), percentile(floor, 0.99)
+    lines = [
+        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.platform()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, Ray {ray.__version__}",
+        "load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}".format(
+            *load_before, *load_after
+        ),
+        f"run: {'--quick' if args.quick else 'full'}, SQLite, one driver process as every client",
+        "",
+        "| figure | n | p50 ms | p99 ms | p99 / p50 | p50 / floor p50 | p99 / floor p99 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, values in measured.latency:
+        p50, p99 = statistics.median(values), percentile(values, 0.99)
+        lines.append(
+            f"| {name} | {len(values)} | {ms(p50)} | {ms(p99)} | {p99 / p50:.1f}x | {p50 / floor_p50:.2f}x "
+            f"| {p99 / floor_p99:.2f}x |"
+        )
+    lines += [
+        "",
+        f"reads/s: cache-hit GET /api/state against GET /bare, {args.seconds:g} s each, same client code",
+        "",
+        "| clients | floor reads/s | runtime reads/s | runtime / floor | floor p50 / p99 ms | runtime p50 / p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for bare, hit in measured.rates:
+        lines.append(
+            f"| {hit.clients} | {bare.per_second:.0f} | {hit.per_second:.0f} | {hit.per_second / bare.per_second:.2f}x "
+            f"| {ms(statistics.median(bare.latencies))} / {ms(percentile(bare.latencies, 0.99))} "
+            f"| {ms(statistics.median(hit.latencies))} / {ms(percentile(hit.latencies, 0.99))} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer samples: about a minute")
+    parser.add_argument("--requests", type=int, default=300, help="sequential reads per latency figure")
+    parser.add_argument("--turns", type=int, default=100, help="full turns, and SSE deliveries")
+    parser.add_argument("--sessions", type=int, default=30, help="new sessions (first chat, then cold load)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per reads/s measurement")
+    parser.add_argument("--repeats", type=int, default=15, help="cold loads per history length")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.turns, args.sessions, args.seconds, args.repeats = 100, 30, 10, 2.0, 5
+    load_before = os.getloadavg()
+    with local_runtime(PORT, "aomi-perf") as settings:
+        serve.run(Bare.bind(), name="bare", route_prefix="/bare")
+        measured = asyncio.run(measure(args, settings))
+        print(report(measured, load_before, args))
+
+
+if __name__ == "__main__":
+    main()
