@@ -30,6 +30,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
+from aomi_runtime.actors.runtime import Runtime
 from aomi_runtime.agent.models import Commit, Message, SessionRecord
 from aomi_runtime.backends.history import SqlHistory
 from aomi_runtime.serve_app.app import build_app
@@ -59,6 +60,52 @@ async def timed(call: Callable[[], Awaitable[httpx.Response]]) -> float:
     return elapsed
 
 
+async def first_chats_then_cold_loads(
+    client: httpx.AsyncClient, runtime: Runtime, ids: list[str]
+) -> list[tuple[str, list[float]]]:
+    """A first chat for each new session in `ids`, then (all of them evicted) a cold load of each."""
+    first_chats = []
+    for s in ids:
+        first_chats.append(
+            await timed(lambda s=s: client.post("/api/chat", params={"message": "hi"}, headers={"X-Session-Id": s}))
+        )
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
+    await runtime.close_sessions()  # every session evicted: the next read is a cold load
+    await asyncio.sleep(2.0)  # let the warm pool refill
+    colds = []
+    for s in ids:
+        colds.append(await timed(lambda s=s: client.get("/api/state", headers={"X-Session-Id": s})))
+        await asyncio.sleep(0.05)
+    return [
+        ("new session, first chat: POST /api/chat", first_chats),
+        ("cold load: GET /api/state, evicted session", colds),
+    ]
+
+
+async def store_session(history: SqlHistory, size: int) -> str:
+    """A session of `size` messages written directly with the history backend (never live): its id."""
+    session_id = str(uuid.uuid4())
+    messages = [
+        Message(id=i, sender="user" if i % 2 == 0 else "agent", content=f"message {i} " + "x" * 200)
+        for i in range(size)
+    ]
+    await history.commit(
+        "default", Commit(record=SessionRecord(session_id=session_id, app="default"), messages=messages)
+    )
+    return session_id
+
+
+async def cold_loads(client: httpx.AsyncClient, runtime: Runtime, session_id: str, repeats: int) -> list[float]:
+    """`repeats` reads of a stored session's state, each after every session was evicted."""
+    loads = []
+    for _ in range(repeats):
+        await runtime.close_sessions()
+        await asyncio.sleep(0.3)
+        loads.append(await timed(lambda: client.get("/api/state", headers={"X-Session-Id": session_id})))
+    return loads
+
+
 async def run(requests: int, sessions: int, settings: Settings) -> list[tuple[str, list[float]]]:
     runtime = settings.runtime()
     results: list[tuple[str, list[float]]] = []
@@ -73,41 +120,13 @@ async def run(requests: int, sessions: int, settings: Settings) -> list[tuple[st
         hits = [await timed(lambda: client.get("/api/state", headers={"X-Session-Id": live})) for _ in range(requests)]
         results.append(("cache hit: GET /api/state, live session", hits))
 
-        ids = [str(uuid.uuid4()) for _ in range(sessions)]
-        first_chats = []
-        for s in ids:
-            first_chats.append(
-                await timed(lambda s=s: client.post("/api/chat", params={"message": "hi"}, headers={"X-Session-Id": s}))
-            )
-            await asyncio.sleep(0.05)
-        results.append(("new session, first chat: POST /api/chat", first_chats))
-
-        await asyncio.sleep(1.0)
-        await runtime.close_sessions()  # every session evicted: the next read is a cold load
-        await asyncio.sleep(2.0)  # let the warm pool refill
-        colds = []
-        for s in ids:
-            colds.append(await timed(lambda s=s: client.get("/api/state", headers={"X-Session-Id": s})))
-            await asyncio.sleep(0.05)
-        results.append(("cold load: GET /api/state, evicted session", colds))
+        results += await first_chats_then_cold_loads(client, runtime, [str(uuid.uuid4()) for _ in range(sessions)])
 
         history = SqlHistory.from_url(settings.database_url)
         await history.setup()
         for size in (10, 1000):
-            s = str(uuid.uuid4())
-            messages = [
-                Message(id=i, sender="user" if i % 2 == 0 else "agent", content=f"message {i} " + "x" * 200)
-                for i in range(size)
-            ]
-            await history.commit(
-                "default", Commit(record=SessionRecord(session_id=s, app="default"), messages=messages)
-            )
-            loads = []
-            for _ in range(15):
-                await runtime.close_sessions()
-                await asyncio.sleep(0.3)
-                loads.append(await timed(lambda s=s: client.get("/api/state", headers={"X-Session-Id": s})))
-            results.append((f"cold load, {size:,} messages", loads))
+            stored = await store_session(history, size)
+            results.append((f"cold load, {size:,} messages", await cold_loads(client, runtime, stored, 15)))
         await history.close()
     return results
 

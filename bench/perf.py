@@ -30,11 +30,11 @@ import httpx
 import ray
 from ray import serve
 
-from aomi_runtime.agent.models import Commit, Message, SessionRecord
 from aomi_runtime.backends.history import SqlHistory
+from aomi_runtime.serve_app.app import MAX_ONGOING_REQUESTS
 from aomi_runtime.serve_app.client import AsyncClient, AsyncSession
 from aomi_runtime.serve_app.settings import Settings
-from bench.lifecycle import Bare, timed
+from bench.lifecycle import Bare, cold_loads, first_chats_then_cold_loads, store_session, timed
 from bench.load import local_runtime, percentile
 
 PORT = 8767
@@ -125,23 +125,6 @@ async def reads_per_second(
     return Rate(clients, len(latencies) / (time.perf_counter() - started), latencies)
 
 
-async def store_session(settings: Settings, size: int) -> str:
-    """A session of `size` messages written directly with the history backend (never live): its id."""
-    history = SqlHistory.from_url(settings.database_url)
-    try:
-        await history.setup()
-        session_id = str(uuid.uuid4())
-        messages = [
-            Message(id=i, sender="user" if i % 2 == 0 else "agent", content=f"message {i} " + "x" * 200)
-            for i in range(size)
-        ]
-        record = SessionRecord(session_id=session_id, app="default")
-        await history.commit("default", Commit(record=record, messages=messages))
-        return session_id
-    finally:
-        await history.close()
-
-
 async def measure(args: argparse.Namespace, settings: Settings) -> Measured:
     runtime = settings.runtime()
     out = Measured()
@@ -176,32 +159,18 @@ async def measure(args: argparse.Namespace, settings: Settings) -> Measured:
             hit = await reads_per_second(http, "/api/state", state, clients, args.seconds)
             out.rates.append((floor, hit))
 
-        ids = [str(uuid.uuid4()) for _ in range(args.sessions)]
-        first_chats = []
-        chat = {"message": "hi"}
-        for s in ids:
-            first_chats.append(
-                await timed(lambda s=s: http.post("/api/chat", params=chat, headers={"X-Session-Id": s}))
-            )
-            await asyncio.sleep(0.05)
-        out.latency.append(("new session, first chat: POST /api/chat", first_chats))
-        await asyncio.sleep(1.0)
-        await runtime.close_sessions()  # every session evicted: the next read is a cold load
-        await asyncio.sleep(2.0)  # let the warm pool refill
-        colds = []
-        for s in ids:
-            colds.append(await timed(lambda s=s: http.get("/api/state", headers={"X-Session-Id": s})))
-            await asyncio.sleep(0.05)
-        out.latency.append(("cold load: GET /api/state, evicted session", colds))
-
-        for size in HISTORY_SIZES:
-            stored = {"X-Session-Id": await store_session(settings, size)}
-            loads = []
-            for _ in range(args.repeats):
-                await runtime.close_sessions()
-                await asyncio.sleep(0.3)
-                loads.append(await timed(lambda stored=stored: http.get("/api/state", headers=stored)))
-            out.latency.append((f"cold load, {size:,} stored messages", loads))
+        out.latency += await first_chats_then_cold_loads(
+            http, runtime, [str(uuid.uuid4()) for _ in range(args.sessions)]
+        )
+        history = SqlHistory.from_url(settings.database_url)
+        try:
+            await history.setup()
+            for size in HISTORY_SIZES:
+                stored = await store_session(history, size)
+                loads = await cold_loads(http, runtime, stored, args.repeats)
+                out.latency.append((f"cold load, {size:,} stored messages", loads))
+        finally:
+            await history.close()
     return out
 
 
@@ -259,7 +228,9 @@ def main() -> None:
         args.requests, args.turns, args.sessions, args.seconds, args.repeats = 100, 30, 10, 2.0, 5
     load_before = os.getloadavg()
     with local_runtime(PORT, "aomi-perf") as settings:
-        serve.run(Bare.bind(), name="bare", route_prefix="/bare")
+        # The floor takes as many requests at once as the runtime's ingress (Serve's default, 5, queues the rest).
+        floor = Bare.options(max_ongoing_requests=MAX_ONGOING_REQUESTS)
+        serve.run(floor.bind(), name="bare", route_prefix="/bare")
         measured = asyncio.run(measure(args, settings))
         print(report(measured, load_before, args))
 
