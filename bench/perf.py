@@ -1,6 +1,7 @@
 """Performance benchmark (issue 7): every figure beside a bare Serve endpoint on the same stack, in one run.
 
     .venv/bin/python -m bench.perf [--quick] [--requests 300] [--sessions 30] [--seconds 5] [--repeats 15]
+                                   [--density 25,50,100,150]
 
 Run from the repository's root. Starts its own local Ray (temp dir /tmp/aomi-ray-*), Serve (port 8767) with
 the runtime and a bare endpoint (the floor) on SQLite in that directory, and stops all of it, also on Ctrl-C
@@ -8,7 +9,8 @@ or an error. Measures, one after another so that no figure loads another: cache-
 session's first chat, cold loads of evicted sessions, full turns with the scripted model (chat sent ->
 processing_done seen on a stream opened before), SSE delivery (POST /api/system sent -> its frame received),
 reads/s with 1, 8 and 32 concurrent clients (runtime and floor, same client code) and cold loads against
-history length (10, 1,000, 10,000 stored messages). Prints markdown tables headed by the machine.
+history length (10, 1,000, 10,000 stored messages); with `--density`, last, the floor and a cache hit again
+with that many live (idle) session actors. Prints markdown tables headed by the machine.
 """
 
 from __future__ import annotations
@@ -109,6 +111,11 @@ class Watcher:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
+async def sequential(http: httpx.AsyncClient, path: str, headers: dict[str, str], n: int) -> list[float]:
+    """`n` GETs of `path`, one after another: the latency of each."""
+    return [await timed(lambda: http.get(path, headers=headers)) for _ in range(n)]
+
+
 async def reads_per_second(
     http: httpx.AsyncClient, path: str, headers: dict[str, str], clients: int, seconds: float
 ) -> Rate:
@@ -139,9 +146,8 @@ async def measure(args: argparse.Namespace, settings: Settings) -> Measured:
         for _ in range(20):  # warm both paths
             await http.get("/bare")
             await http.get("/api/state", headers=state)
-        out.latency.append((FLOOR, [await timed(lambda: http.get("/bare")) for _ in range(n)]))
-        hits = [await timed(lambda: http.get("/api/state", headers=state)) for _ in range(n)]
-        out.latency.append(("cache hit: GET /api/state, live session", hits))
+        out.latency.append((FLOOR, await sequential(http, "/bare", {}, n)))
+        out.latency.append(("cache hit: GET /api/state, live session", await sequential(http, "/api/state", state, n)))
 
         watcher = Watcher(await client.session(live))
         await watcher.open()
@@ -171,7 +177,27 @@ async def measure(args: argparse.Namespace, settings: Settings) -> Measured:
                 out.latency.append((f"cold load, {size:,} stored messages", loads))
         finally:
             await history.close()
+        if args.density:
+            out.latency += await density(http, args.density, args.requests)
     return out
+
+
+async def density(http: httpx.AsyncClient, levels: list[int], requests: int) -> list[tuple[str, list[float]]]:
+    """At each level of live session actors (started by first chats, idle since): floor and cache-hit reads."""
+    results: list[tuple[str, list[float]]] = []
+    live: list[str] = []
+    for level in levels:
+        while len(live) < level:
+            live.append(str(uuid.uuid4()))
+            response = await http.post("/api/chat", params={"message": "hi"}, headers={"X-Session-Id": live[-1]})
+            assert response.status_code == 200, response.text
+        await asyncio.sleep(2.0)  # their turns over: idle actors, as live sessions mostly are
+        state = {"X-Session-Id": live[-1]}
+        await http.get("/api/state", headers=state)
+        results.append((f"{level} live sessions: {FLOOR}", await sequential(http, "/bare", {}, requests)))
+        hits = await sequential(http, "/api/state", state, requests)
+        results.append((f"{level} live sessions: cache hit: GET /api/state", hits))
+    return results
 
 
 def ms(seconds: float) -> str:
@@ -223,6 +249,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=30, help="new sessions (first chat, then cold load)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per reads/s measurement")
     parser.add_argument("--repeats", type=int, default=15, help="cold loads per history length")
+    parser.add_argument(
+        "--density",
+        type=lambda text: [int(n) for n in text.split(",")],
+        help="also floor and cache hit with this many live sessions, e.g. 25,50,100,150 (slow: actor starts; the "
+        "runtime keeps at most 50 live sessions per core and evicts beyond that)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.requests, args.turns, args.sessions, args.seconds, args.repeats = 100, 30, 10, 2.0, 5
