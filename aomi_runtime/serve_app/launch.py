@@ -63,7 +63,7 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
     from .app import build_app
 
     owns_ray = not ray.is_initialized()
-    if not owns_ray and (serve.status().applications or serve.status().proxies):
+    if not owns_ray and ((running := serve.status()).applications or running.proxies):
         # Starting here would take over (and, on stop, tear down) a Serve instance someone else runs.
         raise RuntimeError(
             "Serve already runs in the Ray instance this process joined: connect to the runtime it serves with "

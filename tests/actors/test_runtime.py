@@ -89,7 +89,13 @@ async def test_a_session_actor_killed_mid_turn_comes_back_with_the_turn_closed(r
     await idle(runtime, s)
     text = "count to 1000" if during == "streaming" else '/tool long_task {"steps": 100, "pause": 0.05}'
     await chat(runtime, s, text)
-    await asyncio.sleep(0.5)  # text is streaming, or the tool is reporting progress
+
+    async def under_way() -> bool:  # text is streaming, or the tool is reporting progress
+        if during == "streaming":
+            return bool((await state(runtime, s))["messages"][-1]["content"])
+        return any(e.data["type"] == "tool_update" for e in await runtime.call(s, "last_events", 10))
+
+    await eventually(under_way)
     ray.kill(worker_of(runtime, s), no_restart=True)
 
     snap = await state(runtime, s)  # the dead handle is noticed, and the session rebuilt from the database
