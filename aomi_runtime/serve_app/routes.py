@@ -62,14 +62,16 @@ SESSION_PATH = Path(description="The session's id.", json_schema_extra=SESSION_I
 PathId = Annotated[str, SESSION_PATH]
 
 
-def session_header(x_session_id: Annotated[str | None, SESSION_HEADER] = None) -> str:
+# The dependencies are `async def`: FastAPI runs a plain `def` dependency in a worker thread, a thread hop on
+# every request.
+async def session_header(x_session_id: Annotated[str | None, SESSION_HEADER] = None) -> str:
     return check_session_id(x_session_id)
 
 
 SessionId = Annotated[str, Depends(session_header)]
 
 
-def api_key(
+async def api_key(
     x_api_key: Annotated[str | None, Header()] = None,
     aomi_app_key: Annotated[str | None, Header(alias="AOMI-APP-KEY")] = None,
 ) -> str | None:
@@ -91,7 +93,7 @@ def parse_user_state(raw: str | None) -> dict[str, Any] | None:
     return state
 
 
-def utf8_query(request: Request) -> None:
+async def utf8_query(request: Request) -> None:
     """Refuse a query string that is not UTF-8 once percent-decoded: Starlette would put U+FFFD in place of the
     bad bytes, and the user's text would be stored changed instead of refused."""
     try:
