@@ -427,6 +427,7 @@ def local_runtime(port: int, namespace: str, database_url: str | None = None) ->
     from ray import serve
 
     from aomi_runtime.serve_app.app import build_app
+    from aomi_runtime.serve_app.launch import APP_NAME
     from aomi_runtime.serve_app.settings import Settings
 
     workdir = Path(tempfile.mkdtemp(prefix="aomi-ray-", dir="/tmp"))
@@ -435,7 +436,7 @@ def local_runtime(port: int, namespace: str, database_url: str | None = None) ->
     ray.init(address="local", include_dashboard=False, log_to_driver=False, _temp_dir=str(workdir / "ray"))
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(settings), name="aomi", route_prefix="/")
+        serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
         yield settings
     finally:
         asyncio.run(settings.runtime().stop())

@@ -35,6 +35,7 @@ from ray import serve
 from aomi_runtime.backends.history import SqlHistory
 from aomi_runtime.serve_app.app import MAX_ONGOING_REQUESTS
 from aomi_runtime.serve_app.client import AsyncClient, AsyncSession
+from aomi_runtime.serve_app.launch import APP_NAME, DIRECT_INGRESS_ENV, direct_urls
 from aomi_runtime.serve_app.settings import Settings
 from bench.lifecycle import Bare, cold_loads, first_chats_then_cold_loads, store_session, timed
 from bench.load import local_runtime, percentile
@@ -132,21 +133,21 @@ async def reads_per_second(
     return Rate(clients, len(latencies) / (time.perf_counter() - started), latencies)
 
 
-async def measure(args: argparse.Namespace, settings: Settings) -> Measured:
+async def measure(args: argparse.Namespace, settings: Settings, url: str, floor: str) -> Measured:
+    """Every figure, the runtime at `url` and the bare endpoint at `floor` (a whole URL)."""
     runtime = settings.runtime()
     out = Measured()
     n = args.requests
     limits = httpx.Limits(max_connections=2 * max(CONCURRENCY), max_keepalive_connections=2 * max(CONCURRENCY))
-    url = f"http://127.0.0.1:{PORT}"
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http, AsyncClient(url) as client:
         live = str(uuid.uuid4())
         await http.post("/api/chat", params={"message": "hello"}, headers={"X-Session-Id": live})
         await asyncio.sleep(0.5)
         state = {"X-Session-Id": live}
         for _ in range(20):  # warm both paths
-            await http.get("/bare")
+            await http.get(floor)
             await http.get("/api/state", headers=state)
-        out.latency.append((FLOOR, await sequential(http, "/bare", {}, n)))
+        out.latency.append((FLOOR, await sequential(http, floor, {}, n)))
         out.latency.append(("cache hit: GET /api/state, live session", await sequential(http, "/api/state", state, n)))
 
         watcher = Watcher(await client.session(live))
@@ -161,7 +162,7 @@ async def measure(args: argparse.Namespace, settings: Settings) -> Measured:
             await watcher.close()
 
         for clients in CONCURRENCY:
-            floor = await reads_per_second(http, "/bare", {}, clients, args.seconds)
+            floor = await reads_per_second(http, floor, {}, clients, args.seconds)
             hit = await reads_per_second(http, "/api/state", state, clients, args.seconds)
             out.rates.append((floor, hit))
 
@@ -178,11 +179,13 @@ async def measure(args: argparse.Namespace, settings: Settings) -> Measured:
         finally:
             await history.close()
         if args.density:
-            out.latency += await density(http, args.density, args.requests)
+            out.latency += await density(http, floor, args.density, args.requests)
     return out
 
 
-async def density(http: httpx.AsyncClient, levels: list[int], requests: int) -> list[tuple[str, list[float]]]:
+async def density(
+    http: httpx.AsyncClient, floor: str, levels: list[int], requests: int
+) -> list[tuple[str, list[float]]]:
     """At each level of live session actors (started by first chats, idle since): floor and cache-hit reads."""
     results: list[tuple[str, list[float]]] = []
     live: list[str] = []
@@ -194,7 +197,7 @@ async def density(http: httpx.AsyncClient, levels: list[int], requests: int) -> 
         await asyncio.sleep(2.0)  # their turns over: idle actors, as live sessions mostly are
         state = {"X-Session-Id": live[-1]}
         await http.get("/api/state", headers=state)
-        results.append((f"{level} live sessions: {FLOOR}", await sequential(http, "/bare", {}, requests)))
+        results.append((f"{level} live sessions: {FLOOR}", await sequential(http, floor, {}, requests)))
         hits = await sequential(http, "/api/state", state, requests)
         results.append((f"{level} live sessions: cache hit: GET /api/state", hits))
     return results
@@ -214,7 +217,8 @@ def report(measured: Measured, load_before: tuple[float, float, float], args: ar
         "load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}".format(
             *load_before, *load_after
         ),
-        f"run: {'--quick' if args.quick else 'full'}, SQLite, one driver process as every client",
+        f"run: {'--quick' if args.quick else 'full'}, SQLite, one driver process as every client, "
+        f"{'direct ingress (no proxy)' if args.direct_ingress else 'through Serve proxy'}",
         "",
         "| figure | n | p50 ms | p99 ms | p99 / p50 | p50 / floor p50 | p99 / floor p99 |",
         "|---|---|---|---|---|---|---|",
@@ -255,15 +259,26 @@ def main() -> None:
         help="also floor and cache hit with this many live sessions, e.g. 25,50,100,150 (slow: actor starts; the "
         "runtime keeps at most 50 live sessions per core and evicts beyond that)",
     )
+    parser.add_argument(
+        "--direct-ingress",
+        action="store_true",
+        help="Serve's direct ingress for both: each ingress replica answers on a port of its own, no proxy",
+    )
     args = parser.parse_args()
     if args.quick:
         args.requests, args.turns, args.sessions, args.seconds, args.repeats = 100, 30, 10, 2.0, 5
     load_before = os.getloadavg()
+    if args.direct_ingress:
+        os.environ[DIRECT_INGRESS_ENV] = "1"  # before Ray starts: its Serve processes inherit it
     with local_runtime(PORT, "aomi-perf") as settings:
         # The floor takes as many requests at once as the runtime's ingress (Serve's default, 5, queues the rest).
         floor = Bare.options(max_ongoing_requests=MAX_ONGOING_REQUESTS)
         serve.run(floor.bind(), name="bare", route_prefix="/bare")
-        measured = asyncio.run(measure(args, settings))
+        proxy = f"http://127.0.0.1:{PORT}"
+        url, floor_url = proxy, proxy
+        if args.direct_ingress:
+            (url,), (floor_url,) = direct_urls(APP_NAME, "127.0.0.1"), direct_urls("bare", "127.0.0.1")
+        measured = asyncio.run(measure(args, settings, url, f"{floor_url}/bare"))
         print(report(measured, load_before, args))
 
 

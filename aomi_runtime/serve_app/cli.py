@@ -29,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1; AOMI_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000; AOMI_PORT)")
     serve.add_argument("--address", help="join this running Ray cluster instead of starting a local one")
+    serve.add_argument(
+        "--direct-ingress",
+        action="store_true",
+        default=None,
+        help="the ingress replica answers HTTP itself, on a port of its own, with no proxy (experimental in Ray; "
+        "AOMI_DIRECT_INGRESS)",
+    )
 
     keys = commands.add_parser("keys", help="make, list and revoke App keys").add_subparsers(dest="keys", required=True)
     create = with_settings(keys.add_parser("create", help="make a key for an App and print it, once"))
@@ -46,8 +53,10 @@ def serve_until_stopped(settings: Settings, address: str | None) -> None:
 
     with launch(settings, address) as launched:
         apps = ", ".join(f"{a.name} ({'public' if a.public else 'keyed'})" for a in settings.apps)
+        urls = ", ".join(launched.direct_urls) or launched.url
+        direct = f"direct ingress; Serve's proxy at {launched.proxy_url}; " if launched.direct_urls else ""
         print(
-            f"aomi-runtime serving on {launched.url} (history: {settings.database_url}; Apps: {apps}); "
+            f"aomi-runtime serving on {urls} ({direct}history: {settings.database_url}; Apps: {apps}); "
             "Ctrl-C stops it.",
             flush=True,
         )
@@ -101,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "port": getattr(args, "port", None),
         "database_url": args.database_url,
         "config": args.config,
+        "direct_ingress": getattr(args, "direct_ingress", None),
     }
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})

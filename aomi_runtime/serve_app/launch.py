@@ -16,17 +16,29 @@ from .settings import Settings
 APP_NAME = "aomi"
 
 
+DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
+REPLICA_PREFIX = "SERVE_REPLICA::"  # the names Serve gives its replicas' actors
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
 @dataclass
 class Launched:
-    """A runtime this process started; `stop` ends Serve, the runtime's actors and, if it started it, Ray."""
+    """A runtime this process started; `stop` ends Serve, the runtime's actors and, if it started it, Ray.
+
+    `url` is where clients reach it: Serve's proxy, or with direct ingress the ingress replica itself."""
 
     settings: Settings
     owns_ray: bool
     stopped: bool = False
+    direct_urls: tuple[str, ...] = ()
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
 
     @property
     def url(self) -> str:
-        return f"http://{self.settings.host}:{self.settings.port}"
+        return self.direct_urls[0] if self.direct_urls else self.proxy_url
 
     def stop(self) -> None:
         if self.stopped:
@@ -74,12 +86,40 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
             # Ray 2.60 turns token auth on for clusters started after a local init; a local run needs none.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if settings.direct_ingress:
+            os.environ[DIRECT_INGRESS_ENV] = "1"  # read by Serve's controller and replicas, which inherit it
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
     launched = Launched(settings, owns_ray)
     try:
         serve.start(http_options={"host": settings.host, "port": settings.port})
         serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+        if settings.direct_ingress:
+            launched.direct_urls = direct_urls(APP_NAME, settings.host)
+            if not launched.direct_urls:
+                raise RuntimeError(
+                    f"Direct ingress is off in the Ray instance this process joined: start its nodes with "
+                    f"{DIRECT_INGRESS_ENV}=1, or leave AOMI_DIRECT_INGRESS unset to serve through Serve's proxy."
+                )
     except BaseException:
         launched.stop()
         raise
     return launched
+
+
+def direct_urls(app: str, host: str) -> tuple[str, ...]:
+    """The HTTP addresses of `app`'s ingress replicas where Serve's direct ingress is on, else none.
+
+    Serve's own instance details name them (its target groups: what a load balancer is given); where direct
+    ingress is off they name the proxies. A replica listens on `host` (Serve's HTTP host), or on every address
+    of its node when that is a wildcard."""
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeInstanceDetails
+
+    details = ServeInstanceDetails(**_get_global_client().get_serve_details())
+    return tuple(
+        f"http://{target.ip if host in WILDCARDS else host}:{target.port}"
+        for group in details.target_groups
+        if group.app_name == app and group.protocol == "HTTP"
+        for target in group.targets
+        if target.name.startswith(REPLICA_PREFIX)
+    )

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # (`AOMI_SESSION_RESOURCES='{"aomi_session": 1}'`), which nodes declare as their session slots. Empty: no ask.
     session_resources: dict[str, float] = Field(default_factory=dict)
     session_placement_seconds: float = Field(DEFAULT_PLACEMENT_SECONDS, gt=0)
+    # Serve's direct ingress (experimental in Ray 2.60): the ingress replica answers HTTP on a port of its own,
+    # with no proxy in between, which costs a request about a fifth of the CPU (bench/README.md). Read by Serve
+    # where Ray starts: `launch` sets it for a Ray it starts; a cluster sets RAY_SERVE_ENABLE_DIRECT_INGRESS=1.
+    direct_ingress: bool = False
 
     @model_validator(mode="after")
     def _read_apps_and_their_keys(self) -> Settings:

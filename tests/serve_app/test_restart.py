@@ -22,11 +22,11 @@ STARTUP_SECONDS = 180  # a loaded 2-core machine has taken over 90 s to start Ra
 class Server:
     """`aomi-runtime serve` in a process group of its own, with a Ray temp dir of its own."""
 
-    def __init__(self, database_url: str, ray_tmp: str, config: Path) -> None:
+    def __init__(self, database_url: str, ray_tmp: str, config: Path, *options: str) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.proxy_url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "RAY_TMPDIR": ray_tmp}
-        command = [sys.executable, "-m", "aomi_runtime.serve_app.cli", "serve", "--port", str(self.port)]
+        command = [sys.executable, "-m", "aomi_runtime.serve_app.cli", "serve", "--port", str(self.port), *options]
         self.process = subprocess.Popen(
             [*command, "--database-url", database_url, "--config", str(config)],
             env=env,
@@ -36,15 +36,23 @@ class Server:
             start_new_session=True,
         )
         self.output: list[str] = []
+        try:
+            self.url = self._started()
+        except BaseException:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.communicate()
+            raise
+
+    def _started(self) -> str:
+        """The URL the server says it serves on, once it says so."""
         deadline = time.monotonic() + STARTUP_SECONDS
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.output.append(line)
             if "aomi-runtime serving on" in line:
-                break
+                return line.split("serving on ")[1].split(" ")[0].rstrip(",")
             assert time.monotonic() < deadline, "the server did not start:\n" + "".join(self.output)
-        else:
-            raise AssertionError("the server exited:\n" + "".join(self.output))
+        raise AssertionError("the server exited:\n" + "".join(self.output))
 
     def stop(self) -> int:
         """Ctrl-C, as a user would; returns the exit code."""
