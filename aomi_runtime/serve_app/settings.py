@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # with no proxy in between, which costs a request about a fifth of the CPU (bench/README.md). Read by Serve
     # where Ray starts: `launch` sets it for a Ray it starts; a cluster sets RAY_SERVE_ENABLE_DIRECT_INGRESS=1.
     direct_ingress: bool = False
+    # Serve's access log, a line per request in the replica's log file: about half a millisecond of CPU a request
+    # (bench/README.md). Off: `GET /metrics` counts requests by route, status and latency.
+    access_log: bool = False
 
     @model_validator(mode="after")
     def _read_apps_and_their_keys(self) -> Settings:

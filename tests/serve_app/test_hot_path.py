@@ -1,10 +1,13 @@
-"""What keeps a request's way through the ingress short, checked on the app's own structure."""
+"""What keeps a request's way through the ingress short: no thread hop, no access log line."""
 
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
@@ -31,3 +34,14 @@ def test_no_route_or_dependency_runs_in_a_worker_thread() -> None:
         if not inspect.iscoroutinefunction(call)
     }
     assert not threaded, f"runs in a worker thread: {sorted(threaded)}"
+
+
+def test_the_ingress_writes_no_access_log_line_per_request(runtime_url: str, ray_instance: Path) -> None:
+    # Serve's access log costs each request CPU; `GET /metrics` counts requests instead (`access_log` turns it on).
+    marker = f"/api/no-such-route-{uuid.uuid4().hex}"
+    assert httpx.get(f"{runtime_url}{marker}").status_code == 404
+    assert httpx.get(f"{runtime_url}/health").text == "OK"
+    replica_logs = sorted((ray_instance / "serve").glob("replica_aomi_Ingress_*.log"))
+    assert replica_logs, "no log of the ingress replica found: the check below would prove nothing"
+    logged = "".join(path.read_text(errors="replace") for path in replica_logs)
+    assert "GET /health" not in logged and "404" not in logged
