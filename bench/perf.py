@@ -1,7 +1,7 @@
 """Performance benchmark (issue 7): every figure beside a bare Serve endpoint on the same stack, in one run.
 
     .venv/bin/python -m bench.perf [--quick] [--requests 300] [--sessions 30] [--seconds 5] [--repeats 15]
-                                   [--density 25,50,100,150]
+                                   [--density 25,50,100,150] [--direct-ingress]
 
 Run from the repository's root. Starts its own local Ray (temp dir /tmp/aomi-ray-*), Serve (port 8767) with
 the runtime and a bare endpoint (the floor) on SQLite in that directory, and stops all of it, also on Ctrl-C
@@ -10,7 +10,9 @@ session's first chat, cold loads of evicted sessions, full turns with the script
 processing_done seen on a stream opened before), SSE delivery (POST /api/system sent -> its frame received),
 reads/s with 1, 8 and 32 concurrent clients (runtime and floor, same client code) and cold loads against
 history length (10, 1,000, 10,000 stored messages); with `--density`, last, the floor and a cache hit again
-with that many live (idle) session actors. Prints markdown tables headed by the machine.
+with that many live (idle) session actors. Also the CPU time a floor request, a `/health` and a cache hit cost,
+by process. With `--direct-ingress`, both the runtime and the floor are reached on their replicas' own ports
+(Serve's direct ingress) instead of through the proxy. Prints markdown tables headed by the machine.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from aomi_runtime.serve_app.app import MAX_ONGOING_REQUESTS
 from aomi_runtime.serve_app.client import AsyncClient, AsyncSession
 from aomi_runtime.serve_app.launch import APP_NAME, DIRECT_INGRESS_ENV, direct_urls
 from aomi_runtime.serve_app.settings import Settings
+from bench.cpu import cpu_per_request, idle_cpu
 from bench.lifecycle import Bare, cold_loads, first_chats_then_cold_loads, store_session, timed
 from bench.load import local_runtime, percentile
 
@@ -59,6 +62,8 @@ class Rate:
 class Measured:
     latency: list[tuple[str, list[float]]] = field(default_factory=list)
     rates: list[tuple[Rate, Rate]] = field(default_factory=list)  # (floor, runtime) per concurrency
+    cpu: dict[str, dict[str, float]] = field(default_factory=dict)  # request -> process -> CPU ms per request
+    idle: dict[str, float] = field(default_factory=dict)  # process -> CPU ms per second, no request coming
 
 
 class Watcher:
@@ -87,14 +92,19 @@ class Watcher:
         # The stream is open once a notice posted now has come through it.
         await asyncio.wait_for(self.system_delivery(self.session.client._http), timeout=30)
 
-    async def system_delivery(self, http: httpx.AsyncClient) -> float:
-        """POST /api/system sent -> its frame received, in seconds."""
+    async def system_delivery(self, http: httpx.AsyncClient) -> tuple[float, float]:
+        """POST /api/system sent -> its frame received, and its answer received -> its frame received, in seconds.
+
+        The event is published inside the POST (once stored), so the first includes the request's way in and the
+        second leaves out the answer's way back: the stream's own delivery lies between them."""
         token = f"perf-{uuid.uuid4().hex}"
         arrived = self.expect(lambda data: token in json.dumps(data))
         started = time.perf_counter()
         response = await http.post("/api/system", params={"message": token}, headers={"X-Session-Id": self.session.id})
+        answered = time.perf_counter()
         assert response.status_code == 200, response.text
-        return await asyncio.wait_for(arrived, timeout=30) - started
+        frame = await asyncio.wait_for(arrived, timeout=30)
+        return frame - started, frame - answered
 
     async def full_turn(self, http: httpx.AsyncClient, message: str) -> float:
         """POST /api/chat sent -> its processing_done received, in seconds."""
@@ -149,6 +159,12 @@ async def measure(args: argparse.Namespace, settings: Settings, url: str, floor:
             await http.get("/api/state", headers=state)
         out.latency.append((FLOOR, await sequential(http, floor, {}, n)))
         out.latency.append(("cache hit: GET /api/state, live session", await sequential(http, "/api/state", state, n)))
+        out.cpu = {
+            "GET /bare (the floor)": await cpu_per_request(lambda: http.get(floor), n),
+            "GET /health (the ingress, no session)": await cpu_per_request(lambda: http.get("/health"), n),
+            "GET /api/state (cache hit)": await cpu_per_request(lambda: http.get("/api/state", headers=state), n),
+        }
+        out.idle = await idle_cpu(3.0)
 
         watcher = Watcher(await client.session(live))
         await watcher.open()
@@ -156,15 +172,16 @@ async def measure(args: argparse.Namespace, settings: Settings, url: str, floor:
             await watcher.full_turn(http, "hi")  # warm
             turns = [await watcher.full_turn(http, "hi") for _ in range(args.turns)]
             out.latency.append(('full turn, scripted model ("hi"): chat sent -> processing_done seen', turns))
-            deliveries = [await watcher.system_delivery(http) for _ in range(args.turns)]
-            out.latency.append(("SSE delivery: POST /api/system sent -> frame received", deliveries))
+            sent, answered = zip(*[await watcher.system_delivery(http) for _ in range(args.turns)], strict=True)
+            out.latency.append(("SSE delivery: POST /api/system sent -> frame received", list(sent)))
+            out.latency.append(("SSE delivery: POST /api/system answered -> frame received", list(answered)))
         finally:
             await watcher.close()
 
         for clients in CONCURRENCY:
-            floor = await reads_per_second(http, floor, {}, clients, args.seconds)
+            bare = await reads_per_second(http, floor, {}, clients, args.seconds)
             hit = await reads_per_second(http, "/api/state", state, clients, args.seconds)
-            out.rates.append((floor, hit))
+            out.rates.append((bare, hit))
 
         out.latency += await first_chats_then_cold_loads(
             http, runtime, [str(uuid.uuid4()) for _ in range(args.sessions)]
@@ -242,7 +259,34 @@ def report(measured: Measured, load_before: tuple[float, float, float], args: ar
             f"| {ms(statistics.median(bare.latencies))} / {ms(percentile(bare.latencies, 0.99))} "
             f"| {ms(statistics.median(hit.latencies))} / {ms(percentile(hit.latencies, 0.99))} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + cpu_report(measured))
+
+
+CPU_COLUMNS = {
+    "proxy": lambda name: name == "ray::ProxyActor",
+    "replica": lambda name: name.startswith("ray::ServeReplica"),
+    "session actor": lambda name: name == "ray::SessionActor",
+    "client": lambda name: name.startswith("client"),
+}
+
+
+def cpu_report(measured: Measured) -> list[str]:
+    """CPU per request by process, sequential requests; the rest is Ray's own (GCS, raylet, controller, ...)."""
+    lines = [
+        "",
+        "CPU per request, by process (user + system time over the sequential reads; idle work included)",
+        "",
+        f"| request | CPU ms | {' | '.join(CPU_COLUMNS)} | rest |",
+        "|---|---|" + "---|" * (len(CPU_COLUMNS) + 1),
+    ]
+    for request, spent in measured.cpu.items():
+        columns = [sum(v for k, v in spent.items() if belongs(k)) for belongs in CPU_COLUMNS.values()]
+        total = sum(spent.values())
+        lines.append(
+            f"| {request} | {total:.2f} | {' | '.join(f'{c:.2f}' for c in columns)} | {total - sum(columns):.2f} |"
+        )
+    idle = ", ".join(f"{name} {value:.0f}" for name, value in sorted(measured.idle.items(), key=lambda x: -x[1])[:6])
+    return [*lines, "", f"idle, CPU ms per second: {idle}"]
 
 
 def main() -> None:
@@ -259,6 +303,7 @@ def main() -> None:
         help="also floor and cache hit with this many live sessions, e.g. 25,50,100,150 (slow: actor starts; the "
         "runtime keeps at most 50 live sessions per core and evicts beyond that)",
     )
+    parser.add_argument("--port", type=int, default=PORT, help="Serve's HTTP port")
     parser.add_argument(
         "--direct-ingress",
         action="store_true",
@@ -270,11 +315,11 @@ def main() -> None:
     load_before = os.getloadavg()
     if args.direct_ingress:
         os.environ[DIRECT_INGRESS_ENV] = "1"  # before Ray starts: its Serve processes inherit it
-    with local_runtime(PORT, "aomi-perf") as settings:
+    with local_runtime(args.port, "aomi-perf") as settings:
         # The floor takes as many requests at once as the runtime's ingress (Serve's default, 5, queues the rest).
         floor = Bare.options(max_ongoing_requests=MAX_ONGOING_REQUESTS)
         serve.run(floor.bind(), name="bare", route_prefix="/bare")
-        proxy = f"http://127.0.0.1:{PORT}"
+        proxy = f"http://127.0.0.1:{args.port}"
         url, floor_url = proxy, proxy
         if args.direct_ingress:
             (url,), (floor_url,) = direct_urls(APP_NAME, "127.0.0.1"), direct_urls("bare", "127.0.0.1")
