@@ -11,7 +11,7 @@ import ray
 from ..agent.errors import AppMismatch
 from ..agent.logs import configure_logging
 from ..agent.models import Commit, Event, SessionRecord, StoredSession
-from ..agent.protocols import HistoryBackend
+from ..agent.protocols import HistoryBackend, LoadsJson
 from ..agent.stats import SIZE_BUCKETS, Histogram
 from ..backends.history import GroupCommit, open_history
 from ..backends.keys import SqlKeys
@@ -57,6 +57,15 @@ class HistoryStore:
 
     async def load(self, app: str, session_id: str) -> StoredSession | None:
         return await (await self._ready(app)).load(app, session_id)
+
+    async def load_json(self, app: str, session_id: str) -> bytes | None:
+        """`load` as the JSON of a `StoredSession`: one string crosses to the caller, not thousands of pickled
+        models (for 10,000 messages about 10 ms against 200)."""
+        backend = await self._ready(app)
+        if isinstance(backend, LoadsJson):
+            return await backend.load_json(app, session_id)
+        stored = await backend.load(app, session_id)
+        return None if stored is None else stored.model_dump_json().encode()
 
     async def get(self, app: str, session_id: str) -> SessionRecord | None:
         return await (await self._ready(app)).get(app, session_id)

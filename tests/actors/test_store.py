@@ -1,4 +1,5 @@
-"""The history store actor on a real Ray: session actors' commits that arrive together share a transaction."""
+"""The history store actor on a real Ray: session actors' commits that arrive together share a transaction, and
+a long stored session crosses to a session actor whole and unchanged."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aomi_runtime.actors.store_client import StoreClient
 from aomi_runtime.agent.errors import AppMismatch
 from aomi_runtime.agent.models import Commit, Event, Message, SessionRecord
 from aomi_runtime.backends.history import SqlHistory
+from tests.contracts.test_history_backend import long_history
 
 
 @pytest.fixture
@@ -75,3 +77,27 @@ async def test_a_bad_commit_among_others_fails_alone(store: Any) -> None:
     for sid in ids:
         assert (await reader.load("a", sid)) is not None
     assert await reader.load("a", taken) is None
+
+
+async def hands_over_unchanged(store: Any) -> None:
+    client = StoreClient(store)
+    sid = f"s-{uuid.uuid4()}"
+    messages = long_history(10_000)
+    record = SessionRecord(session_id=sid, app="a", title="Long", last_seq=0)
+    await client.commit("a", Commit(record=record, messages=messages))
+    stored = await client.load("a", sid)
+    assert stored is not None and stored.record == record and stored.messages == messages
+    assert await client.load("a", f"s-{uuid.uuid4()}") is None
+
+
+async def test_a_10000_message_session_reaches_a_session_actor_unchanged(store: Any) -> None:
+    await hands_over_unchanged(store)
+
+
+async def test_so_it_does_from_a_backend_without_load_json(ray_instance: None) -> None:
+    store = HistoryStore.remote("a", "tests.contracts.test_history_backend:custom_backend")  # type: ignore[attr-defined]
+    try:
+        await hands_over_unchanged(store)
+    finally:
+        await store.close.remote()
+        ray.kill(store)
