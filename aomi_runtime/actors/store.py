@@ -39,6 +39,11 @@ class HistoryStore:
         await self._backend.setup()
         return self._backend
 
+    async def commit_json(self, app: str, raw: bytes) -> None:
+        """`commit`, given the commit's JSON: what session actors send, as Ray moves one string faster than a few
+        pickled models (~0.2 ms of a ~2 ms call, on each of a turn's several flushes)."""
+        await self.commit(app, Commit.model_validate_json(raw))
+
     async def commit(self, app: str, commit: Commit) -> None:
         await self._ready(app)
         started = time.perf_counter()

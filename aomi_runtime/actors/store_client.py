@@ -24,7 +24,7 @@ class StoreClient:
         return None
 
     async def commit(self, app: str, commit: Commit) -> None:
-        await self._store.commit.remote(app, commit)
+        await self._store.commit_json.remote(app, commit.model_dump_json().encode())
 
     async def load(self, app: str, session_id: str) -> StoredSession | None:
         raw = await self._store.load_json.remote(app, session_id)
