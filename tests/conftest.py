@@ -54,6 +54,23 @@ def ray_tmp() -> Iterator[str]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for the module; skipped, saying why, when no server answers."""
+    from tests.postgres import postgres_database
+
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each SQL database history is kept in: a SQLite file of the test's own, the module's PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture(scope="session")
 def fake_provider() -> Iterator[tuple[object, str]]:
     """A local server speaking OpenAI's and Anthropic's streaming protocols, for the whole run."""

@@ -11,9 +11,9 @@ import ray
 from ..agent.errors import AppMismatch
 from ..agent.logs import configure_logging
 from ..agent.models import Commit, Event, SessionRecord, StoredSession
-from ..agent.protocols import HistoryBackend
+from ..agent.protocols import HistoryBackend, LoadsJson
 from ..agent.stats import SIZE_BUCKETS, Histogram
-from ..backends.history import open_history
+from ..backends.history import GroupCommit, open_history
 from ..backends.keys import SqlKeys
 
 
@@ -29,6 +29,9 @@ class HistoryStore:
         self._keys = SqlKeys.from_url(url)
         self._write_seconds = Histogram()
         self._batch_sizes = Histogram(SIZE_BUCKETS)
+        self._commits_per_transaction = Histogram(SIZE_BUCKETS)
+        # Every session actor of the App commits through here: those that arrive together share a transaction.
+        self._group = GroupCommit(self._backend, on_batch=self._commits_per_transaction.observe)
 
     async def _ready(self, app: str) -> HistoryBackend:
         if app != self._app:
@@ -36,19 +39,38 @@ class HistoryStore:
         await self._backend.setup()
         return self._backend
 
+    async def commit_json(self, app: str, raw: bytes) -> None:
+        """`commit`, given the commit's JSON: what session actors send, as Ray moves one string faster than a few
+        pickled models (~0.2 ms of a ~2 ms call, on each of a turn's several flushes)."""
+        await self.commit(app, Commit.model_validate_json(raw))
+
     async def commit(self, app: str, commit: Commit) -> None:
-        backend = await self._ready(app)
+        await self._ready(app)
         started = time.perf_counter()
-        await backend.commit(app, commit)
+        await self._group.commit(app, commit)
         self._write_seconds.observe(time.perf_counter() - started)
         self._batch_sizes.observe(1 + len(commit.messages) + len(commit.events))
 
     async def stats(self) -> dict[str, Any]:
-        """Write latency and batch sizes (rows in one commit: the record, messages and events), for /metrics."""
-        return {"write_seconds": self._write_seconds.snapshot(), "batch_sizes": self._batch_sizes.snapshot()}
+        """Write latency (queueing included), rows in one commit (the record, messages and events) and commits in
+        one transaction, for /metrics."""
+        return {
+            "write_seconds": self._write_seconds.snapshot(),
+            "batch_sizes": self._batch_sizes.snapshot(),
+            "commits_per_transaction": self._commits_per_transaction.snapshot(),
+        }
 
     async def load(self, app: str, session_id: str) -> StoredSession | None:
         return await (await self._ready(app)).load(app, session_id)
+
+    async def load_json(self, app: str, session_id: str) -> bytes | None:
+        """`load` as the JSON of a `StoredSession`: one string crosses to the caller, not thousands of pickled
+        models (for 10,000 messages about 10 ms against 200)."""
+        backend = await self._ready(app)
+        if isinstance(backend, LoadsJson):
+            return await backend.load_json(app, session_id)
+        stored = await backend.load(app, session_id)
+        return None if stored is None else stored.model_dump_json().encode()
 
     async def get(self, app: str, session_id: str) -> SessionRecord | None:
         return await (await self._ready(app)).get(app, session_id)

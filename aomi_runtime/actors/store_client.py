@@ -24,10 +24,11 @@ class StoreClient:
         return None
 
     async def commit(self, app: str, commit: Commit) -> None:
-        await self._store.commit.remote(app, commit)
+        await self._store.commit_json.remote(app, commit.model_dump_json().encode())
 
     async def load(self, app: str, session_id: str) -> StoredSession | None:
-        return await self._store.load.remote(app, session_id)  # type: ignore[no-any-return]
+        raw = await self._store.load_json.remote(app, session_id)
+        return None if raw is None else StoredSession.model_validate_json(raw)
 
     async def get(self, app: str, session_id: str) -> SessionRecord | None:
         return await self._store.get.remote(app, session_id)  # type: ignore[no-any-return]

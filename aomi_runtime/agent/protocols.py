@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -62,6 +62,27 @@ class HistoryBackend(Protocol):
 
     async def count(self, app: str) -> int:
         """Return how many sessions an App has stored (for its `max_sessions` limit)."""
+
+
+@runtime_checkable
+class BatchCommits(Protocol):
+    """Optional, beside `HistoryBackend`: many sessions' commits in one transaction (group commit)."""
+
+    async def commit_batch(self, app: str, commits: Sequence[Commit]) -> None:
+        """Store every commit as `commit` would, all in one transaction: all of them, or none.
+
+        Raises:
+            AppMismatch: a session id belongs to another App; nothing was stored.
+            StorageError: nothing was stored.
+        """
+
+
+@runtime_checkable
+class LoadsJson(Protocol):
+    """Optional, beside `HistoryBackend`: a stored session handed over as JSON, without building its models."""
+
+    async def load_json(self, app: str, session_id: str) -> bytes | None:
+        """Return what `load` would, as the JSON of a `StoredSession` (UTF-8), or None if it is not stored."""
 
 
 # --- models -------------------------------------------------------------------------------------

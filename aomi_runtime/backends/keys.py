@@ -21,6 +21,7 @@ from ..agent.models import utcnow
 from .history import MEMORY_URL, _dialects
 
 KEY_PREFIX = "aomi"
+KEYS_POOL = {"pool_size": 1, "max_overflow": 2, "pool_timeout": 10.0}  # a replica checks a key once per 30 s
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 
 metadata = MetaData()
@@ -70,7 +71,7 @@ class SqlKeys:
         in-memory SQLite of this process, which only `create` in the same process can fill."""
         if url == MEMORY_URL or "://" not in url:
             return cls(create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool))
-        return cls(_dialects.open_engine(url))
+        return cls(_dialects.open_engine(url, postgres_pool=KEYS_POOL))
 
     async def setup(self) -> None:
         await self._schema.create()

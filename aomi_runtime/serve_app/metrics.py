@@ -28,6 +28,10 @@ HISTOGRAMS = {
     "turn_seconds": ("aomi_turn_seconds", "Time from a turn's start to its processing_done."),
     "write_seconds": ("aomi_store_write_seconds", "Time of one commit to the history database."),
     "batch_sizes": ("aomi_store_batch_rows", "Rows written in one commit: the record, messages and events."),
+    "commits_per_transaction": (
+        "aomi_store_commits_per_transaction",
+        "Commits written in one database transaction (group commit of commits that arrive together).",
+    ),
 }
 
 

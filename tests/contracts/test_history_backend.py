@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,18 +15,11 @@ from aomi_runtime.agent.errors import AppMismatch, InvalidInput
 from aomi_runtime.agent.models import Commit, Event, Message, QueuedMessage, SessionRecord, ToolCall, utcnow
 from aomi_runtime.agent.protocols import HistoryBackend
 from aomi_runtime.backends.history import InMemoryHistory, SqlHistory, open_history
-from tests.postgres import postgres_database
 
 
 def custom_backend() -> HistoryBackend:
     """What a user's own backend looks like to `open_history`: a factory by import path."""
     return InMemoryHistory()
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with postgres_database() as url:
-        yield url
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres", "custom"])
@@ -82,6 +75,35 @@ async def test_a_commit_is_loaded_back_whole(backend: HistoryBackend) -> None:
     assert stored.messages == messages
     assert await backend.get("a", sid) == rec
     assert await backend.events("a", sid, 0, 100) == events
+
+
+def long_history(size: int) -> list[Message]:
+    """`size` messages of every shape a session stores: text in every plane, tool results with their calls,
+    streaming and queued flags, request ids, timestamps to the microsecond."""
+    shapes = [
+        lambda i: Message(id=i, sender="user", content=f"q{i} \x00 é \U0001f600 \n", request_id=f"r{i}"),
+        lambda i: Message(id=i, sender="agent", content="a" * (i % 300), is_streaming=i % 7 == 0),
+        lambda i: Message(
+            id=i,
+            sender="agent",
+            tool_result=(f"t{i}", '{"ok": [1, 2.5, null]}'),
+            tool_call=ToolCall(id=f"c{i}", call_id=None, name="long_task", arguments={"steps": i, "x": {"y": [i]}}),
+        ),
+        lambda i: Message(id=i, sender="system", content="", queued=i % 2 == 0),
+    ]
+    start = utcnow()
+    return [shapes[i % 4](i).model_copy(update={"timestamp": start + timedelta(microseconds=i)}) for i in range(size)]
+
+
+async def test_a_long_session_loads_back_equal(backend: HistoryBackend) -> None:
+    sid = new_id()
+    messages = long_history(10_000)
+    rec = record(sid, title="Long", user_state={"a": [1]}, last_seq=3)
+    for start in range(0, len(messages), 2_500):  # as turns would write it, in several commits
+        await backend.commit("a", Commit(record=rec, messages=messages[start : start + 2_500]))
+    stored = await backend.load("a", sid)
+    assert stored is not None and stored.record == rec
+    assert stored.messages == messages
 
 
 async def test_text_comes_back_byte_for_byte(backend: HistoryBackend) -> None:

@@ -342,6 +342,7 @@ async def test_metrics_count_what_happened(client: httpx.AsyncClient) -> None:
     assert grew("aomi_turn_seconds_count") == 1
     assert grew("aomi_session_load_seconds_count") == 1
     assert grew("aomi_store_write_seconds_count") >= 3 and grew("aomi_store_batch_rows_count") >= 3
+    assert 1 <= grew("aomi_store_commits_per_transaction_count") <= grew("aomi_store_commits_per_transaction_sum")
     assert grew("aomi_cache_hits_total", (("app", ""), ("layer", "replica"))) >= 1
     assert grew("aomi_request_seconds_count", (("method", "POST"), ("route", "/api/chat"), ("status", "200"))) == 1
     assert after[("aomi_sessions_live", app)] >= 1

@@ -6,6 +6,7 @@ import importlib
 
 from ...agent.errors import InvalidInput
 from ...agent.protocols import HistoryBackend
+from .group import GroupCommit
 from .memory import InMemoryHistory
 from .sql import SqlHistory
 
@@ -34,4 +35,4 @@ def open_history(url: str) -> HistoryBackend:
     return backend
 
 
-__all__ = ["MEMORY_URL", "InMemoryHistory", "SqlHistory", "open_history"]
+__all__ = ["MEMORY_URL", "GroupCommit", "InMemoryHistory", "SqlHistory", "open_history"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,10 @@ SQLITE_PRAGMAS = (
     # Other processes' writers (another App's store on the same file, the key store) wait this long for the lock.
     "PRAGMA busy_timeout=30000",
 )
+# Each App's store holds two engines (history, keys). With group commit a store writes on one connection at a
+# time; the rest serve reads (cold loads, event pages, lists). 5 + 5 a history engine keeps a few Apps within
+# PostgreSQL's default of 100 connections; a wait for a free one longer than POOL_TIMEOUT is a StorageError (503).
+POSTGRES_POOL: Mapping[str, Any] = {"pool_size": 5, "max_overflow": 5, "pool_timeout": 10.0}
 DDL_LOCK_KEY = 0x616F6D69  # "aomi": serialises concurrent schema creation on PostgreSQL
 
 
@@ -64,9 +69,12 @@ async def lock_for_ddl(conn: AsyncConnection) -> None:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK_KEY})
 
 
-def open_engine(url: str, **options: Any) -> AsyncEngine:
-    """An async engine for a plain or driver URL, set up for its dialect."""
-    engine = create_async_engine(normalize_url(url), **options)
+def open_engine(url: str, *, postgres_pool: Mapping[str, Any] = POSTGRES_POOL, **options: Any) -> AsyncEngine:
+    """An async engine for a plain or driver URL, set up for its dialect; `options` go to SQLAlchemy."""
+    url = normalize_url(url)
+    if url.startswith("postgresql"):
+        options = {**postgres_pool, **options}
+    engine = create_async_engine(url, **options)
     configure(engine)
     return engine
 
