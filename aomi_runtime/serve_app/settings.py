@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # (`AOMI_SESSION_RESOURCES='{"aomi_session": 1}'`), which nodes declare as their session slots. Empty: no ask.
     session_resources: dict[str, float] = Field(default_factory=dict)
     session_placement_seconds: float = Field(DEFAULT_PLACEMENT_SECONDS, gt=0)
+    # A Ray that `launch` starts itself runs without what idle session actors pay for and the runtime never uses
+    # (`actors.node.LEAN_RAY_ENV`); false keeps Ray's defaults. A joined cluster keeps its own (see cluster.yaml).
+    lean_ray: bool = True
 
     @model_validator(mode="after")
     def _read_apps_and_their_keys(self) -> Settings:

@@ -34,3 +34,30 @@ def test_a_resource_ray_would_refuse_is_refused_here_naming_it(
     monkeypatch.setenv("AOMI_SESSION_RESOURCES", resources)
     with pytest.raises(ValidationError, match=message):
         Settings()
+
+
+def test_launch_starts_ray_lean_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import ray
+
+    from aomi_runtime.actors.node import LEAN_RAY_ENV
+    from aomi_runtime.serve_app import launch
+
+    class Started(Exception):
+        pass
+
+    seen: list[dict[str, str]] = []
+
+    def init(**_: object) -> None:  # instead of starting Ray: what its processes would inherit
+        seen.append(dict(os.environ))
+        raise Started
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    for lean in (True, False):
+        monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in LEAN_RAY_ENV})
+        with pytest.raises(Started):
+            launch.launch(Settings(lean_ray=lean))
+    assert all(seen[0][name] == value for name, value in LEAN_RAY_ENV.items())
+    assert not set(LEAN_RAY_ENV) & set(seen[1])
