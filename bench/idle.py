@@ -1,34 +1,37 @@
 """Idle CPU per actor: what a live session actor costs the node while it does nothing, under Ray settings.
 
-    .venv/bin/python -m bench.idle [--actors 20] [--seconds 30] [--env NAME=VALUE[,NAME=VALUE...]]...
+    .venv/bin/python -m bench.idle [--actors 10] [--seconds 20] [--windows 3] [--env NAME=VALUE[,NAME=VALUE...]]...
 
-Each variant (the default, then one per `--env`) runs in a child process with its own local Ray (temp dir
-`/tmp/aomi-idle-*`, removed afterwards): first `--seconds` with no actors (the raylet's and GCS's own
-baseline), then with `--actors` each of a bare async actor, a bare sync actor and a `SessionActor` holding a
-session (as the directory starts them). CPU comes from `/proc/<pid>/schedstat` (time on a CPU, in ns), which other load
-on the machine does not inflate the way it inflates latencies. Prints per variant: CPU ms per second per actor
-of each kind, and the raylet's and GCS's extra CPU per actor, then where one idle actor's threads wake.
+One local Ray (temp dir `/tmp/aomi-idle-*`, removed afterwards) with Ray's own defaults, whatever this shell
+sets: first `--seconds` with no actors (the raylet's and GCS's own baseline), then, for the default and for each
+`--env` variant side by side, `--actors` bare async actors and `--actors` `SessionActor`s holding a session (as
+the directory starts them), each variant's actors started with its settings (`runtime_env` `env_vars`).
+All groups are measured in the same windows, so load from elsewhere on the machine weighs on each alike; rows
+run one after another in separate Rays differed by more than the settings did. CPU is read from
+`/proc/<pid>/schedstat` (time on a CPU, in ns): utime + stime of `/proc/<pid>/stat` count 10 ms ticks, too
+coarse for processes that each run a few ms a second, and read about twice as high here.
+
+Prints, per variant: CPU ms per second per idle actor (the median of the windows, and their range), then the
+raylet's and GCS's extra CPU per actor, each kind's PSS, and where one session actor's threads wake.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-KINDS = ("async", "sync", "session")
+KINDS = ("bare", "session")
 
 
-def _schedstat(pid: int, thread: int | None) -> tuple[float, int]:
+def _schedstat(pid: int, thread: int | None = None) -> tuple[float, int]:
     path = f"/proc/{pid}/schedstat" if thread is None else f"/proc/{pid}/task/{thread}/schedstat"
     with open(path) as stat:
         on_cpu_ns, _waited_ns, slices = stat.read().split()
@@ -36,8 +39,7 @@ def _schedstat(pid: int, thread: int | None) -> tuple[float, int]:
 
 
 def cpu_seconds(pid: int, thread: int | None = None) -> float:
-    """CPU time of a process (all its threads) or of one thread. From schedstat, in nanoseconds: utime + stime
-    of /proc/<pid>/stat count 10 ms ticks, too coarse for processes that each run a few ms a second."""
+    """CPU time of a process (all its threads) or of one of its threads."""
     return _schedstat(pid, thread)[0]
 
 
@@ -46,17 +48,9 @@ def switches(pid: int, thread: int) -> int:
     return _schedstat(pid, thread)[1]
 
 
-def threads(pid: int) -> dict[int, str]:
-    names = {}
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/comm") as comm:
-            names[int(task)] = comm.read().strip()
-    return names
-
-
-def pss_bytes(pid: int) -> int:
+def pss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/smaps_rollup") as rollup:
-        return next(int(line.split()[1]) << 10 for line in rollup if line.startswith("Pss:"))
+        return next(int(line.split()[1]) / 1024 for line in rollup if line.startswith("Pss:"))
 
 
 def rates(pids: Iterable[int], seconds: float) -> dict[int, float]:
@@ -69,9 +63,12 @@ def rates(pids: Iterable[int], seconds: float) -> dict[int, float]:
     return {pid: (cpu_seconds(pid) - before[pid]) * 1000 / elapsed for pid in pids}
 
 
-def thread_wakes(pid: int, seconds: float) -> list[dict[str, Any]]:
-    """Per thread of one process: CPU ms/s and context switches (wake-ups) per second."""
-    names = threads(pid)
+def thread_wakes(pid: int, seconds: float) -> list[tuple[str, float, float]]:
+    """Per thread of one process: its name, wake-ups per second and CPU ms per second, most wake-ups first."""
+    names = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/comm") as comm:
+            names[int(task)] = "main" if int(task) == pid else comm.read().strip()
     before = {t: (cpu_seconds(pid, t), switches(pid, t)) for t in names}
     time.sleep(seconds)
     rows = []
@@ -80,19 +77,18 @@ def thread_wakes(pid: int, seconds: float) -> list[dict[str, Any]]:
             cpu, woke = cpu_seconds(pid, t), switches(pid, t)
         except FileNotFoundError:  # the thread ended meanwhile
             continue
-        rows.append(
-            {
-                "thread": "main" if t == pid else name,
-                "ms_per_s": (cpu - before[t][0]) * 1000 / seconds,
-                "wakes_per_s": (woke - before[t][1]) / seconds,
-            }
-        )
-    return sorted(rows, key=lambda row: -row["wakes_per_s"])
+        rows.append((name, (woke - before[t][1]) / seconds, (cpu - before[t][0]) * 1000 / seconds))
+    return sorted(rows, key=lambda row: -row[1])
 
 
-def measure(actors: int, seconds: float) -> dict[str, Any]:
-    """In this process: start Ray, measure the idle node, start the actors, measure again. The environment
-    (RAY_* settings) is this process's, which the raylet and its workers inherit."""
+def _pid(handle: Any) -> int:
+    # The GCS's actor table knows each actor's process; a SessionActor has no method that would tell it.
+    from ray._private.state import actors
+
+    return int(actors(handle._actor_id.hex())["Pid"])
+
+
+def measure(variants: list[dict[str, str]], actors: int, seconds: float, windows: int) -> None:
     import psutil
     import ray
 
@@ -106,11 +102,7 @@ def measure(actors: int, seconds: float) -> dict[str, Any]:
         async def ready(self) -> None:
             return None
 
-    @ray.remote(num_cpus=0)
-    class BareSync:
-        def ready(self) -> None:
-            return None
-
+    names = [",".join(f"{k}={v}" for k, v in env.items()) or "default" for env in variants]
     temp_dir = tempfile.mkdtemp(prefix="aomi-idle-", dir="/tmp")
     try:
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
@@ -124,104 +116,74 @@ def measure(actors: int, seconds: float) -> dict[str, Any]:
         time.sleep(5)  # start-up settles
         quiet = rates(node.values(), seconds)
 
-        handles: dict[str, list[Any]] = {
-            "async": [BareAsync.remote() for _ in range(actors)],
-            "sync": [BareSync.remote() for _ in range(actors)],
-            "session": [SessionActor.remote(DEFAULT_APP_SPEC, store, {}) for _ in range(actors)],
-        }
-        ray.get([h.open.remote(f"idle-{i}", False, None) for i, h in enumerate(handles["session"])])
-        ray.get([h.ready.remote() for kind in ("async", "sync") for h in handles[kind]])
-        raylet = psutil.Process(node["raylet"])
-        pids = {
-            kind: _actor_pids(raylet, cls)
-            for kind, cls in zip(KINDS, ("BareAsync", "BareSync", "SessionActor"), strict=True)
-        }
-        assert all(len(found) == actors for found in pids.values()), {k: len(v) for k, v in pids.items()}
+        handles: dict[tuple[int, str], list[Any]] = {}
+        for index, env in enumerate(variants):
+            options = {"runtime_env": {"env_vars": env}} if env else {}
+            handles[(index, "bare")] = [BareAsync.options(**options).remote() for _ in range(actors)]
+            handles[(index, "session")] = [
+                SessionActor.options(**options).remote(DEFAULT_APP_SPEC, store, {}) for _ in range(actors)
+            ]
+        ray.get([h.ready.remote() for index in range(len(variants)) for h in handles[(index, "bare")]])
+        ray.get(
+            [
+                h.open.remote(f"idle-{index}-{i}", False, None)
+                for index in range(len(variants))
+                for i, h in enumerate(handles[(index, "session")])
+            ]
+        )
+        pids = {group: [_pid(h) for h in found] for group, found in handles.items()}
+        every = [pid for group in pids.values() for pid in group]
         time.sleep(5)
-        busy = rates([*node.values(), *(p for kind in KINDS for p in pids[kind])], seconds)
-        total = 3 * actors
-        return {
-            "env": {k: v for k, v in os.environ.items() if k.startswith("RAY_") and k != "RAY_ADDRESS"},
-            "load": os.getloadavg(),
-            "per_actor": {kind: sum(busy[p] for p in pids[kind]) / actors for kind in KINDS},
-            "node_per_actor": {name: (busy[pid] - quiet[pid]) / total for name, pid in node.items()},
-            "node_quiet": {name: quiet[pid] for name, pid in node.items()},
-            "pss_mb": {kind: pss_bytes(pids[kind][0]) / 2**20 for kind in KINDS},
-            "threads": thread_wakes(pids["session"][0], seconds / 2),
-        }
+
+        loads, samples = [], []
+        for _ in range(windows):
+            samples.append(rates([*node.values(), *every], seconds))
+            loads.append(os.getloadavg()[0])
+
+        print(f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, ", end="")
+        print(f"Ray {ray.__version__}; {actors} idle actors of each kind per variant, side by side in one Ray;")
+        print(f"{windows} windows of {seconds:g} s; load average (1 min) {min(loads):.1f}-{max(loads):.1f}")
+        print()
+        print("| variant | bare async actor, ms/s | session actor, ms/s |")
+        print("|---|---|---|")
+        for index, name in enumerate(names):
+            cells = []
+            for kind in KINDS:
+                per_window = [sum(s[p] for p in pids[(index, kind)]) / actors for s in samples]
+                cells.append(f"{statistics.median(per_window):.2f} ({min(per_window):.2f}-{max(per_window):.2f})")
+            print(f"| {name} | {' | '.join(cells)} |")
+        print()
+        total = len(every)
+        for name, pid in node.items():
+            extra = statistics.median(s[pid] for s in samples) - quiet[pid]
+            print(f"{name}: {quiet[pid]:.2f} ms/s with no actors, {extra / total:+.3f} ms/s per idle actor")
+        for index, name in enumerate(names):
+            sizes = ", ".join(f"{kind} {pss_mb(pids[(index, kind)][0]):.0f}" for kind in KINDS)
+            print(f"PSS of one idle actor, MB, {name}: {sizes}")
+        for index, name in enumerate(names):
+            print(f"\nOne idle session actor's threads, {name}: wake-ups/s, CPU ms/s")
+            for thread, woke, cpu in thread_wakes(pids[(index, "session")][0], seconds / 2):
+                if woke >= 0.5 or cpu >= 0.05:
+                    print(f"  {thread:<18} {woke:7.1f} {cpu:6.2f}")
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _actor_pids(raylet: Any, cls: str) -> list[int]:
-    # Workers are the raylet's children, titled "ray::<class>" (another Ray on the machine has its own raylet).
-    title = f"ray::{cls}"
-    return [p.pid for p in raylet.children() if p.cmdline() and p.cmdline()[0].split(".")[0] == title]
-
-
-def run_variant(env: dict[str, str], actors: int, seconds: float) -> dict[str, Any]:
-    child_env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **env}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.idle", "--child", "--actors", str(actors), "--seconds", str(seconds)],
-        env=child_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if done.returncode:
-        raise RuntimeError(f"The variant {env or 'default'} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    result["variant"] = ",".join(f"{k}={v}" for k, v in env.items()) or "default"
-    return result
-
-
-HEADER = [
-    "| variant | async ms/s | sync ms/s | session ms/s | raylet ms/s per actor | GCS ms/s per actor | load 1/5/15 |",
-    "|---|---|---|---|---|---|---|",
-]
-
-
-def row(r: dict[str, Any]) -> str:
-    a, node = r["per_actor"], r["node_per_actor"]
-    return (
-        f"| {r['variant']} | {a['async']:.2f} | {a['sync']:.2f} | {a['session']:.2f} "
-        f"| {node.get('raylet', 0):.2f} | {node.get('gcs_server', 0):.2f} | {' '.join(f'{x:.2f}' for x in r['load'])} |"
-    )
-
-
-def details(r: dict[str, Any]) -> list[str]:
-    lines = [f"{r['variant']}: PSS of one idle actor, MB: {', '.join(f'{k} {v:.0f}' for k, v in r['pss_mb'].items())}"]
-    lines.append(f"{r['variant']}: one idle session actor's threads: wake-ups/s, CPU ms/s")
-    for t in r["threads"]:
-        if t["wakes_per_s"] >= 0.5 or t["ms_per_s"] >= 0.05:
-            lines.append(f"  {t['thread']:<18} {t['wakes_per_s']:7.1f} {t['ms_per_s']:6.2f}")
-    return lines
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--actors", type=int, default=20, help="idle actors of each kind (default 20)")
-    parser.add_argument("--seconds", type=float, default=30.0, help="each measurement's length (default 30)")
+    parser.add_argument("--actors", type=int, default=10, help="idle actors of each kind per variant (default 10)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="each window's length (default 20)")
+    parser.add_argument("--windows", type=int, default=3, help="measurement windows (default 3)")
     parser.add_argument("--env", action="append", default=[], help="a variant: NAME=VALUE[,NAME=VALUE...]")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(measure(args.actors, args.seconds)))
-        return
+    # Ray's defaults for the baseline: the variants add settings to it, and a worker cannot unset what it inherits.
+    for name in [n for n in os.environ if n.startswith("RAY_") and n not in ("RAY_AUTH_MODE",)]:
+        del os.environ[name]
+    os.environ.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     variants = [{}] + [dict(pair.split("=", 1) for pair in spec.split(",")) for spec in args.env]
-    print(f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; ", end="")
-    print(f"{args.actors} idle actors of each kind, {args.seconds:g} s", flush=True)
-    print("\n".join(HEADER), flush=True)
-    notes = []
-    for env in variants:  # each row as soon as it is measured: a run takes minutes
-        result = run_variant(env, args.actors, args.seconds)
-        print(row(result), flush=True)
-        notes += details(result)
-    print()
-    print("\n".join(notes))
+    measure(variants, args.actors, args.seconds, args.windows)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    main()
+    sys.exit(main())
