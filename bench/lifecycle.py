@@ -30,6 +30,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
+from aomi_runtime.actors.node import lean_ray_env
 from aomi_runtime.actors.runtime import Runtime
 from aomi_runtime.agent.models import Commit, Message, SessionRecord
 from aomi_runtime.backends.history import SqlHistory
@@ -153,6 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="aomi-bench-", dir="/tmp"))
     settings = Settings(database_url=f"sqlite:///{workdir / 'bench.db'}", port=PORT, namespace="aomi-bench")
+    lean_ray_env(os.environ)  # the Ray settings `launch` starts the runtime with
     ray.init(address="local", include_dashboard=False, log_to_driver=False, _temp_dir=str(workdir / "ray"))
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": PORT})

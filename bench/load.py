@@ -426,6 +426,7 @@ def local_runtime(port: int, namespace: str, database_url: str | None = None) ->
     import ray
     from ray import serve
 
+    from aomi_runtime.actors.node import lean_ray_env
     from aomi_runtime.serve_app.app import build_app
     from aomi_runtime.serve_app.launch import APP_NAME
     from aomi_runtime.serve_app.settings import Settings
@@ -433,6 +434,7 @@ def local_runtime(port: int, namespace: str, database_url: str | None = None) ->
     workdir = Path(tempfile.mkdtemp(prefix="aomi-ray-", dir="/tmp"))
     url = database_url or f"sqlite:///{workdir / 'bench.db'}"
     settings = Settings(database_url=url, port=port, namespace=namespace)
+    lean_ray_env(os.environ)  # the Ray settings `launch` starts the runtime with
     ray.init(address="local", include_dashboard=False, log_to_driver=False, _temp_dir=str(workdir / "ray"))
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})

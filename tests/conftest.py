@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from aomi_runtime.actors.node import lean_ray_env
+
 # Ray 2.60 would turn token auth on for instances started after a local init, and report usage; neither here.
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+lean_ray_env(os.environ)  # as `launch` starts Ray; the runtimes the tests start in other processes inherit it
 
 TEST_NAMESPACE = "aomi-test"
 

@@ -38,10 +38,13 @@ def build_app(spec: AppSpec, model_keys: Mapping[str, SecretStr]) -> App:
     return App(spec=spec, providers=providers, tools=ToolRegistry.from_names(spec.tools, DEMO_TOOLS))
 
 
-def resident_bytes() -> int:
+def private_bytes() -> int:
+    """This process's own resident memory: its resident set less the pages it shares with other processes'
+    mappings (Ray's and Python's libraries, some 45 MB that every worker maps and the node holds once)."""
     try:
         with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * _PAGE
+            _size, resident, shared = statm.read().split()[:3]
+            return (int(resident) - int(shared)) * _PAGE
     except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
         return 0
 
@@ -101,7 +104,7 @@ class SessionActor:
             "idle_seconds": 0.0 if session is None else time.monotonic() - session.last_active,
             "busy": session is not None and session.is_busy,
             "subscribers": 0 if session is None else session.subscribers,
-            "resident_bytes": resident_bytes(),
+            "private_bytes": private_bytes(),
         }
 
     def _live(self, session_id: str) -> Session:

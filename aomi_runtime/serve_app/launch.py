@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 
+from ..actors.node import lean_ray_env
 from .settings import Settings
 
 APP_NAME = "aomi"
@@ -86,6 +87,8 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
             # Ray 2.60 turns token auth on for clusters started after a local init; a local run needs none.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if settings.lean_ray:
+            lean_ray_env(os.environ)
         if settings.direct_ingress:
             os.environ[DIRECT_INGRESS_ENV] = "1"  # read by Serve's controller and replicas, which inherit it
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)

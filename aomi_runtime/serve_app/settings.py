@@ -45,12 +45,15 @@ class Settings(BaseSettings):
     session_resources: dict[str, float] = Field(default_factory=dict)
     session_placement_seconds: float = Field(DEFAULT_PLACEMENT_SECONDS, gt=0)
     # Serve's direct ingress (experimental in Ray 2.60): the ingress replica answers HTTP on a port of its own,
-    # with no proxy in between, which costs a request about a fifth of the CPU (bench/README.md). Read by Serve
+    # with no proxy in between, which costs a request about a third of the CPU (bench/README.md). Read by Serve
     # where Ray starts: `launch` sets it for a Ray it starts; a cluster sets RAY_SERVE_ENABLE_DIRECT_INGRESS=1.
     direct_ingress: bool = False
     # Serve's access log, a line per request in the replica's log file: about half a millisecond of CPU a request
     # (bench/README.md). Off: `GET /metrics` counts requests by route, status and latency.
     access_log: bool = False
+    # A Ray that `launch` starts itself runs without what idle session actors pay for and the runtime never uses
+    # (`actors.node.LEAN_RAY_ENV`); false keeps Ray's defaults. A joined cluster keeps its own (see cluster.yaml).
+    lean_ray: bool = True
 
     @model_validator(mode="after")
     def _read_apps_and_their_keys(self) -> Settings:

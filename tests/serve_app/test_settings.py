@@ -1,11 +1,17 @@
-"""Settings from the environment: the session resource an operator sets for an autoscaling cluster."""
+"""Settings from the environment: the session resource an operator sets for an autoscaling cluster, and the
+Ray settings a runtime that starts its own Ray gives it."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import ray
 from pydantic import ValidationError
 
+from aomi_runtime.actors.node import LEAN_RAY_ENV
 from aomi_runtime.actors.placement import DEFAULT_PLACEMENT_SECONDS, SessionPlacement
+from aomi_runtime.serve_app import launch
 from aomi_runtime.serve_app.settings import Settings
 
 
@@ -34,3 +40,24 @@ def test_a_resource_ray_would_refuse_is_refused_here_naming_it(
     monkeypatch.setenv("AOMI_SESSION_RESOURCES", resources)
     with pytest.raises(ValidationError, match=message):
         Settings()
+
+
+def test_launch_starts_ray_lean_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Started(Exception):
+        pass
+
+    seen: list[dict[str, str]] = []
+
+    def init(**_: object) -> None:  # instead of starting Ray: what its processes would inherit
+        seen.append(dict(os.environ))
+        raise Started
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    for lean in ("true", "false"):
+        monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in LEAN_RAY_ENV})
+        monkeypatch.setenv("AOMI_LEAN_RAY", lean)
+        with pytest.raises(Started):
+            launch.launch(Settings())
+    assert all(seen[0][name] == value for name, value in LEAN_RAY_ENV.items())
+    assert not set(LEAN_RAY_ENV) & set(seen[1])
