@@ -8,8 +8,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import text
 
-from aomi_runtime.agent.errors import AppMismatch
+from aomi_runtime.agent.errors import AppMismatch, StorageError
 from aomi_runtime.agent.models import Commit, Event, Message, SessionRecord
 from aomi_runtime.backends.history import GroupCommit, InMemoryHistory, SqlHistory, open_history
 
@@ -94,6 +95,31 @@ async def test_a_bad_commit_in_a_batch_fails_its_own_caller_only(history: SqlHis
     stored = await history.load("b", taken)
     assert stored is not None and stored.messages[0].content == f"{taken} 0"  # untouched
     assert sum(batches) == 8  # written one by one after the batch failed
+
+
+async def test_a_batch_the_database_cannot_write_fails_all_its_callers_at_once(
+    history: SqlHistory, sql_url: str
+) -> None:
+    # A real failure of the database, not of a commit's content: a table it writes is gone (renamed meanwhile).
+    # Retried one by one, each commit would wait for its own failure (a timeout, on a stalled server); the
+    # whole batch is answered with its one error instead, which names every session in it.
+    other = SqlHistory.from_url(sql_url)
+    batches: list[int] = []
+    group = GroupCommit(history, on_batch=batches.append)
+    ids = [f"s-{uuid.uuid4()}" for _ in range(6)]
+    try:
+        async with other._engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE aomi_events RENAME TO aomi_events_away"))
+        results = await asyncio.gather(*(group.commit("a", commit(sid)) for sid in ids), return_exceptions=True)
+    finally:
+        async with other._engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE aomi_events_away RENAME TO aomi_events"))
+        await other.close()
+    assert all(isinstance(r, StorageError) for r in results), results
+    # The first commit was written alone; the other five queued behind it and failed together, as one batch.
+    assert len({str(r) for r in results[1:]}) == 1 and all(repr(sid) in str(results[1]) for sid in ids[1:])
+    assert batches == []
+    assert await stored_contents(sql_url, ids) == {sid: [] for sid in ids}
 
 
 async def test_a_caller_cancelled_before_its_write_began_is_left_out(history: SqlHistory) -> None:

@@ -2,8 +2,9 @@
 
 One write is under way at a time. The first commit starts it at once (no timer, so a lone commit waits for
 nothing); those that come meanwhile queue, and the next write takes all of them. Each caller is answered when
-the transaction holding its commit is durable. A batch that fails is written again one commit at a time, so a
-commit that cannot be stored (another App's session id, say) fails its own caller only.
+the transaction holding its commit is durable. A batch refused for one commit's content (another App's session
+id, a row the database rejects) is written again one commit at a time, so that commit fails its own caller only;
+a batch the database could not write at all (a timeout, a lost connection) fails every caller in it at once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import DataError, IntegrityError
+
+from ...agent.errors import AppMismatch
 from ...agent.models import Commit
 from ...agent.protocols import BatchCommits, HistoryBackend
 
@@ -86,8 +90,11 @@ class GroupCommit:
         try:
             await self._backend.commit_batch(batch[0].app, [w.commit for w in batch])
         except Exception as exc:
-            if len(batch) == 1:
-                _answer(batch[0], exc)
+            if len(batch) == 1 or not _one_commit_at_fault(exc):
+                # The database itself failed (a timeout, a lost connection): trying each commit again would hold
+                # every caller for as many more timeouts. All of them get the error now, and rebuild from storage.
+                for waiting in batch:
+                    _answer(waiting, exc)
                 return
             for waiting in batch:  # each on its own: one bad commit fails only its caller
                 try:
@@ -105,6 +112,12 @@ class GroupCommit:
     def _told(self, commits: int) -> None:
         if self._on_batch is not None:
             self._on_batch(commits)
+
+
+def _one_commit_at_fault(exc: Exception) -> bool:
+    """Whether a batch failed for what one of its commits holds (another App's session, a row the database
+    refuses), rather than because the database could not write at all."""
+    return isinstance(exc, AppMismatch) or isinstance(exc.__cause__, IntegrityError | DataError)
 
 
 def _answer(waiting: _Waiting, error: Exception | None) -> None:
