@@ -34,7 +34,7 @@ from aomi_runtime.actors.node import lean_ray_env
 from aomi_runtime.actors.runtime import Runtime
 from aomi_runtime.agent.models import Commit, Message, SessionRecord
 from aomi_runtime.backends.history import SqlHistory
-from aomi_runtime.serve_app.app import build_app
+from aomi_runtime.serve_app.launch import deploy
 from aomi_runtime.serve_app.settings import Settings
 
 PORT = 8765
@@ -159,7 +159,7 @@ def main() -> None:
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": PORT})
         serve.run(Bare.bind(), name="bare", route_prefix="/bare")
-        serve.run(build_app(settings), name="aomi", route_prefix="/")
+        deploy(settings)
         results = asyncio.run(run(args.requests, args.sessions, settings))
         print(report(results))
     finally:

@@ -427,8 +427,7 @@ def local_runtime(port: int, namespace: str, database_url: str | None = None) ->
     from ray import serve
 
     from aomi_runtime.actors.node import lean_ray_env
-    from aomi_runtime.serve_app.app import build_app
-    from aomi_runtime.serve_app.launch import APP_NAME
+    from aomi_runtime.serve_app.launch import deploy
     from aomi_runtime.serve_app.settings import Settings
 
     workdir = Path(tempfile.mkdtemp(prefix="aomi-ray-", dir="/tmp"))
@@ -438,7 +437,7 @@ def local_runtime(port: int, namespace: str, database_url: str | None = None) ->
     ray.init(address="local", include_dashboard=False, log_to_driver=False, _temp_dir=str(workdir / "ray"))
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
+        deploy(settings)
         yield settings
     finally:
         asyncio.run(settings.runtime().stop())

@@ -142,15 +142,15 @@ def runtime_url(ray_instance: None, runtime_settings: object) -> Iterator[str]:
     """The runtime on Serve, over real HTTP, with its history in SQLite."""
     from ray import serve
 
-    from aomi_runtime.serve_app.app import build_app
+    from aomi_runtime.serve_app.launch import APP_NAME, deploy
     from aomi_runtime.serve_app.settings import Settings
 
     assert isinstance(runtime_settings, Settings)
     serve.start(http_options={"host": "127.0.0.1", "port": runtime_settings.port})
-    serve.run(build_app(runtime_settings), name="aomi", route_prefix="/")
+    deploy(runtime_settings)  # as `launch` deploys it
     try:
         yield f"http://127.0.0.1:{runtime_settings.port}"
     finally:
-        serve.delete("aomi")
+        serve.delete(APP_NAME)
         asyncio.run(runtime_settings.runtime().stop())
         serve.shutdown()

@@ -39,8 +39,8 @@ def build_app(spec: AppSpec, model_keys: Mapping[str, SecretStr]) -> App:
 
 
 def private_bytes() -> int:
-    """This process's own resident memory: its resident set less the pages it shares with other processes'
-    mappings (Ray's and Python's libraries, some 45 MB that every worker maps and the node holds once)."""
+    """This process's anonymous resident memory: its resident set less its resident file-backed pages (Ray's and
+    Python's libraries, some 45 MB that every worker maps and the node holds once) and shared memory."""
     try:
         with open("/proc/self/statm") as statm:
             _size, resident, shared = statm.read().split()[:3]

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
-from ray.serve.schema import LoggingConfig
 
 from ..agent.logs import configure_logging
 from .routes import create_api
@@ -38,7 +37,7 @@ class Ingress:
 
 def build_app(settings: Settings) -> Application:
     """The runtime as a Serve application, for `serve.run`."""
-    return Ingress.options(logging_config=LoggingConfig(enable_access_log=settings.access_log)).bind(settings)
+    return Ingress.bind(settings)
 
 
 def build(args: dict[str, Any]) -> Application:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
-from ..actors.node import lean_ray_env
+from ..actors.node import LEAN_RAY_ENV, lean_ray_env
 from .settings import Settings
 
 APP_NAME = "aomi"
@@ -20,6 +20,7 @@ APP_NAME = "aomi"
 DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
 REPLICA_PREFIX = "SERVE_REPLICA::"  # the names Serve gives its replicas' actors
 WILDCARDS = ("0.0.0.0", "::", "")
+RAY_ENV_SET = ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED", DIRECT_INGRESS_ENV, *LEAN_RAY_ENV)  # by `launch`
 
 
 @dataclass
@@ -32,6 +33,9 @@ class Launched:
     owns_ray: bool
     stopped: bool = False
     direct_urls: tuple[str, ...] = ()
+    # The environment as it was before `launch` set Ray's variables for the Ray it started: put back on `stop`,
+    # so that a later launch in this process (a notebook's next `Client.local`) starts with its own settings.
+    saved_env: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def proxy_url(self) -> str:
@@ -57,6 +61,11 @@ class Launched:
         finally:
             if self.owns_ray:
                 ray.shutdown()
+                for name, value in self.saved_env.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
 
     def __enter__(self) -> Launched:
         return self
@@ -73,8 +82,6 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
     import ray
     from ray import serve
 
-    from .app import build_app
-
     owns_ray = not ray.is_initialized()
     if not owns_ray and ((running := serve.status()).applications or running.proxies):
         # Starting here would take over (and, on stop, tear down) a Serve instance someone else runs.
@@ -82,7 +89,9 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
             "Serve already runs in the Ray instance this process joined: connect to the runtime it serves with "
             "Client(url), or reach its actors with Client.in_cluster(), instead of starting another."
         )
+    saved_env: dict[str, str | None] = {}
     if owns_ray:
+        saved_env = {name: os.environ.get(name) for name in RAY_ENV_SET}
         if address is None:
             # Ray 2.60 turns token auth on for clusters started after a local init; a local run needs none.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -92,10 +101,10 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
         if settings.direct_ingress:
             os.environ[DIRECT_INGRESS_ENV] = "1"  # read by Serve's controller and replicas, which inherit it
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
-    launched = Launched(settings, owns_ray)
+    launched = Launched(settings, owns_ray, saved_env=saved_env)
     try:
         serve.start(http_options={"host": settings.host, "port": settings.port})
-        serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+        deploy(settings)
         if settings.direct_ingress:
             launched.direct_urls = direct_urls(APP_NAME, settings.host)
             if not launched.direct_urls:
@@ -107,6 +116,20 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
         launched.stop()
         raise
     return launched
+
+
+def deploy(settings: Settings) -> None:
+    """Serve the runtime as the application `APP_NAME` at `/` of the Serve instance this process reaches.
+
+    Serve's access log follows `settings.access_log`, given as the application's logging config: one given to
+    the deployment would override what an operator sets for the application (`serve run` / `serve deploy`)."""
+    from ray import serve
+    from ray.serve.schema import LoggingConfig
+
+    from .app import build_app
+
+    logging_config = LoggingConfig(enable_access_log=settings.access_log)
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", logging_config=logging_config)
 
 
 def direct_urls(app: str, host: str) -> tuple[str, ...]:

@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     # with no proxy in between, which costs a request about a third of the CPU (bench/README.md). Read by Serve
     # where Ray starts: `launch` sets it for a Ray it starts; a cluster sets RAY_SERVE_ENABLE_DIRECT_INGRESS=1.
     direct_ingress: bool = False
-    # Serve's access log, a line per request in the replica's log file: about half a millisecond of CPU a request
-    # (bench/README.md). Off: `GET /metrics` counts requests by route, status and latency.
+    # Serve's access log, a line per request in the replica's log file: about half a millisecond of CPU a request.
+    # Off where the runtime deploys itself (`launch`, the CLI); `GET /metrics` counts requests by route, status
+    # and latency. Under `serve run` / `serve deploy` the operator's logging config decides.
     access_log: bool = False
     # A Ray that `launch` starts itself runs without what idle session actors pay for and the runtime never uses
     # (`actors.node.LEAN_RAY_ENV`); false keeps Ray's defaults. A joined cluster keeps its own (see cluster.yaml).
