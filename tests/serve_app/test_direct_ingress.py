@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from aomi_runtime import AsyncClient
+from aomi_runtime.actors.node import LEAN_RAY_ENV
 from tests.helpers import processes_using
 from tests.serve_app.sse_client import read_until
 from tests.serve_app.test_restart import Server
@@ -22,12 +23,22 @@ apps:
 """
 
 
+def environ_of(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
 async def test_the_api_answers_on_the_replicas_own_port_as_through_the_proxy(tmp_path: Path, ray_tmp: str) -> None:
     config = tmp_path / "apps.yaml"
     config.write_text(CONFIG)
-    server = Server(f"sqlite:///{tmp_path / 'aomi.db'}", ray_tmp, config, "--direct-ingress")
+    # Started without the lean Ray settings the tests' own Ray has: the CLI's `launch` must set them itself.
+    server = Server(f"sqlite:///{tmp_path / 'aomi.db'}", ray_tmp, config, "--direct-ingress", unset=LEAN_RAY_ENV)
     try:
         assert urlsplit(server.url).port != server.port, f"still the proxy's address: {server.url}"
+        ray_processes = [int(line.split()[0]) for line in processes_using(ray_tmp)]
+        assert ray_processes, "no process of the CLI's Ray found"
+        for pid in ray_processes:
+            assert LEAN_RAY_ENV.items() <= environ_of(pid).items(), f"process {pid}"
         s = str(uuid.uuid4())
         h = {"X-Session-Id": s}
         async with (

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 
 import httpx
@@ -22,10 +23,12 @@ STARTUP_SECONDS = 180  # a loaded 2-core machine has taken over 90 s to start Ra
 class Server:
     """`aomi-runtime serve` in a process group of its own, with a Ray temp dir of its own."""
 
-    def __init__(self, database_url: str, ray_tmp: str, config: Path, *options: str) -> None:
+    def __init__(
+        self, database_url: str, ray_tmp: str, config: Path, *options: str, unset: Collection[str] = ()
+    ) -> None:
         self.port = free_port()
         self.proxy_url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+        env = {name: value for name, value in os.environ.items() if name not in unset} | {"RAY_TMPDIR": ray_tmp}
         command = [sys.executable, "-m", "aomi_runtime.serve_app.cli", "serve", "--port", str(self.port), *options]
         self.process = subprocess.Popen(
             [*command, "--database-url", database_url, "--config", str(config)],
