@@ -6,15 +6,12 @@ they are what bounds reads per second: a 2-core node has 2,000 ms of CPU a secon
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psutil
-
-Request = Callable[[], Awaitable[object]]
 
 
 def ray_processes() -> dict[int, tuple[str, psutil.Process]]:
@@ -44,21 +41,18 @@ def cpu_seconds(processes: dict[int, tuple[str, psutil.Process]]) -> Counter[str
     return spent
 
 
-async def cpu_per_request(request: Request, n: int) -> dict[str, float]:
-    """`n` requests one after another: the CPU milliseconds each cost, per process (idle work included, as in
-    any run; `idle_cpu` tells how much that is)."""
+@contextmanager
+def cpu_spent() -> Iterator[dict[str, float]]:
+    """The CPU milliseconds each process of `ray_processes` spends inside the block: the dict it gives is filled
+    in as the block ends."""
     processes = ray_processes()
     before = cpu_seconds(processes)
-    for _ in range(n):
-        await request()
+    spent: dict[str, float] = {}
+    yield spent
     after = cpu_seconds(processes)
-    return {name: (after[name] - before[name]) * 1000 / n for name in after}
+    spent.update({name: (after[name] - before[name]) * 1000 for name in after})
 
 
-async def idle_cpu(seconds: float) -> dict[str, float]:
-    """CPU milliseconds a second each process spends while no request comes."""
-    processes = ray_processes()
-    before, started = cpu_seconds(processes), time.perf_counter()
-    await asyncio.sleep(seconds)
-    after, elapsed = cpu_seconds(processes), time.perf_counter() - started
-    return {name: (after[name] - before[name]) * 1000 / elapsed for name in after}
+def per(spent: dict[str, float], count: float) -> dict[str, float]:
+    """`spent` per request (`count` requests) or per second (`count` seconds)."""
+    return {name: value / count for name, value in spent.items()}

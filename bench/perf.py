@@ -25,28 +25,98 @@ import platform
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
 import ray
 from ray import serve
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
 
+from aomi_runtime.actors.runtime import Runtime
+from aomi_runtime.agent.models import Commit, Message, SessionRecord
 from aomi_runtime.backends.history import SqlHistory
 from aomi_runtime.serve_app.app import MAX_ONGOING_REQUESTS
 from aomi_runtime.serve_app.client import AsyncClient, AsyncSession
 from aomi_runtime.serve_app.launch import APP_NAME, DIRECT_INGRESS_ENV, direct_urls
 from aomi_runtime.serve_app.settings import Settings
-from bench.cpu import cpu_per_request, idle_cpu
-from bench.lifecycle import Bare, cold_loads, first_chats_then_cold_loads, store_session, timed
+from bench.cpu import cpu_spent, per
 from bench.load import local_runtime, percentile
 
 PORT = 8767
 CONCURRENCY = (1, 8, 32)
 HISTORY_SIZES = (10, 1_000, 10_000)
 FLOOR = "floor: bare Serve endpoint, GET /bare"
+IDLE_SECONDS = 3.0  # no request: what each process spends on its own
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class Bare:
+    """The floor: a Serve endpoint that does nothing."""
+
+    async def __call__(self, request: Request) -> PlainTextResponse:
+        return PlainTextResponse("OK")
+
+
+async def timed(call: Callable[[], Awaitable[httpx.Response]]) -> float:
+    started = time.perf_counter()
+    response = await call()
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, response.text
+    return elapsed
+
+
+async def first_chats_then_cold_loads(
+    client: httpx.AsyncClient, runtime: Runtime, ids: list[str]
+) -> list[tuple[str, list[float]]]:
+    """A first chat for each new session in `ids`, then (all of them evicted) a cold load of each."""
+    first_chats = []
+    for s in ids:
+        first_chats.append(
+            await timed(lambda s=s: client.post("/api/chat", params={"message": "hi"}, headers={"X-Session-Id": s}))
+        )
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
+    await runtime.close_sessions()  # every session evicted: the next read is a cold load
+    await asyncio.sleep(2.0)  # let the warm pool refill
+    colds = []
+    for s in ids:
+        colds.append(await timed(lambda s=s: client.get("/api/state", headers={"X-Session-Id": s})))
+        await asyncio.sleep(0.05)
+    return [
+        ("new session, first chat: POST /api/chat", first_chats),
+        ("cold load: GET /api/state, evicted session", colds),
+    ]
+
+
+async def store_session(history: SqlHistory, size: int) -> str:
+    """A session of `size` messages written directly with the history backend (never live): its id."""
+    session_id = str(uuid.uuid4())
+    messages = [
+        Message(id=i, sender="user" if i % 2 == 0 else "agent", content=f"message {i} " + "x" * 200)
+        for i in range(size)
+    ]
+    await history.commit(
+        "default", Commit(record=SessionRecord(session_id=session_id, app="default"), messages=messages)
+    )
+    return session_id
+
+
+async def cold_loads(client: httpx.AsyncClient, runtime: Runtime, session_id: str, repeats: int) -> list[float]:
+    """`repeats` reads of a stored session's state, each after every session was evicted."""
+    loads = []
+    for _ in range(repeats):
+        await runtime.close_sessions()
+        await asyncio.sleep(0.3)
+        loads.append(await timed(lambda: client.get("/api/state", headers={"X-Session-Id": session_id})))
+    return loads
 
 
 @dataclass
@@ -157,14 +227,23 @@ async def measure(args: argparse.Namespace, settings: Settings, url: str, floor:
         for _ in range(20):  # warm both paths
             await http.get(floor)
             await http.get("/api/state", headers=state)
-        out.latency.append((FLOOR, await sequential(http, floor, {}, n)))
-        out.latency.append(("cache hit: GET /api/state, live session", await sequential(http, "/api/state", state, n)))
+        # Each run's CPU is read with its latencies: /health's run is there for its CPU only.
+        with cpu_spent() as on_floor:
+            out.latency.append((FLOOR, await sequential(http, floor, {}, n)))
+        with cpu_spent() as on_hit:
+            out.latency.append(
+                ("cache hit: GET /api/state, live session", await sequential(http, "/api/state", state, n))
+            )
+        with cpu_spent() as on_health:
+            await sequential(http, "/health", {}, n)
         out.cpu = {
-            "GET /bare (the floor)": await cpu_per_request(lambda: http.get(floor), n),
-            "GET /health (the ingress, no session)": await cpu_per_request(lambda: http.get("/health"), n),
-            "GET /api/state (cache hit)": await cpu_per_request(lambda: http.get("/api/state", headers=state), n),
+            "GET /bare (the floor)": per(on_floor, n),
+            "GET /health (the ingress, no session)": per(on_health, n),
+            "GET /api/state (cache hit)": per(on_hit, n),
         }
-        out.idle = await idle_cpu(3.0)
+        with cpu_spent() as idle:
+            await asyncio.sleep(IDLE_SECONDS)
+        out.idle = per(idle, IDLE_SECONDS)
 
         watcher = Watcher(await client.session(live))
         await watcher.open()

@@ -10,7 +10,7 @@ import ray
 
 from ..agent.errors import AppMismatch
 from ..agent.logs import configure_logging
-from ..agent.models import Commit, Event, SessionRecord, StoredSession
+from ..agent.models import Commit, Event, SessionRecord
 from ..agent.protocols import HistoryBackend, LoadsJson
 from ..agent.stats import SIZE_BUCKETS, Histogram
 from ..backends.history import GroupCommit, open_history
@@ -40,11 +40,9 @@ class HistoryStore:
         return self._backend
 
     async def commit_json(self, app: str, raw: bytes) -> None:
-        """`commit`, given the commit's JSON: what session actors send, as Ray moves one string faster than a few
+        """Store a `Commit` given as its JSON: what session actors send, as Ray moves one string faster than a few
         pickled models (~0.2 ms of a ~2 ms call, on each of a turn's several flushes)."""
-        await self.commit(app, Commit.model_validate_json(raw))
-
-    async def commit(self, app: str, commit: Commit) -> None:
+        commit = Commit.model_validate_json(raw)
         await self._ready(app)
         started = time.perf_counter()
         await self._group.commit(app, commit)
@@ -60,11 +58,8 @@ class HistoryStore:
             "commits_per_transaction": self._commits_per_transaction.snapshot(),
         }
 
-    async def load(self, app: str, session_id: str) -> StoredSession | None:
-        return await (await self._ready(app)).load(app, session_id)
-
     async def load_json(self, app: str, session_id: str) -> bytes | None:
-        """`load` as the JSON of a `StoredSession`: one string crosses to the caller, not thousands of pickled
+        """A stored session as the JSON of a `StoredSession`: one string crosses to the caller, not thousands of pickled
         models (for 10,000 messages about 10 ms against 200)."""
         backend = await self._ready(app)
         if isinstance(backend, LoadsJson):
