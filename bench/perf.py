@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
 from aomi_runtime.actors.runtime import Runtime
-from aomi_runtime.agent.models import Commit, Message, SessionRecord
+from aomi_runtime.agent.records import Commit, Message, SessionRecord
 from aomi_runtime.backends.history import SqlHistory
 from aomi_runtime.serve_app.app import MAX_ONGOING_REQUESTS
 from aomi_runtime.serve_app.client import AsyncClient, AsyncSession

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from aomi_runtime.agent.models import Commit, Event, Message, SessionRecord
+from aomi_runtime.agent.records import Commit, Event, Message, SessionRecord
 from aomi_runtime.backends.history import GroupCommit, SqlHistory
 
 Write = Callable[[str, Commit], Awaitable[None]]

@@ -23,7 +23,7 @@ from ray.exceptions import RayActorError
 from ..agent.apps import AppSpec
 from ..agent.errors import AomiError, AppMismatch, LimitReached, NoCapacity
 from ..agent.logs import configure_logging
-from ..agent.models import utcnow
+from ..agent.records import utcnow
 from ..agent.stats import Histogram
 from .placement import SessionPlacement
 from .session import SessionActor

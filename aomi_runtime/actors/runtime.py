@@ -19,7 +19,7 @@ from ray.exceptions import RayActorError
 
 from ..agent.apps import AppSpec
 from ..agent.errors import AppMismatch, Forbidden, InvalidInput, SessionClosed, SessionNotFound, Unauthorized
-from ..agent.models import Event, SessionInfo, SessionRecord
+from ..agent.records import Event, SessionInfo, SessionRecord
 from .directory import SessionDirectory, actor_key, named_actors
 from .placement import SessionPlacement
 from .store import HistoryStore
@@ -89,7 +89,7 @@ class Runtime:
         }
         self._handles: OrderedDict[str, _Found] = OrderedDict()
         self._good_keys: dict[tuple[str, str], float] = {}
-        self.cache = {"hits": 0, "misses": 0}  # of this replica's handle cache
+        self.handle_counts = {"hits": 0, "misses": 0}  # of this replica's handle cache (`_handles`)
         self._key_cache_seconds = key_cache_seconds
 
     async def authorize(self, app: AppActors, key: str | None) -> None:
@@ -162,9 +162,9 @@ class Runtime:
             if app is not None and cached.app.spec.name != app:
                 raise AppMismatch(f"The session {session_id!r} belongs to another App than {app!r}.")
             self._handles.move_to_end(session_id)
-            self.cache["hits"] += 1
+            self.handle_counts["hits"] += 1
             return cached
-        self.cache["misses"] += 1
+        self.handle_counts["misses"] += 1
         self._handles.pop(session_id, None)
         if app is not None:
             candidates = [self.app(app)]

@@ -20,8 +20,8 @@ from ..agent.apps import App, AppSpec
 from ..agent.demo_tools import DEMO_TOOLS
 from ..agent.errors import SessionClosed
 from ..agent.logs import configure_logging
-from ..agent.models import Event, SessionInfo
-from ..agent.session import Session
+from ..agent.records import Event, SessionInfo
+from ..agent.session import LiveSession
 from ..agent.tools import ToolRegistry
 from ..backends.models import load_model
 from .store_client import StoreClient
@@ -29,7 +29,7 @@ from .store_client import StoreClient
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def build_app(spec: AppSpec, model_keys: Mapping[str, SecretStr]) -> App:
+def assemble_app(spec: AppSpec, model_keys: Mapping[str, SecretStr]) -> App:
     """The App a spec declares, with a provider per model (given its key) and its tool registry."""
     providers = {
         m.slug: load_model(m, model_keys[m.api_key_env].get_secret_value() if m.api_key_env in model_keys else None)
@@ -55,10 +55,10 @@ class SessionActor:
 
     def __init__(self, spec: AppSpec, store: Any, model_keys: Mapping[str, SecretStr], directory: Any = None) -> None:
         configure_logging()
-        self._app = build_app(spec, model_keys)
+        self._app = assemble_app(spec, model_keys)
         self._history = StoreClient(store)
         self._directory = directory
-        self._session: Session | None = None
+        self._session: LiveSession | None = None
 
     # --- held by the directory ------------------------------------------------------------------
 
@@ -78,9 +78,9 @@ class SessionActor:
             return "live"
         found = await self._history.load(self._app.name, session_id) if stored else None
         if found is not None:
-            session = await Session.restore(self._app, self._history, found)
+            session = await LiveSession.restore(self._app, self._history, found)
         else:  # new, or deleted since the directory looked
-            session = await Session.create(self._app, self._history, session_id, public_key=public_key)
+            session = await LiveSession.create(self._app, self._history, session_id, public_key=public_key)
         if self._directory is not None:
             session.on_turn = self._directory.record_turn.remote  # told, not awaited
         self._session = session
@@ -107,7 +107,7 @@ class SessionActor:
             "private_bytes": private_bytes(),
         }
 
-    def _live(self, session_id: str) -> Session:
+    def _live(self, session_id: str) -> LiveSession:
         session = self._session
         if session is None or session.session_id != session_id:
             raise SessionClosed(f"The session {session_id!r} is no longer held here; look it up again.")

@@ -10,8 +10,8 @@ import ray
 
 from ..agent.errors import AppMismatch
 from ..agent.logs import configure_logging
-from ..agent.models import Commit, Event, SessionRecord
 from ..agent.protocols import HistoryBackend, LoadsJson
+from ..agent.records import Commit, Event, SessionRecord
 from ..agent.stats import SIZE_BUCKETS, Histogram
 from ..backends.history import GroupCommit, open_history
 from ..backends.keys import SqlKeys

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..agent.models import Commit, Event, SessionRecord, StoredSession
+from ..agent.records import Commit, Event, SessionRecord, StoredSession
 
 
 class StoreClient:

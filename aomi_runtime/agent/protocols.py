@@ -8,7 +8,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from .models import Commit, Event, SessionRecord, StoredSession
+from .records import Commit, Event, SessionRecord, StoredSession
 
 # --- history ------------------------------------------------------------------------------------
 

@@ -21,9 +21,11 @@ from typing import Any
 from .apps import App, compact_json, utf8_size
 from .errors import AomiError, InvalidInput, LimitReached, SessionClosed
 from .logs import fingerprint, log_failure
-from .models import (
+from .protocols import HistoryBackend
+from .records import (
     DEFAULT_TITLE,
     INTERRUPTION,
+    MAX_TITLE_CHARS,
     Commit,
     Event,
     Message,
@@ -37,7 +39,6 @@ from .models import (
     system_notice,
     utcnow,
 )
-from .protocols import HistoryBackend
 from .titles import generate_title
 from .turn import run_turn
 
@@ -47,7 +48,6 @@ RECENT_EVENTS = 1024
 EVENT_PAGE = 500
 RETRY_WINDOW = 64  # how far back a retried chat request is looked for
 STREAM_LEASE_SECONDS = 5.0  # an open stream not heard from for this long (beyond its wait) is counted gone
-MAX_TITLE_CHARS = 200
 CUT_SHORT = (
     "The previous turn was cut short when its session stopped unexpectedly; "
     "send the message again if it still needs an answer."
@@ -67,7 +67,7 @@ RUNTIME_EVENTS = frozenset(
 )
 
 
-class Session:
+class LiveSession:
     """One conversation, live. Create it with `create` or `restore`; stop it with `close`."""
 
     def __init__(
@@ -100,7 +100,7 @@ class Session:
     @classmethod
     async def create(
         cls, app: App, history: HistoryBackend, session_id: str, *, public_key: str | None = None
-    ) -> Session:
+    ) -> LiveSession:
         """A new session, stored before it is returned. Raises `AppMismatch` if the id is another App's."""
         record = SessionRecord(session_id=session_id, app=app.name, public_key=public_key)
         session = cls(app, history, StoredSession(record=record))
@@ -109,7 +109,7 @@ class Session:
         return session
 
     @classmethod
-    async def restore(cls, app: App, history: HistoryBackend, stored: StoredSession) -> Session:
+    async def restore(cls, app: App, history: HistoryBackend, stored: StoredSession) -> LiveSession:
         """The reconstructor: a stored session made live, a turn left open closed, its queue resumed."""
         session = cls(app, history, stored)
         if session.record.is_processing or any(m.is_streaming for m in session.messages):

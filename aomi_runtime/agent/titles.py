@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .models import Message
 from .protocols import ModelProvider, ModelRequest, TextDelta
+from .records import Message
 from .turn import to_model_messages
 
 TITLE_INSTRUCTION = (
     "Give this conversation a short title of at most six words. Answer with the title alone, without quotes."
 )
-MAX_TITLE_CHARS = 80
+AUTO_TITLE_CHARS = 80  # a generated title is short; a title given by hand may run to MAX_TITLE_CHARS
 TITLE_CONTEXT_MESSAGES = 6
 
 
 def clean_title(text: str) -> str:
-    """First line, no surrounding quotes or trailing period, at most `MAX_TITLE_CHARS` characters."""
+    """First line, no surrounding quotes or trailing period, at most `AUTO_TITLE_CHARS` characters."""
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     line = line.strip("\"'`*# ").rstrip(".").strip()
-    if len(line) > MAX_TITLE_CHARS:
-        line = line[: MAX_TITLE_CHARS - 1].rstrip() + "…"
+    if len(line) > AUTO_TITLE_CHARS:
+        line = line[: AUTO_TITLE_CHARS - 1].rstrip() + "…"
     return line
 
 

@@ -10,8 +10,8 @@ from typing import Any, Protocol
 
 from .apps import App
 from .errors import ModelUnavailable
-from .models import Message, ToolCall
 from .protocols import ModelMessage, ModelRequest, TextDelta, ToolCallRequest
+from .records import Message, ToolCall
 from .tools import ToolContext
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from ..agent.models import utcnow
+from ..agent.records import utcnow
 from .history import MEMORY_URL, _dialects
 
 KEY_PREFIX = "aomi"

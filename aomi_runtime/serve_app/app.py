@@ -35,11 +35,11 @@ class Ingress:
         return create_api(self._runtime, self._settings)
 
 
-def build_app(settings: Settings) -> Application:
+def build_application(settings: Settings) -> Application:
     """The runtime as a Serve application, for `serve.run`."""
     return Ingress.bind(settings)
 
 
 def build(args: dict[str, Any]) -> Application:
     """Builder for `serve run aomi_runtime.serve_app.app:build database_url=...` (other settings from `AOMI_*`)."""
-    return build_app(Settings(**args))
+    return build_application(Settings(**args))

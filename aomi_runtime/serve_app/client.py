@@ -23,7 +23,7 @@ from httpx_sse import aconnect_sse
 
 from ..agent.apps import DEFAULT_APP
 from ..agent.errors import SessionNotFound
-from ..agent.models import Event, Message, SessionInfo, Snapshot, SystemEvent
+from ..agent.records import Event, Message, SessionInfo, Snapshot, SystemEvent
 from .progress import TurnProgress, progress_for
 from .status import ServerError, error_of_status
 

@@ -126,10 +126,10 @@ def deploy(settings: Settings) -> None:
     from ray import serve
     from ray.serve.schema import LoggingConfig
 
-    from .app import build_app
+    from .app import build_application
 
     logging_config = LoggingConfig(enable_access_log=settings.access_log)
-    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", logging_config=logging_config)
+    serve.run(build_application(settings), name=APP_NAME, route_prefix="/", logging_config=logging_config)
 
 
 def direct_urls(app: str, host: str) -> tuple[str, ...]:

@@ -53,7 +53,7 @@ class Metrics:
     async def render(self, runtime: Runtime) -> bytes:
         stats = await runtime.stats()
         scrape = CollectorRegistry()
-        scrape.register(_Snapshot(stats, runtime.cache))
+        scrape.register(_Snapshot(stats, runtime.handle_counts))
         return generate_latest(self.registry) + generate_latest(scrape)
 
 

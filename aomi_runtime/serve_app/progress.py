@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Protocol, TextIO
 
-from ..agent.models import Event
+from ..agent.records import Event
 
 BAR_WIDTH = 20
 

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from ..actors.runtime import Runtime
 from ..agent.apps import DEFAULT_APP, utf8_size
 from ..agent.errors import InvalidInput, SessionNotFound
-from ..agent.models import EMPTY_SNAPSHOT, SessionInfo, is_valid_session_id
+from ..agent.records import EMPTY_SNAPSHOT, SessionInfo, is_valid_session_id
 from . import errors
 from .metrics import Metrics, RequestTimer
 from .schema import (

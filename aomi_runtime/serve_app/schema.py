@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..agent.models import SESSION_ID_PATTERN, Snapshot
+from ..agent.records import SESSION_ID_PATTERN, Snapshot
 
 Answers = dict[int | str, dict[str, Any]]
 

@@ -10,7 +10,7 @@ from prometheus_client import Gauge
 from pydantic_core import to_json
 
 from ..actors.runtime import Runtime
-from ..agent.models import Event
+from ..agent.records import Event
 
 KEEP_ALIVE = b": keep-alive\n\n"
 

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..agent.apps import DEFAULT_APP
-from ..agent.models import Event, Message, SessionInfo, Snapshot
+from ..agent.records import Event, Message, SessionInfo, Snapshot
 from .client import DEFAULT_URL, IN_CLUSTER_URL, AsyncClient, AsyncSession, Reply, in_cluster_transport
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from aomi_runtime.actors.directory import WARM_ACTORS, WORKER_PREFIX, named_acto
 from aomi_runtime.actors.runtime import Runtime
 from aomi_runtime.agent.apps import AppSpec, Limits
 from aomi_runtime.agent.errors import AppMismatch, LimitReached, SessionNotFound
-from aomi_runtime.agent.models import Commit, SessionRecord, utcnow
+from aomi_runtime.agent.records import Commit, SessionRecord, utcnow
 from aomi_runtime.agent.session import CUT_SHORT
 from aomi_runtime.backends.history import SqlHistory
 from tests.helpers import eventually, holders

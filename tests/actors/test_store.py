@@ -14,7 +14,7 @@ import ray
 from aomi_runtime.actors.store import HistoryStore
 from aomi_runtime.actors.store_client import StoreClient
 from aomi_runtime.agent.errors import AppMismatch
-from aomi_runtime.agent.models import Commit, Event, Message, SessionRecord
+from aomi_runtime.agent.records import Commit, Event, Message, SessionRecord
 from aomi_runtime.backends.history import SqlHistory
 from tests.contracts.test_history_backend import long_history
 

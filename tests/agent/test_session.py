@@ -18,7 +18,7 @@ from aomi_runtime.agent.errors import (
     SessionClosed,
     StorageError,
 )
-from aomi_runtime.agent.models import (
+from aomi_runtime.agent.records import (
     INTERRUPTION,
     Commit,
     Event,
@@ -27,12 +27,12 @@ from aomi_runtime.agent.models import (
     SessionRecord,
     StoredSession,
 )
-from aomi_runtime.agent.session import CUT_SHORT, Session
+from aomi_runtime.agent.session import CUT_SHORT, LiveSession
 from aomi_runtime.backends.history import InMemoryHistory
 from tests.helpers import scripted_app
 
 
-async def events_until(session: Session, type_: str, after: int = 0, timeout: float = 10.0) -> list[Event]:
+async def events_until(session: LiveSession, type_: str, after: int = 0, timeout: float = 10.0) -> list[Event]:
     """Every event after `after` up to and including the first of `type_`: waits on the session's log."""
     seen: list[Event] = []
     deadline = time.monotonic() + timeout
@@ -56,13 +56,13 @@ def history() -> InMemoryHistory:
 
 
 @pytest.fixture
-async def session(history: InMemoryHistory) -> Session:
-    s = await Session.create(scripted_app(), history, "s1", public_key="0xuser")
+async def session(history: InMemoryHistory) -> LiveSession:
+    s = await LiveSession.create(scripted_app(), history, "s1", public_key="0xuser")
     yield s
     await s.close()
 
 
-async def test_chat_answers_at_once_with_the_turn_running(session: Session) -> None:
+async def test_chat_answers_at_once_with_the_turn_running(session: LiveSession) -> None:
     snap = await session.chat("hello there")
     assert [m.sender for m in snap.messages] == ["user", "agent"]
     assert snap.messages[0].content == "hello there" and not snap.messages[0].is_streaming
@@ -70,7 +70,7 @@ async def test_chat_answers_at_once_with_the_turn_running(session: Session) -> N
     assert snap.is_processing and snap.title == "New Chat" and snap.system_events == []
 
 
-async def test_plain_reply_streams_into_one_message_and_ends_the_turn(session: Session) -> None:
+async def test_plain_reply_streams_into_one_message_and_ends_the_turn(session: LiveSession) -> None:
     await session.chat("hello there")
     events = await events_until(session, "processing_done")
     snap = await session.snapshot()
@@ -84,7 +84,7 @@ async def test_plain_reply_streams_into_one_message_and_ends_the_turn(session: S
     assert events[2].data["message"]["content"] == 'You said: "hello there"'
 
 
-async def test_tool_turn_has_the_shapes_clients_expect(session: Session) -> None:
+async def test_tool_turn_has_the_shapes_clients_expect(session: LiveSession) -> None:
     await session.chat('/tool long_task {"steps": 3, "pause": 0.01}')
     events = await events_until(session, "processing_done")
     snap = await session.snapshot()
@@ -109,7 +109,7 @@ async def test_tool_turn_has_the_shapes_clients_expect(session: Session) -> None
     }
 
 
-async def test_topic_argument_names_the_tool_result(session: Session) -> None:
+async def test_topic_argument_names_the_tool_result(session: LiveSession) -> None:
     await session.chat('/tool time_now {"topic": "clock"}')
     await events_until(session, "processing_done")
     result = (await session.snapshot()).messages[2]
@@ -117,7 +117,7 @@ async def test_topic_argument_names_the_tool_result(session: Session) -> None:
     assert result.tool_call is not None and result.tool_call.arguments == {"topic": "clock"}
 
 
-async def test_failing_and_unknown_tools_reach_the_model_as_errors(session: Session) -> None:
+async def test_failing_and_unknown_tools_reach_the_model_as_errors(session: LiveSession) -> None:
     await session.chat("/tool always_fails")
     events = await events_until(session, "processing_done")
     complete = next(e.data for e in events if e.data["type"] == "tool_complete")
@@ -132,7 +132,7 @@ async def test_failing_and_unknown_tools_reach_the_model_as_errors(session: Sess
     assert "Unknown tool 'no_such_tool'" in last and "time_now, long_task, always_fails" in last
 
 
-async def test_model_failure_ends_the_turn_with_a_system_error_handed_out_once(session: Session) -> None:
+async def test_model_failure_ends_the_turn_with_a_system_error_handed_out_once(session: LiveSession) -> None:
     await session.chat("/error the provider is down")
     events = await events_until(session, "processing_done")
     assert events[-1].data["error"] == "The scripted model failed, as asked: the provider is down"
@@ -142,7 +142,7 @@ async def test_model_failure_ends_the_turn_with_a_system_error_handed_out_once(s
     assert (await session.snapshot()).system_events == []
 
 
-async def test_messages_sent_during_a_turn_are_queued_in_order(session: Session) -> None:
+async def test_messages_sent_during_a_turn_are_queued_in_order(session: LiveSession) -> None:
     await session.chat("count to 10")
     snap = await session.chat("first")
     snap = await session.chat("second")
@@ -162,7 +162,7 @@ async def test_messages_sent_during_a_turn_are_queued_in_order(session: Session)
     assert [m.id for m in snap.messages] == list(range(6))
 
 
-async def test_interrupt_stops_the_turn_keeps_its_text_and_is_idempotent(session: Session) -> None:
+async def test_interrupt_stops_the_turn_keeps_its_text_and_is_idempotent(session: LiveSession) -> None:
     await session.chat("count to 1000")
     await asyncio.sleep(0.1)  # let a few numbers stream
     snap = await session.interrupt()
@@ -180,7 +180,7 @@ async def test_interrupt_stops_the_turn_keeps_its_text_and_is_idempotent(session
     assert (await session.snapshot()).messages[-1].content == 'You said: "still there?"'
 
 
-async def test_interrupt_leaves_queued_messages_their_turn(session: Session) -> None:
+async def test_interrupt_leaves_queued_messages_their_turn(session: LiveSession) -> None:
     await session.chat("count to 1000")
     await session.chat("next")
     await session.interrupt()
@@ -189,7 +189,7 @@ async def test_interrupt_leaves_queued_messages_their_turn(session: Session) -> 
     assert (await session.snapshot()).messages[-1].content == 'You said: "next"'
 
 
-async def test_title_is_made_after_the_first_turn_and_a_manual_one_stays(session: Session) -> None:
+async def test_title_is_made_after_the_first_turn_and_a_manual_one_stays(session: LiveSession) -> None:
     await session.chat("plan a trip to Lisbon in May please")
     events = await events_until(session, "title_changed")
     assert events[-1].data["new_title"] == "Plan a trip to Lisbon in"
@@ -200,7 +200,7 @@ async def test_title_is_made_after_the_first_turn_and_a_manual_one_stays(session
     assert session.record.title_is_manual
 
 
-async def test_manual_title_during_the_first_turn_is_never_overwritten(session: Session) -> None:
+async def test_manual_title_during_the_first_turn_is_never_overwritten(session: LiveSession) -> None:
     await session.chat("count to 5")
     await session.rename("Chosen")
     events = await events_until(session, "processing_done")
@@ -208,7 +208,7 @@ async def test_manual_title_during_the_first_turn_is_never_overwritten(session: 
     assert (await session.snapshot()).title == "Chosen"
 
 
-async def test_system_text_and_json_are_published_handed_out_once_and_shown_to_the_model(session: Session) -> None:
+async def test_system_text_and_json_are_published_handed_out_once_and_shown_to_the_model(session: LiveSession) -> None:
     assert await session.post_system("maintenance at 5") == "maintenance at 5"
     posted = {"type": "wallet_tx", "payload": {"hash": "0x1"}, "session_id": "forged"}
     assert await session.post_system(json.dumps(posted)) == posted
@@ -229,7 +229,7 @@ async def test_system_text_and_json_are_published_handed_out_once_and_shown_to_t
     assert "- maintenance at 5" in prompt and '"hash": "0x1"' in prompt
 
 
-async def test_user_state_is_kept_as_sent_and_summarized_to_the_model(session: Session) -> None:
+async def test_user_state_is_kept_as_sent_and_summarized_to_the_model(session: LiveSession) -> None:
     state = {"connection": {"isConnected": True}, "evm": {"address": "0xabc", "chainId": 8453}}
     await session.chat("/system", user_state=state)
     await events_until(session, "processing_done")
@@ -238,7 +238,7 @@ async def test_user_state_is_kept_as_sent_and_summarized_to_the_model(session: S
     assert "User state: wallet 0xabc, chain id 8453, connected." in snap.messages[-1].content
 
 
-async def test_every_message_and_event_is_stored_as_it_happens(session: Session, history: InMemoryHistory) -> None:
+async def test_every_message_and_event_is_stored_as_it_happens(session: LiveSession, history: InMemoryHistory) -> None:
     await session.chat('/tool long_task {"steps": 2, "pause": 0.01}')
     await events_until(session, "title_changed")
     stored = await history.load("default", "s1")
@@ -250,14 +250,14 @@ async def test_every_message_and_event_is_stored_as_it_happens(session: Session,
     assert events == await session.events_after(0, 0)
 
 
-async def test_a_retried_request_adds_its_message_once(session: Session) -> None:
+async def test_a_retried_request_adds_its_message_once(session: LiveSession) -> None:
     await session.chat("once", request_id="r-1")
     snap = await session.chat("once", request_id="r-1")
     assert [m.content for m in snap.messages if m.sender == "user"] == ["once"]
 
 
 async def test_a_public_key_binds_a_session_that_has_none(history: InMemoryHistory) -> None:
-    session = await Session.create(scripted_app(), history, "unbound")
+    session = await LiveSession.create(scripted_app(), history, "unbound")
     await session.chat("hi", public_key="0xfirst")
     await session.chat("again", public_key="0xsecond")
     assert [r.session_id for r in await history.list("default", "0xfirst", 10)] == ["unbound"]
@@ -265,7 +265,7 @@ async def test_a_public_key_binds_a_session_that_has_none(history: InMemoryHisto
     await session.close()
 
 
-async def test_events_after_waits_for_the_next_event(session: Session) -> None:
+async def test_events_after_waits_for_the_next_event(session: LiveSession) -> None:
     assert await session.events_after(0, 0.01) == []
     waiter = asyncio.create_task(session.events_after(0, 5))
     await asyncio.sleep(0.01)
@@ -274,7 +274,7 @@ async def test_events_after_waits_for_the_next_event(session: Session) -> None:
     assert [e.data["message"] for e in await waiter] == ["wake up"]
 
 
-async def test_limits_and_empty_messages_are_refused(session: Session) -> None:
+async def test_limits_and_empty_messages_are_refused(session: LiveSession) -> None:
     with pytest.raises(MessageTooLarge):
         await session.chat("x" * (64 * 1024 + 1))
     with pytest.raises(InvalidInput):
@@ -283,7 +283,7 @@ async def test_limits_and_empty_messages_are_refused(session: Session) -> None:
     assert len(snap.messages) == 2
 
 
-async def test_a_closed_session_refuses_calls(session: Session) -> None:
+async def test_a_closed_session_refuses_calls(session: LiveSession) -> None:
     await session.chat("count to 1000")
     await session.close()
     with pytest.raises(SessionClosed):
@@ -292,10 +292,10 @@ async def test_a_closed_session_refuses_calls(session: Session) -> None:
 
 
 async def test_another_apps_session_id_is_refused(history: InMemoryHistory) -> None:
-    await Session.create(scripted_app(), history, "taken")
+    await LiveSession.create(scripted_app(), history, "taken")
     other = scripted_app(AppSpec(name="other"))
     with pytest.raises(AppMismatch):
-        await Session.create(other, history, "taken")
+        await LiveSession.create(other, history, "taken")
 
 
 async def test_restore_closes_a_turn_its_process_left_open(history: InMemoryHistory) -> None:
@@ -307,7 +307,7 @@ async def test_restore_closes_a_turn_its_process_left_open(history: InMemoryHist
     await history.commit("default", Commit(record=record, messages=messages))
     stored = await history.load("default", "s9")
     assert stored is not None
-    session = await Session.restore(scripted_app(), history, stored)
+    session = await LiveSession.restore(scripted_app(), history, stored)
     snap = await session.snapshot()
     assert not snap.is_processing
     assert [(m.content, m.is_streaming) for m in snap.messages] == [("count to 1000", False), ("1 2 3", False)]
@@ -323,7 +323,7 @@ async def test_restore_closes_a_turn_its_process_left_open(history: InMemoryHist
 async def test_restore_gives_queued_messages_their_turns(history: InMemoryHistory) -> None:
     record = SessionRecord(session_id="s8", app="default", queue=[QueuedMessage(content="waiting")])
     await history.commit("default", Commit(record=record))
-    session = await Session.restore(scripted_app(), history, StoredSession(record=record))
+    session = await LiveSession.restore(scripted_app(), history, StoredSession(record=record))
     await events_until(session, "processing_done")
     assert [m.content for m in (await session.snapshot()).messages] == ["waiting", 'You said: "waiting"']
     await session.close()
@@ -342,7 +342,7 @@ class FailingHistory(InMemoryHistory):
 
 async def test_a_message_that_could_not_be_stored_is_refused_and_the_session_rebuilt_from_storage() -> None:
     history = FailingHistory()
-    session = await Session.create(scripted_app(), history, "s7")
+    session = await LiveSession.create(scripted_app(), history, "s7")
     history.up = False
     with pytest.raises(StorageError):
         await session.chat("lost")
@@ -351,7 +351,7 @@ async def test_a_message_that_could_not_be_stored_is_refused_and_the_session_reb
     history.up = True
     stored = await history.load("default", "s7")
     assert stored is not None and stored.messages == [] and not stored.record.is_processing
-    rebuilt = await Session.restore(scripted_app(), history, stored)
+    rebuilt = await LiveSession.restore(scripted_app(), history, stored)
     await rebuilt.chat("kept")
     await events_until(rebuilt, "processing_done")
     assert [m.content for m in (await rebuilt.snapshot()).messages] == ["kept", 'You said: "kept"']
@@ -360,7 +360,7 @@ async def test_a_message_that_could_not_be_stored_is_refused_and_the_session_reb
     await rebuilt.close()
 
 
-async def test_open_streams_are_counted_and_one_too_many_is_refused(session: Session) -> None:
+async def test_open_streams_are_counted_and_one_too_many_is_refused(session: LiveSession) -> None:
     assert session.open_stream("a", max_streams=2) == session.record.last_seq
     session.open_stream("b", max_streams=2)
     session.open_stream("a", max_streams=2)  # the same stream again is not another one
@@ -373,7 +373,7 @@ async def test_open_streams_are_counted_and_one_too_many_is_refused(session: Ses
 
 
 async def test_a_cancelled_wait_closes_its_stream_and_a_silent_one_runs_out(
-    session: Session, monkeypatch: pytest.MonkeyPatch
+    session: LiveSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session.open_stream("gone", max_streams=4)
     session.open_stream("silent", max_streams=4)
@@ -389,7 +389,7 @@ async def test_a_cancelled_wait_closes_its_stream_and_a_silent_one_runs_out(
 
 
 async def test_a_snapshot_never_shows_a_turn_finished_before_its_end_is_stored(history: InMemoryHistory) -> None:
-    session = await Session.create(scripted_app(), history, "slow-store")
+    session = await LiveSession.create(scripted_app(), history, "slow-store")
     await session.chat("hello")
     await events_until(session, "title_changed")  # a later turn: no title is made after it
     held, release = asyncio.Event(), asyncio.Event()

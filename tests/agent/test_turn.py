@@ -10,8 +10,8 @@ import pytest
 from aomi_runtime.agent.apps import App, AppSpec, Limits
 from aomi_runtime.agent.demo_tools import DEMO_TOOLS
 from aomi_runtime.agent.errors import ModelUnavailable
-from aomi_runtime.agent.models import Message, ToolCall
 from aomi_runtime.agent.protocols import ModelChunk, ModelRequest, TextDelta, ToolCallRequest
+from aomi_runtime.agent.records import Message, ToolCall
 from aomi_runtime.agent.tools import ToolRegistry
 from aomi_runtime.agent.turn import run_turn, summarize_user_state, to_model_messages
 from tests.helpers import scripted_app

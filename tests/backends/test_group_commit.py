@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from aomi_runtime.agent.errors import AppMismatch, StorageError
-from aomi_runtime.agent.models import Commit, Event, Message, SessionRecord
+from aomi_runtime.agent.records import Commit, Event, Message, SessionRecord
 from aomi_runtime.backends.history import GroupCommit, InMemoryHistory, SqlHistory, open_history
 
 

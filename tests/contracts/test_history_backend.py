@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from aomi_runtime.agent.errors import AppMismatch, InvalidInput
-from aomi_runtime.agent.models import Commit, Event, Message, QueuedMessage, SessionRecord, ToolCall, utcnow
 from aomi_runtime.agent.protocols import HistoryBackend
+from aomi_runtime.agent.records import Commit, Event, Message, QueuedMessage, SessionRecord, ToolCall, utcnow
 from aomi_runtime.backends.history import InMemoryHistory, SqlHistory, open_history
 
 

@@ -21,7 +21,7 @@ from aomi_runtime.agent.errors import (
     SessionNotFound,
     Unauthorized,
 )
-from aomi_runtime.agent.models import INTERRUPTION
+from aomi_runtime.agent.records import INTERRUPTION
 from aomi_runtime.backends.keys import SqlKeys
 from aomi_runtime.serve_app.client import messages_frame
 from aomi_runtime.serve_app.settings import Settings

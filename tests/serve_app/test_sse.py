@@ -6,7 +6,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from aomi_runtime.agent.models import Event
+from aomi_runtime.agent.records import Event
 from aomi_runtime.serve_app.sse import KEEP_ALIVE, EventStream
 
 

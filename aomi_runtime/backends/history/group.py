@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import DataError, IntegrityError
 
 from ...agent.errors import AppMismatch
-from ...agent.models import Commit
 from ...agent.protocols import BatchCommits, HistoryBackend
+from ...agent.records import Commit
 
 MAX_BATCH = 128  # commits in one transaction: bounds its size and the time one write holds the database
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ...agent.errors import AppMismatch
-from ...agent.models import Commit, Event, Message, SessionRecord, StoredSession
+from ...agent.records import Commit, Event, Message, SessionRecord, StoredSession
 
 
 @dataclass

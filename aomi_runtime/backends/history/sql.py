@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...agent.errors import AppMismatch, StorageError
-from ...agent.models import Commit, Event, SessionRecord, StoredSession
+from ...agent.records import Commit, Event, SessionRecord, StoredSession
 from . import _dialects
 
 metadata = MetaData()

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_TITLE = "New Chat"
+MAX_TITLE_CHARS = 200  # of any title, a user's own or generated
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 SystemEvent = dict[str, Any]
