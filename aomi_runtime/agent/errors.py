@@ -11,10 +11,14 @@
     ├── ModelUnavailable      the model provider failed or is unknown
     ├── StorageError          the history backend could not store or read
     ├── NoCapacity            no node had room for another live session in time
-    └── LimitReached          a limit the operator set for the App (sessions it holds, streams on a session)
+    ├── LimitReached          a limit the operator set for the App (sessions it holds, streams on a session)
+    ├── ServerError           an error answer the client has no class of its own for (carries `status`)
+    ├── ConfigError           the configuration cannot be used (also a ValueError)
+    └── DeploymentError       the runtime cannot be started or reached where asked (also a RuntimeError)
 
-Each takes one positional message, so that it pickles across Ray unchanged: the serving layer maps
-classes to statuses in one table (`serve_app/status.py`).
+Each takes one positional message (`ServerError` also its status), so that it pickles across Ray unchanged:
+the serving layer maps classes to statuses in one table (`aomi_runtime/status.py`), which the Python client
+reads the other way round.
 """
 
 from __future__ import annotations
@@ -75,3 +79,22 @@ class NoCapacity(AomiError):
 class LimitReached(AomiError):
     """A limit the operator set was reached (the sessions an App holds, the streams open on a session); the
     message names it, and what frees room."""
+
+
+class ServerError(AomiError):
+    """An error answer whose status names no single class of the runtime's (a 503, a 422, a 500), or that did
+    not come from the runtime (a proxy; Serve before the runtime is deployed). `status` is the HTTP status."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConfigError(AomiError, ValueError):
+    """The configuration (a file of Apps, a setting) cannot be used; the message says where and why. A
+    `ValueError` too, so that pydantic reports it as a setting's validation error."""
+
+
+class DeploymentError(AomiError, RuntimeError):
+    """The runtime cannot be started or reached where asked: Serve already runs in the Ray instance joined,
+    direct ingress is off there, or no runtime is deployed in the cluster for an App."""

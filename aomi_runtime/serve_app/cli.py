@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from .config import ConfigError
+from ..agent.errors import ConfigError
 from .settings import Settings
 
 log = logging.getLogger("aomi_runtime")

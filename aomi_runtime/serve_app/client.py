@@ -22,10 +22,10 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from ..agent.apps import DEFAULT_APP
-from ..agent.errors import SessionNotFound
+from ..agent.errors import ServerError, SessionNotFound
 from ..agent.records import Event, Message, SessionInfo, Snapshot, SystemEvent
+from ..status import error_of_status
 from .progress import TurnProgress, progress_for
-from .status import ServerError, error_of_status
 
 if TYPE_CHECKING:
     import pandas

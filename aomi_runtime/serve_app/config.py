@@ -25,12 +25,8 @@ from pydantic import ValidationError
 
 from ..agent.apps import AppSpec
 from ..agent.demo_tools import DEMO_TOOLS
-from ..agent.errors import InvalidInput
+from ..agent.errors import ConfigError, InvalidInput
 from ..agent.tools import ToolRegistry
-
-
-class ConfigError(ValueError):
-    """The configuration file cannot be used; the message says where and why."""
 
 
 def _parse(path: Path) -> Any:

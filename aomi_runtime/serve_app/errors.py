@@ -14,7 +14,7 @@ from starlette.types import Scope
 
 from ..agent.errors import AomiError
 from ..agent.logs import log_failure
-from .status import status_of
+from ..status import status_of
 
 log = logging.getLogger(__name__)
 

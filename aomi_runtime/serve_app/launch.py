@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from ..actors.node import LEAN_RAY_ENV, lean_ray_env
+from ..agent.errors import DeploymentError
 from .settings import Settings
 
 APP_NAME = "aomi"
@@ -85,7 +86,7 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
     owns_ray = not ray.is_initialized()
     if not owns_ray and ((running := serve.status()).applications or running.proxies):
         # Starting here would take over (and, on stop, tear down) a Serve instance someone else runs.
-        raise RuntimeError(
+        raise DeploymentError(
             "Serve already runs in the Ray instance this process joined: connect to the runtime it serves with "
             "Client(url), or reach its actors with Client.in_cluster(), instead of starting another."
         )
@@ -108,7 +109,7 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
         if settings.direct_ingress:
             launched.direct_urls = direct_urls(APP_NAME, settings.host)
             if not launched.direct_urls:
-                raise RuntimeError(
+                raise DeploymentError(
                     f"Direct ingress is off in the Ray instance this process joined: start its nodes with "
                     f"{DIRECT_INGRESS_ENV}=1, or leave AOMI_DIRECT_INGRESS unset to serve through Serve's proxy."
                 )

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from aomi_runtime.agent.errors import ConfigError
 from aomi_runtime.agent.tools import ToolContext, tool
-from aomi_runtime.serve_app.config import ConfigError, load_apps
+from aomi_runtime.serve_app.config import load_apps
 
 SMALLEST = """
 apps:

@@ -6,8 +6,15 @@ import pickle
 
 import pytest
 
-from aomi_runtime.agent.errors import AomiError, InvalidInput, MessageTooLarge
-from aomi_runtime.serve_app.status import STATUS, ServerError, status_of
+from aomi_runtime.agent.errors import (
+    AomiError,
+    ConfigError,
+    DeploymentError,
+    InvalidInput,
+    MessageTooLarge,
+    ServerError,
+)
+from aomi_runtime.status import STATUS, status_of
 
 
 def every_error() -> list[type[AomiError]]:
@@ -27,8 +34,11 @@ def test_every_error_pickles_with_its_message(cls: type[AomiError]) -> None:
 
 
 def test_every_error_but_the_base_has_a_status() -> None:
-    # ServerError is the client's, for an answer of any other status: it carries its own.
-    assert {cls for cls in every_error() if cls not in (AomiError, ServerError)} <= set(STATUS)
+    # ServerError is the client's, for an answer of any other status: it carries its own. ConfigError and
+    # DeploymentError stop a start, never answer a request.
+    unanswered = (AomiError, ServerError, ConfigError, DeploymentError)
+    assert {cls for cls in every_error() if cls not in unanswered} <= set(STATUS)
+    assert not set(unanswered) & set(STATUS)
     assert status_of(ServerError("x", 418)) == 500 and ServerError("x", 418).status == 418
     assert status_of(MessageTooLarge("x")) == 413 and status_of(InvalidInput("x")) == 400
     assert status_of(AomiError("x")) == 500

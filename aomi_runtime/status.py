@@ -3,7 +3,7 @@ and, the other way round, by the Python client (so it raises the class the serve
 
 from __future__ import annotations
 
-from ..agent.errors import (
+from .agent.errors import (
     AomiError,
     AppMismatch,
     Forbidden,
@@ -12,6 +12,7 @@ from ..agent.errors import (
     MessageTooLarge,
     ModelUnavailable,
     NoCapacity,
+    ServerError,
     SessionClosed,
     SessionNotFound,
     StorageError,
@@ -35,15 +36,6 @@ STATUS: dict[type[AomiError], int] = {
 
 def status_of(exc: AomiError) -> int:
     return next((STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS), 500)
-
-
-class ServerError(AomiError):
-    """An error answer whose status names no single class of the runtime's (a 503, a 422, a 500), or that did
-    not come from the runtime (a proxy; Serve before the runtime is deployed). `status` is the HTTP status."""
-
-    def __init__(self, message: str, status: int = 500) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def error_of_status(status: int, message: str) -> AomiError:
