@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -18,51 +16,15 @@ from pydantic import SecretStr
 from ray.exceptions import RayActorError
 
 from ..agent.apps import AppSpec
-from ..agent.errors import AppMismatch, Forbidden, InvalidInput, SessionClosed, SessionNotFound, Unauthorized
+from ..agent.errors import AppMismatch, InvalidInput, SessionClosed, SessionNotFound
 from ..agent.records import Event, SessionInfo, SessionRecord
-from .directory import SessionDirectory, actor_key, named_actors
+from .app_actors import DEFAULT_NAMESPACE, AppActors, app_namespace
+from .directory import actor_key, named_actors
 from .placement import SessionPlacement
-from .store import HistoryStore
 
 HANDLE_CACHE_SIZE = 10_000
-DEFAULT_NAMESPACE = "aomi"
 
 _GONE = (RayActorError, SessionClosed)
-
-
-def app_namespace(prefix: str, app: str) -> str:
-    return f"{prefix}-{app}"
-
-
-@dataclass(frozen=True)
-class AppActors:
-    """One App's actors, in its own namespace: the directory of its sessions and the store of its history."""
-
-    spec: AppSpec
-    namespace: str
-    directory: Any
-    store: Any
-
-    @classmethod
-    def start(
-        cls,
-        spec: AppSpec,
-        database_url: str,
-        namespace: str,
-        model_keys: Mapping[str, SecretStr],
-        placement: SessionPlacement | None = None,
-    ) -> AppActors:
-        """Get the App's actors, creating them if this is the first caller. Detached: they outlive any replica.
-
-        Only the provider keys this App's models name reach its actors; `placement` says where its session
-        actors may run."""
-        own_keys = {m.api_key_env: model_keys[m.api_key_env] for m in spec.models if m.api_key_env in model_keys}
-        options = {"namespace": namespace, "lifetime": "detached", "get_if_exists": True}
-        store = HistoryStore.options(name="store", **options).remote(spec.name, database_url)
-        directory = SessionDirectory.options(name="directory", **options).remote(
-            spec, store, namespace, own_keys, placement=placement
-        )
-        return cls(spec=spec, namespace=namespace, directory=directory, store=store)
 
 
 @dataclass(frozen=True)
@@ -80,7 +42,6 @@ class Runtime:
         database_url: str,
         namespace: str = DEFAULT_NAMESPACE,
         model_keys: Mapping[str, SecretStr] | None = None,
-        key_cache_seconds: float = 30.0,
         placement: SessionPlacement | None = None,
     ) -> None:
         self.apps = {
@@ -88,42 +49,11 @@ class Runtime:
             for s in specs
         }
         self._handles: OrderedDict[str, _Found] = OrderedDict()
-        self._good_keys: dict[tuple[str, str], float] = {}
         self.handle_counts = {"hits": 0, "misses": 0}  # of this replica's handle cache (`_handles`)
-        self._key_cache_seconds = key_cache_seconds
 
-    async def authorize(self, app: AppActors, key: str | None) -> None:
-        """Let a request change `app`'s sessions: public Apps need no key, others one scoped to them.
-
-        Raises:
-            Unauthorized: no key sent to a keyed App.
-            Forbidden: the key is unknown, revoked, or another App's.
-        """
-        if app.spec.public:
-            return
-        if not key:
-            raise Unauthorized(f"The App {app.spec.name!r} needs a key: send it in the X-API-Key header.")
-        if not await self._key_is_good(app, key):
-            raise Forbidden(f"This key does not open the App {app.spec.name!r}.")
-
-    async def visible_apps(self, key: str | None) -> list[str]:
-        """The Apps a caller may use: the public ones, and the one its key opens."""
-        keyed = [a for a in self.apps.values() if not a.spec.public]
-        opened = await asyncio.gather(*(self._key_is_good(a, key) for a in keyed)) if key else []
-        return [a.spec.name for a in self.apps.values() if a.spec.public] + [
-            a.spec.name for a, ok in zip(keyed, opened, strict=False) if ok
-        ]
-
-    async def _key_is_good(self, app: AppActors, key: str) -> bool:
-        # A good key is remembered for a short while (by its hash), so each request does not ask the database;
-        # a revoked key stops working within `key_cache_seconds`.
-        cache_key = (app.spec.name, hashlib.sha256(key.encode()).hexdigest())
-        now = time.monotonic()
-        if self._good_keys.get(cache_key, 0.0) > now:
-            return True
+    async def check_key(self, app: AppActors, key: str) -> bool:
+        """Whether `key` opens `app`: asked of the App's store, which keeps its keys hashed."""
         good: bool = await app.store.check_key.remote(key)
-        if good:
-            self._good_keys[cache_key] = now + self._key_cache_seconds
         return good
 
     def app(self, name: str) -> AppActors:
@@ -151,7 +81,7 @@ class Runtime:
         self,
         session_id: str,
         *,
-        app: str | None,
+        app: AppActors | None,
         create: bool,
         public_key: str | None = None,
         stale: Any = None,
@@ -159,15 +89,15 @@ class Runtime:
     ) -> _Found | None:
         cached = self._handles.get(session_id)
         if cached is not None and stale is None:
-            if app is not None and cached.app.spec.name != app:
-                raise AppMismatch(f"The session {session_id!r} belongs to another App than {app!r}.")
+            if app is not None and cached.app.spec.name != app.spec.name:
+                raise AppMismatch.of(session_id, app.spec.name)
             self._handles.move_to_end(session_id)
             self.handle_counts["hits"] += 1
             return cached
         self.handle_counts["misses"] += 1
         self._handles.pop(session_id, None)
         if app is not None:
-            candidates = [self.app(app)]
+            candidates = [app]
         elif (owner := await self.owner(session_id)) is not None:
             candidates = [owner]
         elif wait:
@@ -190,7 +120,7 @@ class Runtime:
         session_id: str,
         method: str,
         *args: Any,
-        app: str | None = None,
+        app: AppActors | None = None,
         create: bool = False,
         public_key: str | None = None,
     ) -> Any:
@@ -218,7 +148,7 @@ class Runtime:
         session_id: str,
         text: str,
         *,
-        app: str,
+        app: AppActors,
         user_state: dict[str, Any] | None,
         public_key: str | None,
         request_id: str | None = None,
@@ -280,9 +210,8 @@ class Runtime:
             raise SessionNotFound(f"No session {session_id!r} exists.")
         return SessionInfo.of(record)
 
-    async def list_sessions(self, apps: Sequence[str], public_key: str, limit: int) -> list[SessionInfo]:
-        chosen = [self.app(name) for name in apps]
-        lists = await asyncio.gather(*(a.store.list.remote(a.spec.name, public_key, limit) for a in chosen))
+    async def list_sessions(self, apps: Sequence[AppActors], public_key: str, limit: int) -> list[SessionInfo]:
+        lists = await asyncio.gather(*(a.store.list.remote(a.spec.name, public_key, limit) for a in apps))
         records = sorted((r for rs in lists for r in rs), key=lambda r: r.updated_at, reverse=True)
         return [SessionInfo.of(r) for r in records[:limit]]
 

@@ -17,12 +17,10 @@ import ray
 from pydantic import SecretStr
 
 from ..agent.apps import App, AppSpec
-from ..agent.demo_tools import DEMO_TOOLS
 from ..agent.errors import SessionClosed
 from ..agent.logs import configure_logging
 from ..agent.records import Event, SessionInfo
 from ..agent.session import LiveSession
-from ..agent.tools import ToolRegistry
 from ..backends.models import load_model
 from .store_client import StoreClient
 
@@ -35,7 +33,7 @@ def assemble_app(spec: AppSpec, model_keys: Mapping[str, SecretStr]) -> App:
         m.slug: load_model(m, model_keys[m.api_key_env].get_secret_value() if m.api_key_env in model_keys else None)
         for m in spec.models
     }
-    return App(spec=spec, providers=providers, tools=ToolRegistry.from_names(spec.tools, DEMO_TOOLS))
+    return App(spec=spec, providers=providers, tools=spec.tool_registry)
 
 
 def private_bytes() -> int:

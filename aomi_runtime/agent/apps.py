@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .demo_tools import DEMO_TOOLS
 from .errors import InvalidInput, MessageTooLarge, ModelUnavailable
 from .protocols import ModelProvider
 from .tools import ToolRegistry
@@ -122,6 +124,12 @@ class AppSpec(BaseModel):
         if self.default_model is not None and self.model(self.default_model) is None:
             raise ValueError(f"default_model {self.default_model!r} is not among the App's models")
         return self
+
+    @cached_property
+    def tool_registry(self) -> ToolRegistry:
+        """The App's tools, resolved once (built-ins by name, others by import path) where the spec is read, and
+        carried with it, pickled, to the actors that run turns. Raises `InvalidInput` for a tool not found."""
+        return ToolRegistry.from_names(self.tools, DEMO_TOOLS)
 
     def model(self, label_or_slug: str | None) -> ModelSpec | None:
         """The model with this slug or label; the App's default for None."""

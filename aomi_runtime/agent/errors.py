@@ -58,6 +58,11 @@ class SessionNotFound(AomiError):
 class AppMismatch(AomiError):
     """The session exists but belongs to another App; a session's App never changes."""
 
+    @classmethod
+    def of(cls, session_id: str, app: str) -> AppMismatch:
+        """The error for `session_id` asked of `app`, which does not hold it: one message wherever it is found."""
+        return cls(f"The session {session_id!r} belongs to another App than {app!r}; a session's App never changes.")
+
 
 class SessionClosed(AomiError):
     """The session's actor is closing (evicted or deleted); the caller should look it up again."""

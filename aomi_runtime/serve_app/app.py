@@ -9,7 +9,7 @@ from ray import serve
 from ray.serve import Application
 
 from ..agent.logs import configure_logging
-from .routes import create_api
+from .api import create_api
 from .settings import Settings
 
 # Each open SSE stream holds a request: allow many (the default, 5, would queue the sixth stream).

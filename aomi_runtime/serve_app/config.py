@@ -24,9 +24,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..agent.apps import AppSpec
-from ..agent.demo_tools import DEMO_TOOLS
 from ..agent.errors import ConfigError, InvalidInput
-from ..agent.tools import ToolRegistry
 
 
 def _parse(path: Path) -> Any:
@@ -70,7 +68,7 @@ def load_apps(path: Path, environ: Mapping[str, str]) -> tuple[AppSpec, ...]:
         if any(s.name == spec.name for s in specs):
             raise ConfigError(f"{where}: field 'name': another App is already named {spec.name!r}.")
         try:
-            ToolRegistry.from_names(spec.tools, DEMO_TOOLS)
+            spec.tool_registry  # noqa: B018  # resolved here, once, and kept with the spec
         except InvalidInput as exc:
             raise ConfigError(f"{where}: field 'tools': {exc}") from None
         for i, model in enumerate(spec.models):

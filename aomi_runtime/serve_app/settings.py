@@ -8,8 +8,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ..actors.app_actors import DEFAULT_NAMESPACE
 from ..actors.placement import DEFAULT_PLACEMENT_SECONDS, SessionPlacement
-from ..actors.runtime import DEFAULT_NAMESPACE, Runtime
+from ..actors.runtime import Runtime
 from ..agent.apps import DEFAULT_APP_SPEC, AppSpec
 from .config import load_apps
 
@@ -88,6 +89,4 @@ class Settings(BaseSettings):
 
     def runtime(self) -> Runtime:
         """The runtime these settings describe: its Apps' actors found, or started if none run yet."""
-        return Runtime(
-            self.apps, self.database_url, self.namespace, self.model_keys, self.key_cache_seconds, self.placement
-        )
+        return Runtime(self.apps, self.database_url, self.namespace, self.model_keys, self.placement)

@@ -40,7 +40,11 @@ def start(made: list[Runtime], tmp_path: Path, placement: SessionPlacement | Non
 
 
 async def chat(runtime: Runtime, session_id: str) -> dict[str, Any]:
-    return dict(json.loads(await runtime.chat(session_id, "hello", app="default", user_state=None, public_key=None)))
+    return dict(
+        json.loads(
+            await runtime.chat(session_id, "hello", app=runtime.app("default"), user_state=None, public_key=None)
+        )
+    )
 
 
 async def test_a_session_no_node_can_place_fails_in_time_and_leaves_nothing_behind(

@@ -4,6 +4,7 @@ sweep, a session actor, the directory or the store killed, many callers racing f
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -56,7 +57,9 @@ async def state(runtime: Runtime, session_id: str) -> dict[str, Any]:
 
 
 async def chat(runtime: Runtime, session_id: str, text: str) -> dict[str, Any]:
-    return dict(json.loads(await runtime.chat(session_id, text, app="default", user_state=None, public_key=None)))
+    return dict(
+        json.loads(await runtime.chat(session_id, text, app=runtime.app("default"), user_state=None, public_key=None))
+    )
 
 
 async def idle(runtime: Runtime, session_id: str) -> dict[str, Any]:
@@ -159,7 +162,9 @@ async def test_callers_racing_for_a_new_session_from_many_replicas_make_one_acto
     s = str(uuid.uuid4())
     name = namespace(runtime).rsplit("-", 1)[0]
     replicas = [Runtime(list(a.spec for a in runtime.apps.values()), "unused://", name) for _ in range(5)]
-    infos = await asyncio.gather(*(r.call(s, "info", app="default", create=True) for r in replicas for _ in range(20)))
+    infos = await asyncio.gather(
+        *(r.call(s, "info", app=r.app("default"), create=True) for r in replicas for _ in range(20))
+    )
     assert {i.session_id for i in infos} == {s}
     assert len(holders(namespace(runtime), s)) == 1
 
@@ -188,8 +193,9 @@ async def test_unknown_sessions_and_other_apps_are_refused(runtime: Runtime) -> 
         await runtime.call(str(uuid.uuid4()), "state", None)
     s = str(uuid.uuid4())
     await chat(runtime, s, "hello")
+    other = dataclasses.replace(runtime.app("default"), spec=AppSpec(name="other"))
     with pytest.raises(AppMismatch):
-        await runtime.call(s, "state", None, app="other")
+        await runtime.call(s, "state", None, app=other)
 
 
 # --- the live set --------------------------------------------------------------------------------------

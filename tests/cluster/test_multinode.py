@@ -19,9 +19,10 @@ from ray import serve
 from ray.serve._private import api as serve_api
 from ray.serve.schema import ServeDeploySchema
 
+from aomi_runtime.actors.app_actors import app_namespace
 from aomi_runtime.actors.directory import WORKER_PREFIX, named_actors
 from aomi_runtime.actors.placement import SessionPlacement
-from aomi_runtime.actors.runtime import Runtime, app_namespace
+from aomi_runtime.actors.runtime import Runtime
 from aomi_runtime.agent.apps import AppSpec
 from tests.cluster.conftest import SESSION_RESOURCE, in_child
 from tests.conftest import free_port
@@ -63,7 +64,7 @@ async def test_sessions_beyond_the_heads_slots_bring_up_worker_nodes_which_go_wh
     sessions = [str(uuid.uuid4()) for _ in range(3)]
     # Three live sessions and two warm actors need five slots; the head has one: they wait for nodes, bounded.
     replies = await asyncio.gather(
-        *(runtime.chat(s, "hello", app="default", user_state=None, public_key=None) for s in sessions)
+        *(runtime.chat(s, "hello", app=runtime.app("default"), user_state=None, public_key=None) for s in sessions)
     )
     assert [json.loads(r)["messages"][0]["content"] for r in replies] == ["hello"] * 3
     nodes = await placed(app_namespace(namespace, "default"), sessions)

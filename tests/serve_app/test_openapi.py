@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
-from aomi_runtime.serve_app.routes import create_api
+from aomi_runtime.serve_app.api import create_api
 from aomi_runtime.serve_app.settings import Settings
 
 # Few examples per route, each mode: the runtime is real (Ray, Serve, SQLite), and a new session costs an actor.

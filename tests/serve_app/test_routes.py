@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aomi_runtime.actors.runtime import app_namespace
+from aomi_runtime.actors.app_actors import app_namespace
 from tests.conftest import TEST_NAMESPACE
 from tests.helpers import eventually, holders
 from tests.serve_app.conftest import h, sid

@@ -8,7 +8,7 @@ import json
 import httpx
 import ray
 
-from aomi_runtime.actors.runtime import app_namespace
+from aomi_runtime.actors.app_actors import app_namespace
 from tests.conftest import TEST_NAMESPACE
 from tests.helpers import eventually, holders
 from tests.serve_app.conftest import h, sid

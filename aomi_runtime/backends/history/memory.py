@@ -36,7 +36,7 @@ class InMemoryHistory:
         session_id = commit.record.session_id
         stored = self._sessions.get(session_id)
         if (stored is not None and stored.record.app != app) or commit.record.app != app:
-            raise AppMismatch(f"The session {session_id!r} belongs to another App; a session's App never changes.")
+            raise AppMismatch.of(session_id, app)
         commit = commit.model_copy(deep=True)
         if stored is None:
             stored = self._sessions[session_id] = _Stored(record=commit.record)

@@ -108,7 +108,7 @@ class SqlHistory:
         multi-row upsert may not touch a row twice on PostgreSQL."""
         for commit in commits:
             if commit.record.app != app:
-                raise _mismatch(commit.record.session_id)
+                raise AppMismatch.of(commit.record.session_id, app)
         records = [_record_row(app, c.record) for c in commits]
         rows = [
             {"session_id": c.record.session_id, "id": m.id, "data": m.model_dump_json()}
@@ -124,7 +124,7 @@ class SqlHistory:
                 upserted = {r.session_id for r in await conn.execute(self._upsert_record, records)}
                 if len(upserted) < len(records):
                     missing = next(r["session_id"] for r in records if r["session_id"] not in upserted)
-                    raise _mismatch(missing)
+                    raise AppMismatch.of(missing, app)
                 if rows:
                     await conn.execute(self._upsert_message, rows)
                 if logged:
@@ -252,10 +252,6 @@ def _record_row(app: str, record: SessionRecord) -> dict[str, Any]:
         "updated_at": _dialects.naive_utc(record.updated_at),
         "data": record.model_dump_json(),
     }
-
-
-def _mismatch(session_id: str) -> AppMismatch:
-    return AppMismatch(f"The session {session_id!r} belongs to another App; a session's App never changes.")
 
 
 def _event_json(event: Event) -> str:

@@ -1,0 +1,52 @@
+"""An App's actors: the directory of its sessions and the store of its history, started in the App's own namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+
+from ..agent.apps import AppSpec
+from .directory import SessionDirectory
+from .placement import SessionPlacement
+from .store import HistoryStore
+
+DEFAULT_NAMESPACE = "aomi"
+
+
+def app_namespace(prefix: str, app: str) -> str:
+    return f"{prefix}-{app}"
+
+
+@dataclass(frozen=True)
+class AppActors:
+    """One App's actors, in its own namespace: the directory of its sessions and the store of its history."""
+
+    spec: AppSpec
+    namespace: str
+    directory: Any
+    store: Any
+
+    @classmethod
+    def start(
+        cls,
+        spec: AppSpec,
+        database_url: str,
+        namespace: str,
+        model_keys: Mapping[str, SecretStr],
+        placement: SessionPlacement | None = None,
+    ) -> AppActors:
+        """Get the App's actors, creating them if this is the first caller. Detached: they outlive any replica.
+
+        Only the provider keys this App's models name reach its actors; `placement` says where its session
+        actors may run."""
+        spec.tool_registry  # noqa: B018  # resolved once, here if not before, and carried with the spec
+        own_keys = {m.api_key_env: model_keys[m.api_key_env] for m in spec.models if m.api_key_env in model_keys}
+        options = {"namespace": namespace, "lifetime": "detached", "get_if_exists": True}
+        store = HistoryStore.options(name="store", **options).remote(spec.name, database_url)
+        directory = SessionDirectory.options(name="directory", **options).remote(
+            spec, store, namespace, own_keys, placement=placement
+        )
+        return cls(spec=spec, namespace=namespace, directory=directory, store=store)

@@ -1,0 +1,90 @@
+"""The conversation: send a message, read the snapshot and the recent events, interrupt, post a system message."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from ...agent.errors import InvalidInput, SessionNotFound
+from ...agent.records import EMPTY_SNAPSHOT
+from ..auth import ChatApp, OwnApp, RuntimeDep
+from ..params import SessionId, check_id, message_from_body, parse_user_state
+from ..schema import StreamEvent, SystemPosted, answers, snapshot_answers
+
+router = APIRouter()
+
+EMPTY_SNAPSHOT_JSON = EMPTY_SNAPSHOT.model_dump_json(exclude={"last_event_id"}).encode()
+MAX_EVENTS = 10_000
+
+
+def session_json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+@router.post("/api/chat", response_model=None, responses=snapshot_answers(401, 403, 409, 413, 415, 422, 503))
+async def chat(
+    request: Request,
+    runtime: RuntimeDep,
+    session_id: SessionId,
+    app: ChatApp,
+    message: str | None = None,
+    public_key: str | None = None,
+    user_state: str | None = None,
+    client_id: str | None = None,  # sent by Aomi's client; a session is its id's, whoever sends
+    request_id: str | None = None,
+) -> Response:
+    """Our addition: `request_id`, chosen by the client, makes a retried request add its message once, and
+    marks the turn's `processing_started` and `processing_done` events."""
+    if message is None:
+        message = await message_from_body(request)
+    if message is None:
+        raise InvalidInput("The message is missing; send it as the `message` query parameter.")
+    if request_id is not None:
+        check_id(request_id, "request_id")
+    state = parse_user_state(user_state)
+    # Limits are checked here, at the edge, before any actor is found or made; the session trusts them.
+    app.spec.limits.check_message(message)
+    if state is not None:
+        app.spec.limits.check_user_state(state)
+    body = await runtime.chat(
+        session_id, message, app=app, user_state=state, public_key=public_key, request_id=request_id
+    )
+    return session_json(body)
+
+
+@router.get("/api/state", response_model=None, responses=snapshot_answers(413, 503))
+async def state(
+    runtime: RuntimeDep, session_id: SessionId, user_state: str | None = None, client_id: str | None = None
+) -> Response:
+    given = parse_user_state(user_state)
+    owner = None
+    if given is not None:  # checked at the edge, as chat's is: the session stores what it is given
+        owner = await runtime.owner(session_id)
+        if owner is not None:
+            owner.spec.limits.check_user_state(given)
+    try:
+        return session_json(await runtime.call(session_id, "state", given, app=owner))
+    except SessionNotFound:
+        return session_json(EMPTY_SNAPSHOT_JSON)
+
+
+@router.post("/api/interrupt", response_model=None, responses=snapshot_answers(401, 403, 404, 503))
+async def interrupt(runtime: RuntimeDep, session_id: SessionId, app: OwnApp) -> Response:
+    return session_json(await runtime.call(session_id, "interrupt", app=app))
+
+
+@router.get("/api/events", response_model=None, responses=answers(list[StreamEvent], 404, 422, 503))
+async def events(
+    runtime: RuntimeDep, session_id: SessionId, count: Annotated[int, Query(ge=0, le=MAX_EVENTS)] = 100
+) -> list[dict[str, Any]]:
+    return [e.data for e in await runtime.call(session_id, "last_events", count)]
+
+
+@router.post("/api/system", response_model=None, responses=answers(SystemPosted, 401, 403, 404, 413, 503))
+async def system(runtime: RuntimeDep, session_id: SessionId, app: OwnApp, message: str | None = None) -> dict[str, Any]:
+    if not message:
+        raise InvalidInput("The message is missing; send text or a JSON object as the `message` query parameter.")
+    app.spec.limits.check_message(message)  # stored and shown to the model like a user's message
+    return {"res": await runtime.call(session_id, "post_system", message, app=app)}

@@ -1,0 +1,37 @@
+"""The control routes of Aomi's client: the Apps a caller may use, an App's models, a session's model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from ...agent.errors import InvalidInput
+from ..auth import NamedApp, RuntimeDep, VisibleApps
+from ..params import SessionId
+from ..schema import ModelChosen, answers
+
+router = APIRouter()
+
+
+@router.get("/api/control/apps", response_model=None, responses=answers(list[str], 503))
+async def control_apps(visible: VisibleApps, public_key: str | None = None) -> list[str]:
+    return [a.spec.name for a in visible]
+
+
+@router.get("/api/control/models", response_model=None, responses=answers(list[str], 401, 403, 503))
+async def control_models(app: NamedApp) -> list[str]:
+    return [m.label for m in app.spec.models]  # a keyed App's model settings are its own: NamedApp checks the key
+
+
+@router.post("/api/control/model", response_model=None, responses=answers(ModelChosen, 401, 403, 409, 503))
+async def control_model(
+    runtime: RuntimeDep, session_id: SessionId, app: NamedApp, rig: str | None = None
+) -> dict[str, Any]:
+    if not rig:
+        raise InvalidInput("rig is missing; send a model label or slug from GET /api/control/models.")
+    if app.spec.model(rig) is None:
+        offered = ", ".join(m.slug for m in app.spec.models)
+        raise InvalidInput(f"Unknown model {rig!r}; the App {app.spec.name!r} offers: {offered}.")
+    slug = await runtime.call(session_id, "set_model", rig, app=app, create=True)
+    return {"success": True, "rig": slug}

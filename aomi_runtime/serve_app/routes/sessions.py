@@ -1,0 +1,114 @@
+"""Sessions as a resource: list a public key's sessions, create one, read, rename, archive and delete it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from ...agent.apps import utf8_size
+from ...agent.errors import InvalidInput, SessionNotFound
+from ...agent.records import SessionInfo
+from ..auth import NamedApp, OwnAppByPath, RuntimeDep, VisibleApps
+from ..params import SESSION_HEADER, PathId, check_session_id, json_content
+from ..schema import NOT_BLANK, SessionArchived, SessionCreated, SessionDeleted, answers
+
+router = APIRouter()
+
+MAX_SESSIONS_LISTED = 500
+
+
+class CreateSession(BaseModel):
+    # Tolerated in the body, but not in the API (the header carries the id): kept out of the schema.
+    session_id: SkipJsonSchema[str | None] = None
+    public_key: str | None = None
+    title: Annotated[str | None, Field(json_schema_extra=NOT_BLANK)] = None
+
+
+class Rename(BaseModel):
+    # Optional here so that a missing title answers our 400, not FastAPI's 422; required in the schema.
+    model_config = ConfigDict(json_schema_extra={"required": ["title"]})
+
+    title: Annotated[str | None, Field(json_schema_extra=NOT_BLANK)] = None
+
+
+@router.get("/api/sessions", response_model=None, responses=answers(list[SessionInfo], 422, 503))
+async def list_sessions(
+    runtime: RuntimeDep,
+    visible: VisibleApps,
+    public_key: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_SESSIONS_LISTED)] = 50,
+) -> list[dict[str, Any]]:
+    if not public_key:
+        raise InvalidInput("public_key is missing; sessions are listed per public key.")
+    return [i.model_dump(mode="json") for i in await runtime.list_sessions(visible, public_key, limit)]
+
+
+@router.post(
+    "/api/sessions",
+    dependencies=[Depends(json_content)],
+    response_model=None,
+    responses=answers(SessionCreated, 401, 403, 409, 415, 422, 503),
+)
+async def create_session(
+    runtime: RuntimeDep,
+    app: NamedApp,
+    x_session_id: Annotated[str | None, SESSION_HEADER] = None,
+    body: Annotated[CreateSession | None, Body()] = None,
+) -> dict[str, Any]:
+    body = body or CreateSession()
+    session_id = check_session_id(body.session_id or x_session_id)
+    for what, text in (("public_key", body.public_key), ("The title", body.title)):
+        if text is not None:
+            utf8_size(text, what)  # before anything is made: a lone surrogate cannot be stored
+    info = await runtime.call(session_id, "info", app=app, create=True, public_key=body.public_key)
+    if body.title is not None:
+        info = await runtime.call(session_id, "rename", body.title)
+    return {"session_id": info.session_id, "title": info.title}
+
+
+@router.get("/api/sessions/{session_id}", response_model=None, responses=answers(SessionInfo, 404, 503))
+async def get_session(runtime: RuntimeDep, session_id: PathId) -> dict[str, Any]:
+    return (await runtime.info(check_session_id(session_id))).model_dump(mode="json")
+
+
+@router.patch(
+    "/api/sessions/{session_id}",
+    dependencies=[Depends(json_content)],
+    response_model=None,
+    responses=answers(SessionCreated, 401, 403, 404, 415, 422, 503),
+)
+async def rename_session(
+    runtime: RuntimeDep, session_id: PathId, app: OwnAppByPath, body: Annotated[Rename | None, Body()] = None
+) -> dict[str, Any]:
+    if body is None or body.title is None:
+        raise InvalidInput('The title is missing; send {"title": "..."}.')
+    info = await runtime.call(session_id, "rename", body.title, app=app)
+    return {"session_id": info.session_id, "title": info.title}
+
+
+@router.delete("/api/sessions/{session_id}", response_model=None, responses=answers(SessionDeleted, 401, 403, 404, 503))
+async def delete_session(runtime: RuntimeDep, session_id: PathId, app: OwnAppByPath) -> dict[str, Any]:
+    if not await runtime.delete(session_id, app):
+        raise SessionNotFound(f"No session {session_id!r} exists.")
+    return {"deleted": True}
+
+
+ARCHIVED = answers(SessionArchived, 401, 403, 404, 503)
+
+
+@router.post("/api/sessions/{session_id}/archive", response_model=None, responses=ARCHIVED)
+async def archive_session(runtime: RuntimeDep, session_id: PathId, app: OwnAppByPath) -> dict[str, Any]:
+    return await _set_archived(runtime, session_id, app, True)
+
+
+@router.post("/api/sessions/{session_id}/unarchive", response_model=None, responses=ARCHIVED)
+async def unarchive_session(runtime: RuntimeDep, session_id: PathId, app: OwnAppByPath) -> dict[str, Any]:
+    return await _set_archived(runtime, session_id, app, False)
+
+
+async def _set_archived(runtime: RuntimeDep, session_id: str, app: Any, archived: bool) -> dict[str, Any]:
+    info = await runtime.call(session_id, "set_archived", archived, app=app)
+    return {"session_id": info.session_id, "is_archived": info.is_archived}
