@@ -1,4 +1,4 @@
-"""The layers of DESIGN.md: the domain imports no Ray, SQL or HTTP; the backends no Ray or HTTP."""
+"""The layers of docs/design.md: the domain imports no Ray, SQL or HTTP; the backends no Ray or HTTP."""
 
 from __future__ import annotations
 

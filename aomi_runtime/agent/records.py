@@ -1,4 +1,4 @@
-"""The shapes a session is made of, as `API.md` gives them: messages, snapshots, events, records."""
+"""The shapes a session is made of, as `docs/api.md` gives them: messages, snapshots, events, records."""
 
 from __future__ import annotations
 

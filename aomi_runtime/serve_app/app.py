@@ -24,7 +24,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 5  # clients resume with Last-Event-ID
 )
 @serve.ingress()
 class Ingress:
-    """Serves `API.md`. The FastAPI app is built on the replica, from the settings it was bound with."""
+    """Serves `docs/api.md`. The FastAPI app is built on the replica, from the settings it was bound with."""
 
     def __init__(self, settings: Settings) -> None:
         configure_logging()

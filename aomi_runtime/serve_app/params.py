@@ -26,7 +26,7 @@ def check_session_id(session_id: str | None) -> str:
     return check_id(session_id, "session id")
 
 
-# Optional to FastAPI, so that a missing id answers our 400 (API.md), not its 422; the pattern is for the schema.
+# Optional to FastAPI, so that a missing id answers our 400 (docs/api.md), not its 422; the pattern is for the schema.
 SESSION_HEADER = Header(description="The session's id, made by the client.", json_schema_extra=SESSION_ID_SCHEMA)
 SESSION_PATH = Path(description="The session's id.", json_schema_extra=SESSION_ID_SCHEMA)
 PathId = Annotated[str, SESSION_PATH]
@@ -64,7 +64,7 @@ async def utf8_query(request: Request) -> None:
 
 async def json_content(request: Request) -> None:
     """A body sent to a route that reads JSON must say so: FastAPI would otherwise answer 422 about the body's
-    shape, where `API.md` gives 415 for a body without the JSON content type."""
+    shape, where `docs/api.md` gives 415 for a body without the JSON content type."""
     if await request.body() and "json" not in request.headers.get("content-type", ""):
         raise HTTPException(415, "Send the body as JSON, with Content-Type: application/json.")
 

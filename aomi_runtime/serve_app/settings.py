@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     namespace: str = DEFAULT_NAMESPACE
     keepalive_seconds: float = Field(DEFAULT_KEEPALIVE_SECONDS, gt=0, le=15)
     key_cache_seconds: float = Field(DEFAULT_KEY_CACHE_SECONDS, ge=0, le=300)
-    # Browsers may call the API from these origins (API.md: any). A JSON list in AOMI_CORS_ORIGINS.
+    # Browsers may call the API from these origins (docs/api.md: any). A JSON list in AOMI_CORS_ORIGINS.
     cors_origins: tuple[str, ...] = ("*",)
     max_streams_per_session: int = Field(DEFAULT_MAX_STREAMS_PER_SESSION, ge=1)
     stream_max_bytes: int = Field(DEFAULT_STREAM_MAX_BYTES, ge=4096)

@@ -1,4 +1,4 @@
-"""The scripted model's phrases, as the README documents them."""
+"""The scripted model's phrases, as docs/apps.md documents them."""
 
 from __future__ import annotations
 

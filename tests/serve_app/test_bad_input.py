@@ -1,6 +1,6 @@
 """Bad input on every route, through real HTTP against the shared runtime on Serve.
 
-Each bad request gets the status `API.md` gives with exactly `{"error": "<text>"}`; afterwards the runtime is
+Each bad request gets the status `docs/api.md` gives with exactly `{"error": "<text>"}`; afterwards the runtime is
 healthy and a session made before is unchanged (`witness`). Text a user sends (every Unicode plane, NUL and
 other control characters, text shaped like SQL or like SSE framing) comes back byte for byte: in the
 snapshot, the events, the stream (every frame of which must parse), and after a reload from the database.

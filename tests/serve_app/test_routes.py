@@ -1,4 +1,4 @@
-"""Every route of `API.md`, through real HTTP against the runtime on Serve, with its history in SQLite."""
+"""Every route of `docs/api.md`, through real HTTP against the runtime on Serve, with its history in SQLite."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ async def test_a_body_that_is_not_json_is_refused(client: httpx.AsyncClient) -> 
     r = await client.post("/api/chat", content=b"{nope", headers={**h(sid()), "Content-Type": "application/json"})
     assert_error(r, 400, "JSON")
     r = await client.post("/api/chat", content=b"message=hi", headers={**h(sid()), "Content-Type": "text/plain"})
-    assert_error(r, 415, "Content-Type")  # API.md: 415 without the JSON content type
+    assert_error(r, 415, "Content-Type")  # docs/api.md: 415 without the JSON content type
     r = await client.post("/api/sessions", content=b"{nope", headers={**h(sid()), "Content-Type": "application/json"})
     assert_error(r, 400, "JSON")
 

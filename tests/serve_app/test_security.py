@@ -104,7 +104,7 @@ async def test_cors_allows_only_the_origins_configured(runtime_settings: Setting
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
     assert read.text == "OK" and "access-control-allow-origin" not in read.headers
-    assert Settings.model_fields["cors_origins"].default == ("*",)  # API.md's default: any origin
+    assert Settings.model_fields["cors_origins"].default == ("*",)  # docs/api.md's default: any origin
 
 
 def test_the_embedded_default_listens_on_localhost_only() -> None:
