@@ -13,12 +13,8 @@ __all__ = ["AsyncClient", "Client", "Reply"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Client":
-        from .serve_app.sync_client import Client
-
-        return Client
-    if name in ("AsyncClient", "Reply"):
-        from .serve_app import client
+    if name in ("AsyncClient", "Client", "Reply"):
+        from . import client
 
         return getattr(client, name)
     raise AttributeError(f"module 'aomi_runtime' has no attribute {name!r}")
