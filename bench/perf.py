@@ -43,8 +43,8 @@ from starlette.responses import PlainTextResponse
 from aomi_runtime.actors.runtime import Runtime
 from aomi_runtime.agent.records import Commit, Message, SessionRecord
 from aomi_runtime.backends.history import SqlHistory
+from aomi_runtime.client import AsyncClient, AsyncSession
 from aomi_runtime.serve_app.app import MAX_ONGOING_REQUESTS
-from aomi_runtime.serve_app.client import AsyncClient, AsyncSession
 from aomi_runtime.serve_app.launch import APP_NAME, DIRECT_INGRESS_ENV, direct_urls
 from aomi_runtime.serve_app.settings import Settings
 from bench.cpu import cpu_spent, per

@@ -154,3 +154,13 @@ def runtime_url(ray_instance: None, runtime_settings: object) -> Iterator[str]:
         serve.delete(APP_NAME)
         asyncio.run(runtime_settings.runtime().stop())
         serve.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _close_live_sessions(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test on the shared runtime, its sessions leave memory (they stay stored): idle session actors
+    cost CPU, and a suite that kept hundreds alive would measure that instead of what it tests."""
+    yield
+    if "runtime_url" in request.fixturenames:
+        settings = request.getfixturevalue("runtime_settings")
+        asyncio.run(settings.runtime().close_sessions())

@@ -1,4 +1,5 @@
-"""The layers of docs/design.md: the domain imports no Ray, SQL or HTTP; the backends no Ray or HTTP."""
+"""The layers of docs/design.md: the domain imports no Ray, SQL or HTTP; the backends no Ray or HTTP; the client no
+Ray and no server, outside its bootstrap."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import {modules}
 found = sorted(m for m in {forbidden!r} if m in sys.modules)
 print(",".join(found))
 """
+CLIENT_MODULES = ("answers", "async_client", "async_session", "frames", "progress", "reply", "sync")
 
 
 @pytest.mark.parametrize(
@@ -26,8 +28,13 @@ print(",".join(found))
         ("aomi_runtime.actors.runtime", ("fastapi", "starlette.routing")),
         # each live session is a process: it imports no database layer, web framework, or unused model SDK
         ("aomi_runtime.actors.session", ("sqlalchemy", "aiosqlite", "asyncpg", "fastapi", "openai", "anthropic")),
-        # the HTTP client runs where the runtime does not: a laptop, a notebook
-        ("aomi_runtime.serve_app.sync_client", ("ray", "sqlalchemy", "fastapi", "starlette", "pandas")),
+        # the client runs where the runtime does not (a laptop, a notebook): only its bootstrap module, which
+        # starts or joins a runtime, imports Ray or the server
+        (
+            ", ".join(f"aomi_runtime.client.{m}" for m in CLIENT_MODULES),
+            ("ray", "sqlalchemy", "fastapi", "starlette", "pandas", "aomi_runtime.serve_app", "aomi_runtime.actors"),
+        ),
+        ("aomi_runtime.client", ("ray", "sqlalchemy", "fastapi", "starlette", "pandas")),
     ],
 )
 def test_a_layer_imports_nothing_from_the_floors_above_it(modules: str, forbidden: tuple[str, ...]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -25,16 +25,6 @@ def sid() -> str:
 
 def h(session_id: str) -> dict[str, str]:
     return {"X-Session-Id": session_id}
-
-
-@pytest.fixture(autouse=True)
-def _close_live_sessions(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After each test on the shared runtime, its sessions leave memory (they stay stored): idle session actors
-    cost CPU, and a suite that kept hundreds alive would measure that instead of what it tests."""
-    yield
-    if "runtime_url" in request.fixturenames:
-        settings = request.getfixturevalue("runtime_settings")
-        asyncio.run(settings.runtime().close_sessions())
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ import pytest
 
 from aomi_runtime.agent.logs import fingerprint, log_failure
 from aomi_runtime.backends.keys import SqlKeys
+from aomi_runtime.client import Client
+from aomi_runtime.client.bootstrap import InProcessTransport
 from aomi_runtime.serve_app.api import create_api
-from aomi_runtime.serve_app.in_process import InProcessTransport
 from aomi_runtime.serve_app.settings import DEFAULT_HOST, Settings
-from aomi_runtime.serve_app.sync_client import Client
 from tests.helpers import eventually
 
 

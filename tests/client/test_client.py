@@ -23,10 +23,9 @@ from aomi_runtime.agent.errors import (
 )
 from aomi_runtime.agent.records import INTERRUPTION
 from aomi_runtime.backends.keys import SqlKeys
-from aomi_runtime.serve_app.client import messages_frame
+from aomi_runtime.client.frames import messages_frame
 from aomi_runtime.serve_app.settings import Settings
-
-from .conftest import sid
+from tests.serve_app.conftest import sid
 
 SLOW_TOOL = '/tool long_task {"steps": 3, "pause": 0.05}'
 
@@ -83,7 +82,7 @@ async def test_a_queued_message_waits_for_its_own_turn(aclient: AsyncClient) -> 
     async for event in events:  # the first turn is running: the second message queues behind it
         if event.type == "processing_started":
             break
-    await events.aclose()  # type: ignore[attr-defined]
+    await events.aclose()
     second = await session.send("count to 2", progress=False)
     done_first = await first
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from aomi_runtime.serve_app.in_process import InProcessTransport
+from aomi_runtime.client.bootstrap import InProcessTransport
 
 
 async def slow_head(scope: Scope, receive: Receive, send: Send) -> None:

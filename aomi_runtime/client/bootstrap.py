@@ -1,20 +1,29 @@
-"""An httpx transport that calls the runtime's ASGI app in this process, streaming: the Python client's
-in-cluster mode, where the routes of `API.md` run in the caller's process and reach the session actors over
-Ray handles, with no HTTP server between. (httpx's own ASGITransport gathers a whole response before it
-returns it, which an event stream never ends.)"""
+"""Where the client meets Ray and the server's own code (the only client module that imports them): the
+in-cluster mode, whose routes of `docs/api.md` run in the caller's process and reach the session actors over Ray
+handles with no HTTP server between, and the runtime `Client.local` starts in this process.
+
+The in-cluster mode's transport calls the runtime's ASGI app in this process, streaming: httpx's own
+ASGITransport gathers a whole response before it returns it, which an event stream never ends.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.types import ASGIApp, Message
 
+from ..agent.errors import DeploymentError, ServerError
 from ..agent.logs import log_failure
-from .errors import route_name
+from ..serve_app.errors import route_name
+
+if TYPE_CHECKING:
+    from ..serve_app.launch import Launched
+    from ..serve_app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +122,7 @@ class InProcessTransport(httpx.AsyncBaseTransport):
                     chunks.put_nowait(_BROKEN)
             finally:
                 if not head.done():
-                    head.set_exception(RuntimeError("The app ended without answering."))
+                    head.set_exception(ServerError("The app ended without answering.", 500))
                 chunks.put_nowait(_END)
 
         task = asyncio.create_task(run())
@@ -128,3 +137,44 @@ class InProcessTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             start["status"], headers=start.get("headers", []), stream=_Body(chunks, task, gone, read), request=request
         )
+
+
+def in_cluster_transport(settings: Settings | None = None, address: str = "auto") -> httpx.AsyncBaseTransport:
+    """The runtime's routes run in this process, reaching its actors over Ray handles: the same answers as over
+    HTTP, without Serve in between. Joins the cluster at `address` unless Ray is already initialised; settings
+    come from the same `AOMI_*` environment as the deployment's, so the Apps, limits and keys agree."""
+    import ray
+
+    from ..actors.app_actors import app_namespace
+    from ..serve_app.api import create_api
+    from ..serve_app.settings import Settings
+
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False)
+    settings = settings or Settings()
+    for spec in settings.apps:  # reach a deployed runtime; never start a second one from a notebook
+        namespace = app_namespace(settings.namespace, spec.name)
+        try:
+            ray.get_actor("directory", namespace=namespace)
+        except ValueError:
+            raise DeploymentError(
+                f"No aomi runtime runs in this Ray cluster for the App {spec.name!r} (namespace {namespace!r}): "
+                "deploy it first (`aomi-runtime serve --address auto`, or `serve deploy`), with the same AOMI_* "
+                "settings as this process."
+            ) from None
+    return InProcessTransport(create_api(settings.runtime(), settings))
+
+
+def launch_local(settings: Settings | None = None) -> Launched:
+    """Start the runtime in this process for `Client.local`: `settings`, by default the embedded default on a
+    free port (a local Ray instance, unless Ray is already initialised, and Serve)."""
+    from ..serve_app.launch import launch
+    from ..serve_app.settings import Settings
+
+    return launch(settings or Settings(port=_free_port()))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

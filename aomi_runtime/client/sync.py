@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..agent.apps import DEFAULT_APP
 from ..agent.records import Event, Message, SessionInfo, Snapshot
-from .client import DEFAULT_URL, IN_CLUSTER_URL, AsyncClient, AsyncSession, Reply, in_cluster_transport
+from .async_client import DEFAULT_URL, IN_CLUSTER_URL, AsyncClient
+from .async_session import AsyncSession
+from .reply import Reply
 
 if TYPE_CHECKING:
     import httpx
     import pandas
 
-    from .settings import Settings
+    from ..serve_app.settings import Settings
 
 T = TypeVar("T")
 STOP_SECONDS = 10.0
@@ -45,6 +47,7 @@ class _Loop:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         if threading.current_thread() is self._thread:
             coro.close()
+            # A programming error, as asyncio's own "event loop is already running" is: not one of the runtime's.
             raise RuntimeError("A sync client was called from its own event loop; use AsyncClient in async code.")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
@@ -124,10 +127,9 @@ class Client:
         """Start the runtime in this process (a local Ray instance, unless Ray is already initialised, and
         Serve on a free port) and connect to it; `close` stops it. `settings` default to the embedded
         default: SQLite in ./aomi.db, the public `default` App."""
-        from .launch import launch
-        from .settings import Settings
+        from .bootstrap import launch_local  # Ray and the server, only for a runtime of the client's own
 
-        launched = launch(settings or Settings(port=_free_port()))
+        launched = launch_local(settings)
         try:
             client = cls(launched.url, **options)
         except BaseException:
@@ -139,6 +141,8 @@ class Client:
     @classmethod
     def in_cluster(cls, settings: Settings | None = None, *, address: str = "auto", **options: Any) -> Client:
         """See `AsyncClient.in_cluster`: the routes in this process, the actors over Ray handles."""
+        from .bootstrap import in_cluster_transport  # Ray and the server, only for this mode
+
         transport = in_cluster_transport(settings, address)  # joins Ray from the caller's thread
         return cls(IN_CLUSTER_URL, transport=transport, **options)
 
@@ -177,14 +181,6 @@ class Client:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Session:
