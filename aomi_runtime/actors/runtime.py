@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from ray.exceptions import RayActorError
 
 from ..agent.apps import AppSpec
 from ..agent.errors import AppMismatch, InvalidInput, SessionClosed, SessionNotFound
-from ..agent.records import Event, SessionInfo, SessionRecord
+from ..agent.records import Event, SessionInfo, SessionRecord, new_request_id
 from .app_actors import DEFAULT_NAMESPACE, AppActors, app_namespace
 from .directory import actor_key, named_actors
 from .placement import SessionPlacement
@@ -155,7 +154,7 @@ class Runtime:
     ) -> bytes:
         # The request id makes a retry safe (the one of `call`, or the client's own with the id it chose): a
         # message already stored is not added again.
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or new_request_id()
         result: bytes = await self.call(
             session_id, "chat", text, user_state, request_id, public_key, app=app, create=True, public_key=public_key
         )

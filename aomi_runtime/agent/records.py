@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -18,6 +19,11 @@ SystemEvent = dict[str, Any]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_request_id() -> str:
+    """A request id where the client chose none: it makes a retried chat add its message once."""
+    return uuid.uuid4().hex
 
 
 def is_valid_session_id(session_id: str) -> bool:

@@ -1,4 +1,4 @@
-"""The Python client, async face: a connection to the runtime's HTTP API (`API.md`) for one App, for notebooks
+"""The Python client, async face: a connection to the runtime's HTTP API (`docs/api.md`) for one App, for notebooks
 and scripts; or, on the cluster, to the same routes run in this process over Ray handles
 (`AsyncClient.in_cluster`). `Client` is its sync face.
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,7 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from ..agent.errors import ServerError, SessionNotFound
-from ..agent.records import Event, Message, SessionInfo, Snapshot, SystemEvent
+from ..agent.records import Event, Message, SessionInfo, Snapshot, SystemEvent, new_request_id
 from .answers import error_of_answer, retried
 from .frames import messages_frame
 from .progress import TurnProgress, progress_for
@@ -67,7 +66,7 @@ class AsyncSession:
             TimeoutError: the turn took longer than `timeout` seconds (it goes on in the runtime).
             SessionNotFound: the session was deleted while its turn was awaited.
         """
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or new_request_id()
         started = time.monotonic()
         params = {
             "message": message,

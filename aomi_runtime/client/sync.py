@@ -15,13 +15,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-import uuid
 from collections.abc import AsyncGenerator, Coroutine, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..agent.apps import DEFAULT_APP
-from ..agent.records import Event, Message, SessionInfo, Snapshot
+from ..agent.records import Event, Message, SessionInfo, Snapshot, new_request_id
 from .async_client import DEFAULT_URL, IN_CLUSTER_URL, AsyncClient
 from .async_session import AsyncSession
 from .reply import Reply
@@ -219,7 +218,7 @@ class Session:
         progress: bool | None = None,
         request_id: str | None = None,
     ) -> Reply:
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or new_request_id()
         sent = self._async.send(
             message, user_state=user_state, wait=wait, timeout=timeout, progress=progress, request_id=request_id
         )
