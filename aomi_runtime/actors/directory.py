@@ -9,9 +9,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -21,29 +19,18 @@ from pydantic import SecretStr
 from ray.exceptions import RayActorError
 
 from ..agent.apps import AppSpec
-from ..agent.errors import AomiError, AppMismatch, LimitReached, NoCapacity
+from ..agent.errors import AomiError, AppMismatch, LimitReached
 from ..agent.logs import configure_logging
 from ..agent.records import utcnow
 from ..agent.stats import Histogram
+from .live_set import LiveSet
 from .placement import SessionPlacement
-from .session import SessionActor
+from .warm_pool import WARM_ACTORS, WORKER_PREFIX, WarmPool, discard
 
 log = logging.getLogger(__name__)
 
-WORKER_PREFIX = "session-actor:"
-WARM_ACTORS = 2
-REFILL_DELAY = 1.0
 SWEEP_SECONDS = 30.0
-SESSIONS_PER_CPU = 50  # an idle session actor takes ~2.8 ms of CPU a second and wakes 100 times (bench/idle.py)
-MEMORY_SHARE = 0.25  # of the node's memory, for one App's live sessions, unless the App says otherwise
 EXPIRED_PER_SWEEP = 500
-
-
-def _node_memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return 8 << 30
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -68,33 +55,13 @@ class SessionDirectory:
         self._spec = spec
         self._store = store
         self._namespace = namespace
-        self._model_keys = model_keys
-        self._warm = warm
         self._sweep_seconds = sweep_seconds
         self._placement = placement or SessionPlacement()
-        limits = spec.limits
-        self._max_live: int | None = limits.max_live_sessions
-        self._max_bytes: int | None = (limits.max_live_memory_mb << 20) if limits.max_live_memory_mb else None
-        if not self._placement.resources:
-            # One machine: the sessions share this node, so its CPUs and memory bound them.
-            self._max_live = self._max_live or SESSIONS_PER_CPU * (os.cpu_count() or 1)
-            self._max_bytes = self._max_bytes or int(_node_memory_bytes() * MEMORY_SHARE)
-        elif self._max_live is None:
-            # A cluster: the sessions spread over nodes whose slots bound each node, and this node's size says
-            # nothing about the cluster's. Only the App's own limits apply; without one, a full cluster makes new
-            # sessions wait for a slot (and fail with NoCapacity) instead of evicting the least recently used.
-            log.warning(
-                "app %s: session actors ask for %s but limits.max_live_sessions is unset: set it to this App's "
-                "share of the session slots at the cluster's largest size",
-                spec.name,
-                self._placement.resources,
-            )
-        self._live: dict[str, Any] = {}
-        self._pool: list[Any] = []
+        self._pool = WarmPool(namespace, self._placement, warm, spec, store, model_keys)
+        self._live = LiveSet(spec, self._placement, self._pool)
         self._loading: dict[str, asyncio.Future[Any]] = {}
         self._appeared = asyncio.Event()
         self._started: asyncio.Task[None] | None = None
-        self._refilling: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._counts = {"created": 0, "loaded": 0, "evicted": 0, "expired": 0, "hits": 0, "misses": 0}
         self._load_seconds = Histogram()
@@ -116,7 +83,7 @@ class SessionDirectory:
         live = self._live.get(session_id)
         if stale is not None and live is not None and actor_key(live) == stale:
             del self._live[session_id]
-            self._discard(live)  # dead, or closing: never two actors writing one session
+            discard(live)  # dead, or closing: never two actors writing one session
         handle = await self._find(session_id, create, public_key)
         deadline = asyncio.get_running_loop().time() + wait
         while handle is None and (remaining := deadline - asyncio.get_running_loop().time()) > 0:
@@ -164,7 +131,7 @@ class SessionDirectory:
                 f"The App {self._spec.name!r} holds its limit of {most} sessions: delete some, or raise its "
                 "limits.max_sessions."
             )
-        await self._make_room()
+        self._counts["evicted"] += await self._live.make_room()
         worker, outcome = await self._open(session_id, owner is not None, public_key)
         self._live[session_id] = worker
         self._counts["misses"] += 1
@@ -177,155 +144,35 @@ class SessionDirectory:
     async def _open(self, session_id: str, stored: bool, public_key: str | None) -> tuple[Any, str]:
         """Hand the session to a warm actor (or a new one); returns the actor and how the session was opened."""
         for attempt in itertools.count():
-            worker = await self._take_worker()
+            worker = await self._pool.take()
             try:
                 # The actor reads the session itself: its one read of the database, and no copy through here.
                 return worker, await worker.open.remote(session_id, stored, public_key)
             except AomiError:
-                self._keep_warm(worker)  # refused (another App's id): the actor is still blank
+                self._pool.keep(worker)  # refused (another App's id): the actor is still blank
                 raise
             except RayActorError:
                 # A warm actor lost with its node (removed, or scaled down): pass it over, a bounded number of times.
-                self._discard(worker)
-                if attempt >= self._warm:
+                discard(worker)
+                if attempt >= self._pool.warm:
                     raise
             except BaseException:
-                self._discard(worker)
+                discard(worker)
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    # --- the warm pool ----------------------------------------------------------------------------
-
-    async def _take_worker(self) -> Any:
-        worker = self._pool.pop() if self._pool else await self._new_worker()
-        self._refill(REFILL_DELAY)
-        return worker
-
-    async def _new_worker(self) -> Any:
-        # Named in the App's namespace, so that a restarted directory finds it again.
-        worker = SessionActor.options(
-            name=f"{WORKER_PREFIX}{uuid.uuid4().hex}",
-            namespace=self._namespace,
-            lifetime="detached",
-            resources=dict(self._placement.resources),
-        ).remote(self._spec, self._store, self._model_keys, ray.get_runtime_context().current_actor)
-        try:
-            if not await self._started_in_time(worker):
-                raise NoCapacity(
-                    f"No node had room for another session of the App {self._spec.name!r} within "
-                    f"{self._placement.timeout_seconds:g} s (each asks for {self._placement.resources}); "
-                    "the cluster may be adding a node: try again shortly."
-                )
-        except BaseException:
-            self._discard(worker)  # a pending actor is cancelled before it takes a slot
-            raise
-        return worker
-
-    async def _started_in_time(self, worker: Any) -> bool:
-        # On a cluster a new actor may wait for a free session slot while the autoscaler adds a node: bounded, so
-        # that a request gets an answer instead of hanging for as long as the cluster stays full.
-        try:
-            await asyncio.wait_for(worker.held.remote(), self._placement.timeout_seconds)
-        except TimeoutError:
-            return False
-        return True
-
-    def _refill(self, delay: float = 0.0) -> None:
-        if self._refilling is None or self._refilling.done():
-            self._refilling = asyncio.create_task(self._fill_pool(delay))
-
-    async def _fill_pool(self, delay: float) -> None:
-        # After a pause, so that an actor released meanwhile fills the pool instead of a new process; then one
-        # start at a time: starting processes is what a node does slowest, and requests come first.
-        await asyncio.sleep(delay)
-        while len(self._pool) < self._warm:
-            try:
-                self._pool.append(await self._new_worker())
-            except NoCapacity as exc:
-                log.warning("app %s: no warm session actor: %s", self._spec.name, exc)
-                return
-            except Exception:
-                log.exception("app %s: could not start a warm session actor", self._spec.name)
-                return
-
-    def _keep_warm(self, worker: Any, spare: int = 0) -> None:
-        if len(self._pool) < self._warm + spare:
-            self._pool.append(worker)
-        else:
-            self._discard(worker)
-
-    async def _recycle(self, worker: Any, session_id: str, only_if_idle: bool = False, spare: int = 0) -> bool:
-        """Close a session and keep its actor warm for the next one (or stop it if the pool is full, counting
-        `spare` actors about to be taken). With `only_if_idle`, a session that became busy meanwhile stays;
-        returns whether it was released."""
-        try:
-            released = await worker.release.remote(session_id, only_if_idle)
-        except Exception:  # dead, or the session already gone: the actor cannot be trusted blank
-            self._discard(worker)
-            return True
-        if released:
-            self._keep_warm(worker, spare)
-        return bool(released)
-
-    def _discard(self, worker: Any) -> None:
-        with contextlib.suppress(Exception):
-            ray.kill(worker, no_restart=True)
-
-    # --- bounds and the sweep ---------------------------------------------------------------------
-
-    async def _stats(self) -> list[tuple[str, Any, dict[str, Any]]]:
-        items = list(self._live.items())
-        results = await asyncio.gather(*(h.stats.remote() for _, h in items), return_exceptions=True)
-        found = []
-        for (session_id, handle), stats in zip(items, results, strict=True):
-            if isinstance(stats, BaseException) or stats.get("session_id") != session_id:
-                if self._live.get(session_id) == handle:  # dead, broken or handed on: forget it, and stop it
-                    del self._live[session_id]
-                    self._discard(handle)
-                continue
-            found.append((session_id, handle, stats))
-        return found
-
-    async def _make_room(self) -> None:
-        """Before a session comes in: evict the least recently used idle ones while the live set is full."""
-        if self._max_live is None or len(self._live) < self._max_live:
-            return
-        stats = await self._stats()
-        excess = len(self._live) + 1 - self._max_live
-        chosen = [s for s in sorted(stats, key=lambda s: -s[2]["idle_seconds"]) if not s[2]["busy"]][:excess]
-        # The session coming in takes a warm actor next: the evicted one is kept for that, not stopped and
-        # replaced by a new process a second later.
-        await self._evict(chosen, spare=1)
-
-    async def _evict(self, chosen: list[tuple[str, Any, dict[str, Any]]], spare: int = 0) -> int:
-        evicted = 0
-        for session_id, handle, _ in chosen:
-            if self._live.get(session_id) == handle:
-                del self._live[session_id]
-                if await self._recycle(handle, session_id, only_if_idle=True, spare=spare):
-                    evicted += 1
-                elif session_id not in self._live:
-                    self._live[session_id] = handle  # it became busy since it was chosen: it stays
-        self._counts["evicted"] += evicted
-        return evicted
+    # --- the sweep --------------------------------------------------------------------------------
 
     async def sweep(self) -> dict[str, int]:
         """Evict idle sessions and, past the memory budget, the least recently used; delete expired ones."""
         await self._start()
-        stats = await self._stats()
+        stats = await self._live.stats()
         idle_after = self._spec.limits.idle_seconds
         idle = [s for s in stats if not s[2]["busy"] and s[2]["idle_seconds"] > idle_after]
-        evicted_idle = await self._evict(idle)
-        rest = sorted((s for s in stats if s not in idle), key=lambda s: -s[2]["idle_seconds"])
-        used = sum(s[2]["private_bytes"] for s in rest)
-        over: list[tuple[str, Any, dict[str, Any]]] = []
-        for s in rest:
-            if self._max_bytes is None or used <= self._max_bytes:
-                break
-            if not s[2]["busy"]:
-                over.append(s)
-                used -= s[2]["private_bytes"]
-        evicted_memory = await self._evict(over)
+        evicted_idle = await self._live.evict(idle)
+        self._counts["evicted"] += evicted_idle
+        evicted_memory = await self._live.evict(self._live.over_memory([s for s in stats if s not in idle]))
+        self._counts["evicted"] += evicted_memory
         expired = 0
         if self._spec.limits.retention_days is not None:
             before = utcnow() - timedelta(days=self._spec.limits.retention_days)
@@ -370,21 +217,21 @@ class SessionDirectory:
         )
         for worker, session_id in zip(workers, held, strict=True):
             if isinstance(session_id, TimeoutError):
-                self._discard(worker)
+                discard(worker)
                 continue
             if isinstance(session_id, BaseException):
                 continue
-            if session_id is None and len(self._pool) < self._warm:
-                self._pool.append(worker)
-            elif session_id is None or session_id in self._live:
-                self._discard(worker)
+            if session_id is None:
+                self._pool.keep(worker)
+            elif session_id in self._live:
+                discard(worker)
             else:
                 self._live[session_id] = worker
         if workers:
             log.info(
                 "app %s: found %d live sessions and %d warm actors", self._spec.name, len(self._live), len(self._pool)
             )
-        self._refill()
+        self._pool.refill()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def delete(self, session_id: str) -> bool:
@@ -392,7 +239,7 @@ class SessionDirectory:
         await self._start()
         handle = self._live.pop(session_id, None)
         if handle is not None:
-            await self._recycle(handle, session_id)
+            await self._pool.recycle(handle, session_id)
         deleted: bool = await self._store.delete.remote(self._spec.name, session_id)
         return deleted or handle is not None
 
@@ -405,7 +252,7 @@ class SessionDirectory:
             **self._counts,
             "live": len(self._live),
             "warm": len(self._pool),
-            "max_live": self._max_live,
+            "max_live": self._live.max_live,
             "load_seconds": self._load_seconds.snapshot(),
             "turn_seconds": self._turn_seconds.snapshot(),
         }
@@ -413,19 +260,18 @@ class SessionDirectory:
     async def close_all(self) -> int:
         """Release every live session (their state is stored). Returns how many there were."""
         await self._start()
-        items, self._live = list(self._live.items()), {}
-        await asyncio.gather(*(self._recycle(h, s) for s, h in items))
+        items = list(self._live.items())
+        self._live.clear()
+        await asyncio.gather(*(self._pool.recycle(h, s) for s, h in items))
         return len(items)
 
     async def shutdown(self) -> None:
         """Stop every session actor, live and warm."""
-        for task in (self._sweeper, self._refilling):
-            if task is not None:
-                task.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._pool.stop_refilling()
         await self.close_all()
-        pool, self._pool = self._pool, []
-        for worker in pool:
-            self._discard(worker)
+        self._pool.discard_all()
 
 
 def actor_key(handle: Any) -> str:
