@@ -121,7 +121,7 @@ class SessionDirectory:
         started = time.perf_counter()
         owner = await self._store.owner.remote(session_id)
         if owner is not None and owner != self._spec.name:
-            raise AppMismatch(f"The session {session_id!r} belongs to another App than {self._spec.name!r}.")
+            raise AppMismatch.of(session_id, self._spec.name)
         if owner is None and not create:
             return None  # no actor taken, no room made, for a session that is not there
         most = self._spec.limits.max_sessions
