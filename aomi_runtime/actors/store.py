@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from datetime import datetime
 from typing import Any
@@ -70,19 +71,19 @@ class HistoryStore:
     async def get(self, app: str, session_id: str) -> SessionRecord | None:
         return await (await self._ready(app)).get(app, session_id)
 
-    async def list(self, app: str, public_key: str | None, limit: int) -> list[SessionRecord]:
+    async def list(self, app: str, public_key: str | None, limit: int) -> builtins.list[SessionRecord]:
         return await (await self._ready(app)).list(app, public_key, limit)
 
-    async def events(self, app: str, session_id: str, after: int, limit: int) -> list[Event]:
+    async def events(self, app: str, session_id: str, after: int, limit: int) -> builtins.list[Event]:
         return await (await self._ready(app)).events(app, session_id, after, limit)
 
-    async def last_events(self, app: str, session_id: str, count: int) -> list[Event]:
+    async def last_events(self, app: str, session_id: str, count: int) -> builtins.list[Event]:
         return await (await self._ready(app)).last_events(app, session_id, count)
 
     async def delete(self, app: str, session_id: str) -> bool:
         return await (await self._ready(app)).delete(app, session_id)
 
-    async def stale(self, app: str, before: datetime, limit: int) -> list[str]:
+    async def stale(self, app: str, before: datetime, limit: int) -> builtins.list[str]:
         return await (await self._ready(app)).stale(app, before, limit)
 
     async def owner(self, session_id: str) -> str | None:

@@ -5,6 +5,7 @@ Kept apart from `store.py` so that session actors never import the backends (SQL
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ class StoreClient:
     """The `HistoryBackend` a session actor sees: each call goes to the App's store actor."""
 
     def __init__(self, store: Any) -> None:
+        # A Ray actor handle: its calls return Any, so each method below names the type the store returns.
         self._store = store
 
     async def setup(self) -> None:
@@ -31,22 +33,33 @@ class StoreClient:
         return None if raw is None else StoredSession.model_validate_json(raw)
 
     async def get(self, app: str, session_id: str) -> SessionRecord | None:
-        return await self._store.get.remote(app, session_id)  # type: ignore[no-any-return]
+        record: SessionRecord | None = await self._store.get.remote(app, session_id)
+        return record
 
-    async def list(self, app: str, public_key: str | None, limit: int) -> list[SessionRecord]:
-        return await self._store.list.remote(app, public_key, limit)  # type: ignore[no-any-return]
+    async def list(self, app: str, public_key: str | None, limit: int) -> builtins.list[SessionRecord]:
+        records: builtins.list[SessionRecord] = await self._store.list.remote(app, public_key, limit)
+        return records
 
-    async def events(self, app: str, session_id: str, after: int, limit: int) -> list[Event]:
-        return await self._store.events.remote(app, session_id, after, limit)  # type: ignore[no-any-return]
+    async def events(self, app: str, session_id: str, after: int, limit: int) -> builtins.list[Event]:
+        page: builtins.list[Event] = await self._store.events.remote(app, session_id, after, limit)
+        return page
 
-    async def last_events(self, app: str, session_id: str, count: int) -> list[Event]:
-        return await self._store.last_events.remote(app, session_id, count)  # type: ignore[no-any-return]
+    async def last_events(self, app: str, session_id: str, count: int) -> builtins.list[Event]:
+        last: builtins.list[Event] = await self._store.last_events.remote(app, session_id, count)
+        return last
 
     async def delete(self, app: str, session_id: str) -> bool:
-        return await self._store.delete.remote(app, session_id)  # type: ignore[no-any-return]
+        existed: bool = await self._store.delete.remote(app, session_id)
+        return existed
 
-    async def stale(self, app: str, before: datetime, limit: int) -> list[str]:
-        return await self._store.stale.remote(app, before, limit)  # type: ignore[no-any-return]
+    async def stale(self, app: str, before: datetime, limit: int) -> builtins.list[str]:
+        ids: builtins.list[str] = await self._store.stale.remote(app, before, limit)
+        return ids
 
     async def owner(self, session_id: str) -> str | None:
-        return await self._store.owner.remote(session_id)  # type: ignore[no-any-return]
+        app: str | None = await self._store.owner.remote(session_id)
+        return app
+
+    async def count(self, app: str) -> int:
+        stored: int = await self._store.count.remote(app)
+        return stored

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -42,19 +43,19 @@ class HistoryBackend(Protocol):
     async def get(self, app: str, session_id: str) -> SessionRecord | None:
         """Return the session's record alone, or None."""
 
-    async def list(self, app: str, public_key: str | None, limit: int) -> list[SessionRecord]:
+    async def list(self, app: str, public_key: str | None, limit: int) -> builtins.list[SessionRecord]:
         """Return up to `limit` records bound to `public_key`, most recently active first."""
 
-    async def events(self, app: str, session_id: str, after: int, limit: int) -> list[Event]:
+    async def events(self, app: str, session_id: str, after: int, limit: int) -> builtins.list[Event]:
         """Return up to `limit` events with seq greater than `after`, oldest first."""
 
-    async def last_events(self, app: str, session_id: str, count: int) -> list[Event]:
+    async def last_events(self, app: str, session_id: str, count: int) -> builtins.list[Event]:
         """Return the last `count` events, oldest first."""
 
     async def delete(self, app: str, session_id: str) -> bool:
         """Delete the session with its messages and events. Return whether it existed."""
 
-    async def stale(self, app: str, before: datetime, limit: int) -> list[str]:
+    async def stale(self, app: str, before: datetime, limit: int) -> builtins.list[str]:
         """Return up to `limit` ids of sessions last active before `before`, oldest first (for retention)."""
 
     async def owner(self, session_id: str) -> str | None:

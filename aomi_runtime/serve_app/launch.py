@@ -58,7 +58,7 @@ class Launched:
             # In a thread of its own: the caller may be inside a running event loop (a notebook cell).
             with ThreadPoolExecutor(1) as thread:
                 thread.submit(asyncio.run, self.settings.runtime().stop()).result()
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]  # Ray leaves serve.shutdown unannotated
         finally:
             if self.owns_ray:
                 ray.shutdown()
@@ -142,7 +142,10 @@ def direct_urls(app: str, host: str) -> tuple[str, ...]:
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeInstanceDetails
 
-    details = ServeInstanceDetails(**_get_global_client().get_serve_details())
+    client = _get_global_client()
+    # Ray types it Optional, yet it raises rather than return None unless asked not to.
+    assert client is not None
+    details = ServeInstanceDetails(**client.get_serve_details())
     return tuple(
         f"http://{target.ip if host in WILDCARDS else host}:{target.port}"
         for group in details.target_groups

@@ -87,12 +87,12 @@ class _Snapshot(Collector):
         yield hits
         yield misses
         for key, (name, help_text) in HISTOGRAMS.items():
-            family = HistogramMetricFamily(name, help_text, labels=["app"])
+            histogram = HistogramMetricFamily(name, help_text, labels=["app"])
             for app, s in self._stats.items():
                 h = s[key]
                 buckets = [(_le(b), c) for b, c in zip(h["bounds"], h["counts"], strict=True)] + [("+Inf", h["count"])]
-                family.add_metric([app], buckets, h["sum"])
-            yield family
+                histogram.add_metric([app], buckets, h["sum"])
+            yield histogram
 
 
 def _le(bound: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -56,20 +57,20 @@ class InMemoryHistory:
         stored = self._scoped(app, session_id)
         return None if stored is None else stored.record.model_copy(deep=True)
 
-    async def list(self, app: str, public_key: str | None, limit: int) -> list[SessionRecord]:
+    async def list(self, app: str, public_key: str | None, limit: int) -> builtins.list[SessionRecord]:
         records = [
             s.record for s in self._sessions.values() if s.record.app == app and s.record.public_key == public_key
         ]
         records.sort(key=lambda r: r.updated_at, reverse=True)
         return [r.model_copy(deep=True) for r in records[:limit]]
 
-    async def events(self, app: str, session_id: str, after: int, limit: int) -> list[Event]:
+    async def events(self, app: str, session_id: str, after: int, limit: int) -> builtins.list[Event]:
         stored = self._scoped(app, session_id)
         if stored is None:
             return []
         return [stored.events[s] for s in sorted(stored.events) if s > after][:limit]
 
-    async def last_events(self, app: str, session_id: str, count: int) -> list[Event]:
+    async def last_events(self, app: str, session_id: str, count: int) -> builtins.list[Event]:
         stored = self._scoped(app, session_id)
         if stored is None or count <= 0:
             return []
@@ -81,7 +82,7 @@ class InMemoryHistory:
         del self._sessions[session_id]
         return True
 
-    async def stale(self, app: str, before: datetime, limit: int) -> list[str]:
+    async def stale(self, app: str, before: datetime, limit: int) -> builtins.list[str]:
         old = [s.record for s in self._sessions.values() if s.record.app == app and s.record.updated_at < before]
         return [r.session_id for r in sorted(old, key=lambda r: r.updated_at)[:limit]]
 

@@ -7,6 +7,7 @@ back byte for byte whatever it holds (PostgreSQL's text type refuses NUL; escape
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 from collections.abc import Sequence
@@ -158,7 +159,7 @@ class SqlHistory:
         rows = await self._read(query)
         return SessionRecord.model_validate_json(rows[0].data) if rows else None
 
-    async def list(self, app: str, public_key: str | None, limit: int) -> list[SessionRecord]:
+    async def list(self, app: str, public_key: str | None, limit: int) -> builtins.list[SessionRecord]:
         owner = sessions.c.public_key.is_(None) if public_key is None else sessions.c.public_key == public_key
         query = (
             select(sessions.c.data)
@@ -168,11 +169,11 @@ class SqlHistory:
         )
         return [SessionRecord.model_validate_json(r.data) for r in await self._read(query)]
 
-    async def events(self, app: str, session_id: str, after: int, limit: int) -> list[Event]:
+    async def events(self, app: str, session_id: str, after: int, limit: int) -> builtins.list[Event]:
         query = self._events_of(app, session_id).where(events.c.seq > after).order_by(events.c.seq).limit(limit)
         return [Event(seq=r.seq, data=json.loads(r.data)) for r in await self._read(query)]
 
-    async def last_events(self, app: str, session_id: str, count: int) -> list[Event]:
+    async def last_events(self, app: str, session_id: str, count: int) -> builtins.list[Event]:
         if count <= 0:
             return []
         query = self._events_of(app, session_id).order_by(events.c.seq.desc()).limit(count)
@@ -196,7 +197,7 @@ class SqlHistory:
                 f"The history database did not delete the session {session_id!r}: {type(exc).__name__}."
             ) from exc
 
-    async def stale(self, app: str, before: datetime, limit: int) -> list[str]:
+    async def stale(self, app: str, before: datetime, limit: int) -> builtins.list[str]:
         query = (
             select(sessions.c.session_id)
             .where(sessions.c.app == app, sessions.c.updated_at < _dialects.naive_utc(before))
@@ -220,7 +221,7 @@ class SqlHistory:
             .where(events.c.session_id == session_id, sessions.c.app == app)
         )
 
-    async def _read(self, query: Any) -> list[Row[Any]]:
+    async def _read(self, query: Any) -> builtins.list[Row[*tuple[Any, ...]]]:
         try:
             async with self._engine.connect() as conn:
                 return list((await conn.execute(query)).all())

@@ -54,12 +54,13 @@ class AnthropicMessages:
         system, messages = to_anthropic_messages(request)
         options = {"max_tokens": DEFAULT_MAX_TOKENS, **self._spec.options}
         tools = [{"name": t.name, "description": t.description, "input_schema": t.parameters} for t in request.tools]
+        with_tools: dict[str, Any] = {"tools": tools} if tools else {}
         try:
             async with self._client.messages.stream(
                 model=self._spec.model,
                 system=system,
-                messages=messages,  # type: ignore[arg-type]
-                **({"tools": tools} if tools else {}),
+                messages=messages,  # type: ignore[arg-type]  # plain dicts, not the SDK's TypedDicts
+                **with_tools,
                 **options,
             ) as stream:
                 async for event in stream:

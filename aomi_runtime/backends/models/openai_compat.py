@@ -53,15 +53,18 @@ class OpenAICompatible:
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         tools = [{"type": "function", "function": t.model_dump()} for t in request.tools]
+        with_tools: dict[str, Any] = {"tools": tools} if tools else {}
         calls: dict[int, dict[str, str]] = {}
         try:
             chunks = await self._client.chat.completions.create(
                 model=self._spec.model,
-                messages=to_openai_messages(request),  # type: ignore[arg-type]
+                messages=to_openai_messages(request),  # type: ignore[arg-type]  # plain dicts, not the SDK's TypedDicts
                 stream=True,
-                **({"tools": tools} if tools else {}),
+                **with_tools,
                 **self._spec.options,
             )
+            # Always a stream (`stream=True`); mypy cannot tell, as to it the options might name `stream` again.
+            assert isinstance(chunks, openai.AsyncStream)
             async for chunk in chunks:
                 if not chunk.choices:
                     continue
