@@ -43,10 +43,10 @@ class AppActors:
         Only the provider keys this App's models name reach its actors; `placement` says where its session
         actors may run."""
         spec.tool_registry  # noqa: B018  # resolved once, here if not before, and carried with the spec
-        own_keys = {m.api_key_env: model_keys[m.api_key_env] for m in spec.models if m.api_key_env in model_keys}
+        own_keys = {env: model_keys[env] for m in spec.models if (env := m.api_key_env) and env in model_keys}
         options = {"namespace": namespace, "lifetime": "detached", "get_if_exists": True}
-        store = HistoryStore.options(name="store", **options).remote(spec.name, database_url)
-        directory = SessionDirectory.options(name="directory", **options).remote(
+        store = HistoryStore.options(name="store", **options).remote(spec.name, database_url)  # type: ignore[attr-defined]  # mypy ignores a class decorator's result: @ray.remote made an ActorClass
+        directory = SessionDirectory.options(name="directory", **options).remote(  # type: ignore[attr-defined]  # mypy ignores a class decorator's result: @ray.remote made an ActorClass
             spec, store, namespace, own_keys, placement=placement
         )
         return cls(spec=spec, namespace=namespace, directory=directory, store=store)

@@ -30,7 +30,7 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 def assemble_app(spec: AppSpec, model_keys: Mapping[str, SecretStr]) -> App:
     """The App a spec declares, with a provider per model (given its key) and its tool registry."""
     providers = {
-        m.slug: load_model(m, model_keys[m.api_key_env].get_secret_value() if m.api_key_env in model_keys else None)
+        m.slug: load_model(m, key.get_secret_value() if (key := model_keys.get(m.api_key_env or "")) else None)
         for m in spec.models
     }
     return App(spec=spec, providers=providers, tools=spec.tool_registry)

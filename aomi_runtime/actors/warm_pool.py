@@ -56,7 +56,7 @@ class WarmPool:
 
     async def _new_worker(self) -> Any:
         # Named in the App's namespace, so that a restarted directory finds it again.
-        worker = SessionActor.options(
+        worker = SessionActor.options(  # type: ignore[attr-defined]  # mypy ignores a class decorator's result: @ray.remote made an ActorClass
             name=f"{WORKER_PREFIX}{uuid.uuid4().hex}",
             namespace=self._namespace,
             lifetime="detached",

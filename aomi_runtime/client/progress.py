@@ -103,7 +103,7 @@ class NotebookDisplay:
     def __init__(self) -> None:
         from IPython.display import display
 
-        self._handle = display(_Rich("turn starting", None), display_id=True)
+        self._handle = display(_Rich("turn starting", None), display_id=True)  # type: ignore[no-untyped-call]  # IPython's display is unannotated
 
     def show(self, text: str, fraction: float | None) -> None:
         self._handle.update(_Rich(text, fraction))
@@ -127,7 +127,7 @@ class _Rich:
 
 def in_notebook() -> bool:
     ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
+    shell = ipython.get_ipython() if ipython is not None else None
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 

@@ -37,7 +37,7 @@ class Ingress:
 
 def build_application(settings: Settings) -> Application:
     """The runtime as a Serve application, for `serve.run`."""
-    return Ingress.bind(settings)
+    return Ingress.bind(settings)  # type: ignore[attr-defined,no-any-return]  # @serve.deployment made a Deployment
 
 
 def build(args: dict[str, Any]) -> Application:
