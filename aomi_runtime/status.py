@@ -3,34 +3,21 @@ and, the other way round, by the Python client (so it raises the class the serve
 
 from __future__ import annotations
 
-from .agent.errors import (
-    AomiError,
-    AppMismatch,
-    Forbidden,
-    InvalidInput,
-    LimitReached,
-    MessageTooLarge,
-    ModelUnavailable,
-    NoCapacity,
-    ServerError,
-    SessionClosed,
-    SessionNotFound,
-    StorageError,
-    Unauthorized,
-)
+from .agent import errors
+from .agent.errors import AomiError, ServerError
 
 STATUS: dict[type[AomiError], int] = {
-    MessageTooLarge: 413,
-    InvalidInput: 400,
-    Unauthorized: 401,
-    Forbidden: 403,
-    SessionNotFound: 404,
-    AppMismatch: 409,
-    SessionClosed: 503,
-    ModelUnavailable: 503,
-    StorageError: 503,
-    NoCapacity: 503,
-    LimitReached: 429,
+    errors.MessageTooLarge: 413,
+    errors.InvalidInput: 400,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.SessionNotFound: 404,
+    errors.AppMismatch: 409,
+    errors.SessionClosed: 503,
+    errors.ModelUnavailable: 503,
+    errors.StorageError: 503,
+    errors.NoCapacity: 503,
+    errors.LimitReached: 429,
 }
 
 

@@ -14,7 +14,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx
 
@@ -28,6 +28,17 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 IN_CLUSTER_URL = "http://in-cluster"
+
+
+class ClientOptions(TypedDict, total=False):
+    """`AsyncClient`'s keyword arguments, which the sync `Client` takes and hands on as they are."""
+
+    app: str
+    api_key: str | None
+    public_key: str | None
+    timeout: float
+    progress: bool | None
+    transport: httpx.AsyncBaseTransport | None
 
 
 class AsyncClient:

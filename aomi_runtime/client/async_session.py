@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx
 from httpx_sse import aconnect_sse
@@ -23,6 +23,17 @@ if TYPE_CHECKING:
     import pandas
 
     from .async_client import AsyncClient
+
+
+class SendOptions(TypedDict, total=False):
+    """`AsyncSession.send`'s keyword arguments, which the sync `Session.send` takes and hands on as they are."""
+
+    user_state: dict[str, Any] | None
+    wait: bool
+    timeout: float | None
+    progress: bool | None
+    request_id: str | None
+
 
 RECONNECTS = 10  # a stream reconnects this many times in a row before it gives up
 KEEPALIVE_GRACE = 60.0  # the server sends a comment at least every 15 s: silence this long means a dead link

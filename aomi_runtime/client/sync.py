@@ -16,17 +16,14 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import AsyncGenerator, Coroutine, Iterator
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
-from ..agent.apps import DEFAULT_APP
 from ..agent.records import Event, Message, SessionInfo, Snapshot, new_request_id
-from .async_client import DEFAULT_URL, IN_CLUSTER_URL, AsyncClient
-from .async_session import AsyncSession
+from .async_client import DEFAULT_URL, IN_CLUSTER_URL, AsyncClient, ClientOptions
+from .async_session import AsyncSession, SendOptions
 from .reply import Reply
 
 if TYPE_CHECKING:
-    import httpx
     import pandas
 
     from ..serve_app.settings import Settings
@@ -87,33 +84,16 @@ class _Loop:
             self._loop.close()
 
 
-class Client:
+class Client(contextlib.AbstractContextManager["Client"]):
     """A connection to the runtime for one App; the same methods as `AsyncClient`, called without `await`."""
 
-    def __init__(
-        self,
-        url: str = DEFAULT_URL,
-        *,
-        app: str = DEFAULT_APP,
-        api_key: str | None = None,
-        public_key: str | None = None,
-        timeout: float = 30.0,
-        progress: bool | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, url: str = DEFAULT_URL, **options: Unpack[ClientOptions]) -> None:
+        """`options` are `AsyncClient`'s: `app`, `api_key`, `public_key`, `timeout`, `progress`, `transport`."""
         self._loop = _Loop()
         self._closed = False
 
         async def make() -> AsyncClient:  # on the loop that will use it
-            return AsyncClient(
-                url,
-                app=app,
-                api_key=api_key,
-                public_key=public_key,
-                timeout=timeout,
-                progress=progress,
-                transport=transport,
-            )
+            return AsyncClient(url, **options)
 
         try:
             self._async = self._loop.run(make())
@@ -122,7 +102,7 @@ class Client:
             raise
 
     @classmethod
-    def local(cls, settings: Settings | None = None, **options: Any) -> Client:
+    def local(cls, settings: Settings | None = None, **options: Unpack[ClientOptions]) -> Client:
         """Start the runtime in this process (a local Ray instance, unless Ray is already initialised, and
         Serve on a free port) and connect to it; `close` stops it. `settings` default to the embedded
         default: SQLite in ./aomi.db, the public `default` App."""
@@ -173,12 +153,7 @@ class Client:
         finally:
             self._loop.stop()
 
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:  # `with` gives the instance itself (AbstractContextManager)
         self.close()
 
 
@@ -208,20 +183,10 @@ class Session:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.client._loop.run(coro)
 
-    def send(
-        self,
-        message: str,
-        *,
-        user_state: dict[str, Any] | None = None,
-        wait: bool = True,
-        timeout: float | None = None,
-        progress: bool | None = None,
-        request_id: str | None = None,
-    ) -> Reply:
-        request_id = request_id or new_request_id()
-        sent = self._async.send(
-            message, user_state=user_state, wait=wait, timeout=timeout, progress=progress, request_id=request_id
-        )
+    def send(self, message: str, **options: Unpack[SendOptions]) -> Reply:
+        """See `AsyncSession.send`; `options` are its: `user_state`, `wait`, `timeout`, `progress`, `request_id`."""
+        request_id = options["request_id"] = options.get("request_id") or new_request_id()
+        sent = self._async.send(message, **options)
         try:
             return self._run(sent)
         except KeyboardInterrupt:

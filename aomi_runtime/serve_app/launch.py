@@ -6,10 +6,10 @@ The CLI's `serve` runs it until Ctrl-C; a notebook or a script holds it for as l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from types import TracebackType
 
 from ..actors.node import LEAN_RAY_ENV, lean_ray_env
 from ..agent.errors import DeploymentError
@@ -25,7 +25,7 @@ RAY_ENV_SET = ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED", DIRECT_INGRESS_ENV, *
 
 
 @dataclass
-class Launched:
+class Launched(contextlib.AbstractContextManager["Launched"]):
     """A runtime this process started; `stop` ends Serve, the runtime's actors and, if it started it, Ray.
 
     `url` is where clients reach it: Serve's proxy, or with direct ingress the ingress replica itself."""
@@ -68,12 +68,7 @@ class Launched:
                     else:
                         os.environ[name] = value
 
-    def __enter__(self) -> Launched:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:  # `with` gives the instance itself (AbstractContextManager)
         self.stop()
 
 

@@ -53,21 +53,20 @@ sessions = Table(
     Index("aomi_sessions_by_age", "app", "updated_at"),
 )
 
-messages = Table(
-    "aomi_messages",
-    metadata,
-    Column("session_id", String(128), primary_key=True),
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("data", Text, nullable=False),
-)
 
-events = Table(
-    "aomi_events",
-    metadata,
-    Column("session_id", String(128), primary_key=True),
-    Column("seq", Integer, primary_key=True, autoincrement=False),
-    Column("data", Text, nullable=False),
-)
+def _numbered_rows(name: str, number: str) -> Table:
+    """A table of one session's numbered rows (its messages by id, its events by seq), each kept as JSON."""
+    return Table(
+        name,
+        metadata,
+        Column("session_id", String(128), primary_key=True),
+        Column(number, Integer, primary_key=True, autoincrement=False),
+        Column("data", Text, nullable=False),
+    )
+
+
+messages = _numbered_rows("aomi_messages", "id")
+events = _numbered_rows("aomi_events", "seq")
 
 RECORD, MESSAGE = 0, 1
 

@@ -46,12 +46,12 @@ async def list_sessions(
     return [i.model_dump(mode="json") for i in await runtime.list_sessions(visible, public_key, limit)]
 
 
-@router.post(
-    "/api/sessions",
-    dependencies=[Depends(json_content)],
-    response_model=None,
-    responses=answers(SessionCreated, 401, 403, 409, 415, 422, 503),
-)
+JSON_BODY = [Depends(json_content)]
+CREATED = answers(SessionCreated, 401, 403, 409, 415, 422, 503)
+RENAMED = answers(SessionCreated, 401, 403, 404, 415, 422, 503)
+
+
+@router.post("/api/sessions", dependencies=JSON_BODY, response_model=None, responses=CREATED)
 async def create_session(
     runtime: RuntimeDep,
     app: NamedApp,
@@ -74,12 +74,7 @@ async def get_session(runtime: RuntimeDep, session_id: PathId) -> dict[str, Any]
     return (await runtime.info(check_session_id(session_id))).model_dump(mode="json")
 
 
-@router.patch(
-    "/api/sessions/{session_id}",
-    dependencies=[Depends(json_content)],
-    response_model=None,
-    responses=answers(SessionCreated, 401, 403, 404, 415, 422, 503),
-)
+@router.patch("/api/sessions/{session_id}", dependencies=JSON_BODY, response_model=None, responses=RENAMED)
 async def rename_session(
     runtime: RuntimeDep, session_id: PathId, app: OwnAppByPath, body: Annotated[Rename | None, Body()] = None
 ) -> dict[str, Any]:
