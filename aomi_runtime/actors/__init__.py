@@ -1,0 +1,1 @@
+"""Floor 3: thin Ray actors around the domain and the backends, and the runtime that routes calls to them."""
