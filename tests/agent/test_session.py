@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from aomi_runtime.agent import session as session_module
+from aomi_runtime.agent import streams as streams_module
 from aomi_runtime.agent.apps import AppSpec
 from aomi_runtime.agent.errors import (
     AppMismatch,
@@ -383,8 +383,8 @@ async def test_a_cancelled_wait_closes_its_stream_and_a_silent_one_runs_out(
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert session.subscribers == 1  # "silent" still holds its lease
-    later = time.monotonic() + session_module.STREAM_LEASE_SECONDS + 1
-    monkeypatch.setattr(session_module.time, "monotonic", lambda: later)
+    later = time.monotonic() + streams_module.STREAM_LEASE_SECONDS + 1
+    monkeypatch.setattr(streams_module.time, "monotonic", lambda: later)
     assert session.subscribers == 0 and not session.is_busy  # a replica that died never closes its streams
 
 
