@@ -1,7 +1,8 @@
 """A live session: what its clients call, in front of its parts: the journal that writes its state through, the
 event log readers follow, the streams that watch it, its turns and its automatic title.
 
-Plain asyncio, no Ray: the session actor is a thin adapter around this class.
+Plain asyncio, no Ray: the session actor is a thin adapter around this class. Limits on what clients send (the size
+of a message or of user_state) are checked at the edge, before a session is found or made; a session trusts them.
 """
 
 from __future__ import annotations
@@ -137,8 +138,7 @@ class LiveSession:
         self.check_open()
         if request_id is not None and self._turns.has_request(request_id):
             return await self.snapshot(user_state)
-        self.app.spec.limits.check_message(text)
-        self._set_user_state(user_state)
+        self._journal.set_user_state(user_state)
         if public_key and self.record.public_key is None:
             self.record.public_key = public_key
             self._journal.record_changed()
@@ -148,7 +148,7 @@ class LiveSession:
     async def snapshot(self, user_state: dict[str, Any] | None = None) -> Snapshot:
         """The whole session; system events are handed out once, so they are stored as taken."""
         self.check_open()
-        self._set_user_state(user_state)
+        self._journal.set_user_state(user_state)
         events = self.record.pending_system_events
         if events:
             self.record.pending_system_events = []
@@ -178,7 +178,6 @@ class LiveSession:
     async def post_system(self, message: str) -> Any:
         """Text becomes a `system_notice`; a JSON object is published as-is. The model sees either next turn."""
         self.check_open()
-        self.app.spec.limits.check_message(message)  # stored and shown to the model like a user's message
         try:
             parsed = json.loads(message)
         except ValueError:
@@ -284,11 +283,6 @@ class LiveSession:
         await self._journal.flush()
 
     # --- helpers ----------------------------------------------------------------------------------
-
-    def _set_user_state(self, user_state: dict[str, Any] | None) -> None:
-        if user_state is not None and user_state != self.record.user_state:
-            self.app.spec.limits.check_user_state(user_state)
-        self._journal.set_user_state(user_state)
 
     def _turn_ended(self, seconds: float) -> None:
         if self.on_turn is not None:
