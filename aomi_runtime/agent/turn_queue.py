@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 RETRY_WINDOW = 64  # how far back a retried chat request is looked for
 
 
-def turn_request(messages: Sequence[Message]) -> dict[str, str]:
+def _turn_request(messages: Sequence[Message]) -> dict[str, str]:
     """The running turn's request id as event fields, if it has one."""
     # The running turn is the last user message's; its request id lets a client wait for its own turn.
     last = next((m for m in reversed(messages) if m.sender == "user"), None)
@@ -58,7 +58,7 @@ class TurnQueue:
             journal.finish_streaming()
             record.pending_system_events.append(system_error(cut_short))
             record.is_processing = False
-            journal.event("processing_done", **turn_request(journal.messages), error=cut_short)
+            journal.event("processing_done", **_turn_request(journal.messages), error=cut_short)
             await journal.flush()
         if record.queue:
             await self._start(record.queue.pop(0))
@@ -150,7 +150,7 @@ class TurnQueue:
         journal.finish_streaming()
         self._title.start()
         outcome = {"error": error} if error else {"interrupted": True} if interrupted else {}
-        journal.event("processing_done", **turn_request(journal.messages), **outcome)
+        journal.event("processing_done", **_turn_request(journal.messages), **outcome)
         self._ended(time.perf_counter() - started)
         if record.queue and not journal.closed:
             # The next queued message gets its turn as a task of its own, so an interrupt stops only this one.
