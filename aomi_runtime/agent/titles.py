@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 
+from .apps import App
+from .journal import Journal
+from .logs import fingerprint, log_failure
 from .protocols import ModelProvider, ModelRequest, TextDelta
-from .records import Message
+from .records import DEFAULT_TITLE, Message
 from .turn import to_model_messages
+
+log = logging.getLogger(__name__)
 
 TITLE_INSTRUCTION = (
     "Give this conversation a short title of at most six words. Answer with the title alone, without quotes."
@@ -33,3 +40,37 @@ async def generate_title(model: ModelProvider, messages: Sequence[Message]) -> s
     )
     pieces = [chunk.text async for chunk in model.stream(request) if isinstance(chunk, TextDelta)]
     return clean_title("".join(pieces))
+
+
+class AutoTitle:
+    """One session's automatic title, made in a task of its own after a turn while the session has none."""
+
+    def __init__(self, app: App, journal: Journal) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self._app = app
+        self._journal = journal
+
+    @property
+    def is_running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def start(self) -> None:
+        """Start making a title, unless the session has one (given by hand or made already) or one is being made."""
+        record = self._journal.record
+        if record.title_is_manual or record.title != DEFAULT_TITLE:
+            return
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._make(), name=f"title:{record.session_id}")
+
+    async def _make(self) -> None:
+        journal, record = self._journal, self._journal.record
+        try:
+            title = await generate_title(self._app.provider(record.model), journal.messages)
+        except Exception as exc:  # a title is a nicety: a failing model must not break the session
+            log_failure(log, f"title of session {fingerprint(record.session_id)}", exc, logging.WARNING)
+            return
+        if not title or record.title_is_manual or journal.closed:
+            return
+        record.title = title
+        journal.event("title_changed", new_title=title)
+        await journal.flush()

@@ -8,13 +8,11 @@ import time
 
 import pytest
 
-from aomi_runtime.agent import session as session_module
+from aomi_runtime.agent import streams as streams_module
 from aomi_runtime.agent.apps import AppSpec
 from aomi_runtime.agent.errors import (
     AppMismatch,
-    InvalidInput,
     LimitReached,
-    MessageTooLarge,
     SessionClosed,
     StorageError,
 )
@@ -274,15 +272,6 @@ async def test_events_after_waits_for_the_next_event(session: LiveSession) -> No
     assert [e.data["message"] for e in await waiter] == ["wake up"]
 
 
-async def test_limits_and_empty_messages_are_refused(session: LiveSession) -> None:
-    with pytest.raises(MessageTooLarge):
-        await session.chat("x" * (64 * 1024 + 1))
-    with pytest.raises(InvalidInput):
-        await session.chat("   \n")
-    snap = await session.chat("é" * (32 * 1024))  # 64 KiB exactly, in UTF-8
-    assert len(snap.messages) == 2
-
-
 async def test_a_closed_session_refuses_calls(session: LiveSession) -> None:
     await session.chat("count to 1000")
     await session.close()
@@ -383,8 +372,8 @@ async def test_a_cancelled_wait_closes_its_stream_and_a_silent_one_runs_out(
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert session.subscribers == 1  # "silent" still holds its lease
-    later = time.monotonic() + session_module.STREAM_LEASE_SECONDS + 1
-    monkeypatch.setattr(session_module.time, "monotonic", lambda: later)
+    later = time.monotonic() + streams_module.STREAM_LEASE_SECONDS + 1
+    monkeypatch.setattr(streams_module.time, "monotonic", lambda: later)
     assert session.subscribers == 0 and not session.is_busy  # a replica that died never closes its streams
 
 

@@ -1,0 +1,119 @@
+"""A session's write path: its state, what changed in it since the last commit, and the one commit that stores
+that and then publishes its events.
+
+Every change goes to the history backend before anyone is told of it: state is marked dirty, events are numbered
+and kept pending, and `flush` writes all of it in one commit, then publishes the events. So an acknowledged
+message is stored, and an event a subscriber has seen can always be replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from .errors import SessionClosed
+from .event_log import EventLog
+from .protocols import HistoryBackend
+from .records import Commit, Event, Message, StoredSession, ToolCall, utcnow
+
+
+class Journal:
+    """The record and messages of one live session, the changes to them not stored yet, and `flush`."""
+
+    def __init__(
+        self, history: HistoryBackend, app: str, stored: StoredSession, log: EventLog, on_broken: Callable[[], None]
+    ) -> None:
+        self.record = stored.record
+        self.messages: list[Message] = list(stored.messages)
+        self.closed = False  # the session is closing: only its final flush writes
+        self.broken = False  # a commit failed: memory holds what the database may not
+        self._history = history
+        self._app = app
+        self._log = log
+        self._on_broken = on_broken  # told once a commit failed, to stop what still runs
+        self._dirty_messages: set[int] = set()
+        self._record_dirty = False
+        self._pending: list[Event] = []
+        self._lock = asyncio.Lock()
+
+    def record_changed(self) -> None:
+        self._record_dirty = True
+
+    def set_user_state(self, user_state: dict[str, Any] | None) -> None:
+        """Keep the user_state a client sent, if any, in place of the stored one."""
+        if user_state is not None and user_state != self.record.user_state:
+            self.record.user_state = user_state
+            self._record_dirty = True
+
+    def event(self, type_: str, **fields: Any) -> None:
+        """Number an event and keep it for the next commit, which publishes it."""
+        self.record.last_seq += 1
+        data = {"type": type_, "session_id": self.record.session_id, **fields}
+        self._pending.append(Event(seq=self.record.last_seq, data=data))
+        self._record_dirty = True
+
+    def add_message(self, message: Message, *, announce: bool = True) -> Message:
+        self.messages.append(message)
+        assert message.id is not None
+        self._dirty_messages.add(message.id)
+        if announce:
+            self.event("message", message=message.model_dump(mode="json", exclude={"queued"}))
+        return message
+
+    def append_text(self, text: str) -> None:
+        """Add text to the newest streaming agent message, starting one if there is none."""
+        last = self.messages[-1] if self.messages else None
+        if last is None or last.sender != "agent" or not last.is_streaming:
+            # announced when it ends, as every message is: `message` events carry finished messages only
+            last = self.add_message(Message(id=len(self.messages), sender="agent", is_streaming=True), announce=False)
+        last.content += text
+
+    def add_tool_result(self, call: ToolCall, topic: str, text: str) -> None:
+        """End the streaming agent message, add a finished tool call as its own, and start the next one."""
+        self.finish_streaming()
+        self.add_message(Message(id=len(self.messages), sender="agent", tool_result=(topic, text), tool_call=call))
+        self.add_message(Message(id=len(self.messages), sender="agent", is_streaming=True), announce=False)
+
+    def finish_streaming(self) -> bool:
+        """End every streaming agent message and announce it; return whether there was one."""
+        finished = False
+        for m in self.messages:
+            if m.is_streaming:
+                m.is_streaming = False
+                assert m.id is not None
+                self._dirty_messages.add(m.id)
+                self.event("message", message=m.model_dump(mode="json", exclude={"queued"}))
+                finished = True
+        return finished
+
+    async def flush(self, *, final: bool = False) -> None:
+        """Write everything changed in one commit, then publish its events. Concurrent calls coalesce.
+
+        Once the session is closing only `close` writes (`final`): another actor may be loading it already.
+        """
+        async with self._lock:
+            if self.broken or (self.closed and not final):
+                raise SessionClosed(f"The session {self.record.session_id!r} is closed; look it up again.")
+            if not (self._record_dirty or self._dirty_messages or self._pending):
+                return
+            ids, events = sorted(self._dirty_messages), self._pending
+            self._dirty_messages, self._pending, self._record_dirty = set(), [], False
+            self.record.updated_at = utcnow()
+            commit = Commit(record=self.record, messages=[self.messages[i] for i in ids], events=events)
+            try:
+                await self._history.commit(self._app, commit)
+            except asyncio.CancelledError:
+                # The commit may or may not have landed; writes are idempotent, so keep it for the next flush.
+                self._dirty_messages.update(ids)
+                self._pending[:0] = events
+                self._record_dirty = True
+                raise
+            except Exception:
+                # Memory now holds what the database does not: give it up, so that the next caller rebuilds the
+                # session from the database, the source of truth. Nothing unstored was acknowledged.
+                self.closed = self.broken = True
+                self._log.wake()
+                self._on_broken()
+                raise
+            self._log.publish(events)

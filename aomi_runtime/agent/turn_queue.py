@@ -1,0 +1,165 @@
+"""A session's turns: one runs at a time, the rest wait in its stored queue, and the running one can be
+interrupted wherever it is."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from .apps import App
+from .errors import AomiError
+from .journal import Journal
+from .logs import fingerprint, log_failure
+from .records import INTERRUPTION, Message, QueuedMessage, system_error
+from .titles import AutoTitle
+from .turn import TurnSink, run_turn
+
+log = logging.getLogger(__name__)
+
+RETRY_WINDOW = 64  # how far back a retried chat request is looked for
+
+
+def _turn_request(messages: Sequence[Message]) -> dict[str, str]:
+    """The running turn's request id as event fields, if it has one."""
+    # The running turn is the last user message's; its request id lets a client wait for its own turn.
+    last = next((m for m in reversed(messages) if m.sender == "user"), None)
+    return {"request_id": last.request_id} if last is not None and last.request_id else {}
+
+
+class TurnQueue:
+    """Starts, runs and ends the turns of one session, each step stored through the session's journal."""
+
+    def __init__(
+        self,
+        app: App,
+        journal: Journal,
+        sink: TurnSink,
+        title: AutoTitle,
+        check_open: Callable[[], None],
+        ended: Callable[[float], None],
+    ) -> None:
+        self.task: asyncio.Task[None] | None = None  # the running turn, its bookkeeping included
+        self._app = app
+        self._journal = journal
+        self._sink = sink  # where the turn engine's output goes: the session
+        self._title = title
+        self._check_open = check_open
+        self._ended = ended  # told each finished turn's duration, in seconds
+        self._interrupted = False
+        self._model_task: asyncio.Task[None] | None = None
+
+    async def resume(self, *, cut_short: str) -> None:
+        """After the session was restored: end a turn its last process left open, telling the user `cut_short`,
+        and start the next queued message's turn."""
+        journal, record = self._journal, self._journal.record
+        if record.is_processing or any(m.is_streaming for m in journal.messages):
+            journal.finish_streaming()
+            record.pending_system_events.append(system_error(cut_short))
+            record.is_processing = False
+            journal.event("processing_done", **_turn_request(journal.messages), error=cut_short)
+            await journal.flush()
+        if record.queue:
+            await self._start(record.queue.pop(0))
+
+    def has_request(self, request_id: str) -> bool:
+        """Whether a recent user message, or a queued one, came with `request_id`."""
+        recent_users = (m for m in reversed(self._journal.messages[-RETRY_WINDOW:]) if m.sender == "user")
+        return any(m.request_id == request_id for m in recent_users) or any(
+            q.request_id == request_id for q in self._journal.record.queue
+        )
+
+    async def submit(self, queued: QueuedMessage) -> None:
+        """Start `queued`'s turn, or queue it behind the running one."""
+        if self._journal.record.is_processing:
+            self._journal.record.queue.append(queued)
+            self._journal.record_changed()
+            await self._journal.flush()
+        else:
+            await self._start(queued)
+
+    async def _start(self, queued: QueuedMessage) -> None:
+        """Store `queued` as the user's message, with the empty agent message that will hold the answer, and
+        start its turn."""
+        journal = self._journal
+        journal.record.is_processing = True
+        journal.event("processing_started", **({"request_id": queued.request_id} if queued.request_id else {}))
+        journal.add_message(
+            Message(
+                id=len(journal.messages),
+                sender="user",
+                content=queued.content,
+                timestamp=queued.timestamp,
+                request_id=queued.request_id,
+            )
+        )
+        journal.add_message(Message(id=len(journal.messages), sender="agent", is_streaming=True), announce=False)
+        await journal.flush()
+        self._check_open()  # closed while storing: its next holder finishes the turn's bookkeeping
+        self.task = asyncio.create_task(self._run(), name=f"turn:{journal.record.session_id}")
+
+    async def interrupt(self) -> None:
+        """Stop the running turn at once and wait for its end to be stored; idempotent."""
+        if self._journal.record.is_processing:
+            # Wherever the turn is (starting, in the model or a tool, storing its end), it ends interrupted: the
+            # model task is cancelled if it runs, and a turn not yet started skips the model.
+            self._interrupted = True
+            if self._model_task is not None:
+                self._model_task.cancel()
+        turn = self.task
+        if turn is not None and not turn.done():
+            await asyncio.shield(turn)
+
+    async def _run(self) -> None:
+        journal, record = self._journal, self._journal.record
+        started = time.perf_counter()
+        error: str | None = None
+        notes, record.model_notes = record.model_notes, []
+        # The model and tools run as a task of their own, so that an interrupt cancels them and not the
+        # bookkeeping below; an interrupt that comes before they start means they never do.
+        if not self._interrupted:
+            self._model_task = asyncio.create_task(
+                run_turn(
+                    self._app,
+                    self._sink,
+                    session_id=record.session_id,
+                    history=journal.messages[:],
+                    model=record.model,
+                    user_state=record.user_state,
+                    notes=notes,
+                )
+            )
+            try:
+                await self._model_task
+            except asyncio.CancelledError:
+                if not self._interrupted or _cancelling():
+                    raise  # closing: `close` stores what is left
+            except AomiError as exc:
+                error = str(exc)
+            except Exception as exc:
+                log_failure(log, f"turn of session {fingerprint(record.session_id)}", exc)
+                error = "The turn failed because of an internal error; it was logged."
+            finally:
+                self._model_task = None
+        interrupted, self._interrupted = self._interrupted, False
+        if interrupted:
+            record.pending_system_events.append(INTERRUPTION)
+        if error is not None:
+            record.pending_system_events.append(system_error(error))
+        journal.finish_streaming()
+        self._title.start()
+        outcome = {"error": error} if error else {"interrupted": True} if interrupted else {}
+        journal.event("processing_done", **_turn_request(journal.messages), **outcome)
+        self._ended(time.perf_counter() - started)
+        if record.queue and not journal.closed:
+            # The next queued message gets its turn as a task of its own, so an interrupt stops only this one.
+            await self._start(record.queue.pop(0))
+        else:
+            record.is_processing = False
+            await journal.flush()
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
