@@ -111,6 +111,10 @@ class TurnQueue:
         if turn is not None and not turn.done():
             await asyncio.shield(turn)
 
+    def _interrupt_asked(self) -> bool:
+        # Read through a call: `interrupt` sets the flag while `_run` awaits, which a narrowed read would not see.
+        return self._interrupted
+
     async def _run(self) -> None:
         journal, record = self._journal, self._journal.record
         started = time.perf_counter()
@@ -133,7 +137,7 @@ class TurnQueue:
             try:
                 await self._model_task
             except asyncio.CancelledError:
-                if not self._interrupted or _cancelling():
+                if not self._interrupt_asked() or _cancelling():
                     raise  # closing: `close` stores what is left
             except AomiError as exc:
                 error = str(exc)
