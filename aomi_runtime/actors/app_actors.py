@@ -42,7 +42,6 @@ class AppActors:
 
         Only the provider keys this App's models name reach its actors; `placement` says where its session
         actors may run."""
-        spec.tool_registry  # noqa: B018  # resolved once, here if not before, and carried with the spec
         own_keys = {env: model_keys[env] for m in spec.models if (env := m.api_key_env) and env in model_keys}
         options = {"namespace": namespace, "lifetime": "detached", "get_if_exists": True}
         store = HistoryStore.options(name="store", **options).remote(spec.name, database_url)  # type: ignore[attr-defined]  # mypy ignores a class decorator's result: @ray.remote made an ActorClass

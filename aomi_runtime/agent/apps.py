@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -91,6 +91,13 @@ def utf8_size(text: str, what: str) -> int:
         ) from None
 
 
+@cache
+def resolve_tools(names: tuple[str, ...]) -> ToolRegistry:
+    # Per process, not carried with the spec: a spec travels to other processes by pickling, and a tool's module
+    # holds what pickling must not copy (a client, a pool, a lock), so each process imports the tools itself.
+    return ToolRegistry.from_names(names, DEMO_TOOLS)
+
+
 SCRIPTED_MODEL = ModelSpec(label="Scripted (offline)", slug="scripted")
 
 
@@ -125,11 +132,11 @@ class AppSpec(BaseModel):
             raise ValueError(f"default_model {self.default_model!r} is not among the App's models")
         return self
 
-    @cached_property
+    @property
     def tool_registry(self) -> ToolRegistry:
-        """The App's tools, resolved once (built-ins by name, others by import path) where the spec is read, and
-        carried with it, pickled, to the actors that run turns. Raises `InvalidInput` for a tool not found."""
-        return ToolRegistry.from_names(self.tools, DEMO_TOOLS)
+        """The App's tools (built-ins by name, others by import path), resolved once in each process that asks.
+        Raises `InvalidInput` for a tool not found."""
+        return resolve_tools(self.tools)
 
     def model(self, label_or_slug: str | None) -> ModelSpec | None:
         """The model with this slug or label; the App's default for None."""

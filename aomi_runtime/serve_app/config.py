@@ -68,7 +68,7 @@ def load_apps(path: Path, environ: Mapping[str, str]) -> tuple[AppSpec, ...]:
         if any(s.name == spec.name for s in specs):
             raise ConfigError(f"{where}: field 'name': another App is already named {spec.name!r}.")
         try:
-            spec.tool_registry  # noqa: B018  # resolved here, once, and kept with the spec
+            spec.tool_registry  # noqa: B018  # every tool found, or the start stops here
         except InvalidInput as exc:
             raise ConfigError(f"{where}: field 'tools': {exc}") from None
         for i, model in enumerate(spec.models):
