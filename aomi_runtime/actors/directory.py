@@ -70,13 +70,7 @@ class SessionDirectory:
     # --- finding sessions -----------------------------------------------------------------------
 
     async def get(
-        self,
-        session_id: str,
-        create: bool,
-        public_key: str | None = None,
-        stale: str | None = None,
-        wait: float = 0.0,
-        stored: bool = False,
+        self, session_id: str, create: bool, public_key: str | None = None, stale: str | None = None, wait: float = 0.0
     ) -> Any:
         """The session's live actor: tier 1 live, tier 2 rebuilt from the store, tier 3 new (if `create`).
 
@@ -84,14 +78,13 @@ class SessionDirectory:
         again. (A key, not the handle: a handle in a call's arguments is a reference Ray counts as borrowed, and
         under load Ray 2.60 failed a reference-count check on those and crashed this actor.)
         With `wait`, a session that does not exist yet is waited for that many seconds. None if not found.
-        `stored`: the caller has just found the session stored in this App, so its owner is not asked again.
         """
         await self._start()
         live = self._live.get(session_id)
         if stale is not None and live is not None and actor_key(live) == stale:
             del self._live[session_id]
             discard(live)  # dead, or closing: never two actors writing one session
-        handle = await self._find(session_id, create, public_key, stored)
+        handle = await self._find(session_id, create, public_key)
         deadline = asyncio.get_running_loop().time() + wait
         while handle is None and (remaining := deadline - asyncio.get_running_loop().time()) > 0:
             appeared = self._appeared
@@ -100,7 +93,7 @@ class SessionDirectory:
             handle = self._live.get(session_id)
         return handle
 
-    async def _find(self, session_id: str, create: bool, public_key: str | None, stored: bool) -> Any:
+    async def _find(self, session_id: str, create: bool, public_key: str | None) -> Any:
         while True:
             if (handle := self._live.get(session_id)) is not None:
                 self._counts["hits"] += 1
@@ -113,7 +106,7 @@ class SessionDirectory:
                 return handle
         future = self._loading[session_id] = asyncio.get_running_loop().create_future()
         try:
-            handle = await self._load(session_id, create, public_key, stored)
+            handle = await self._load(session_id, create, public_key)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: those who await it get it raised; no one else logs it
@@ -124,9 +117,9 @@ class SessionDirectory:
         finally:
             del self._loading[session_id]
 
-    async def _load(self, session_id: str, create: bool, public_key: str | None, stored: bool) -> Any:
+    async def _load(self, session_id: str, create: bool, public_key: str | None) -> Any:
         started = time.perf_counter()
-        owner = self._spec.name if stored else await self._store.owner.remote(session_id)
+        owner = await self._store.owner.remote(session_id)
         if owner is not None and owner != self._spec.name:
             raise AppMismatch.of(session_id, self._spec.name)
         if owner is None and not create:

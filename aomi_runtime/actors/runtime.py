@@ -95,18 +95,17 @@ class Runtime:
             return cached
         self.handle_counts["misses"] += 1
         self._handles.pop(session_id, None)
-        stored = False  # whether the owner was just looked up, so that its directory need not ask again
         if app is not None:
             candidates = [app]
         elif (owner := await self.owner(session_id)) is not None:
-            candidates, stored = [owner], True
+            candidates = [owner]
         elif wait:
             candidates = list(self.apps.values())  # not created yet: wait for it wherever it appears
         else:
             return None
         stale_key = None if stale is None else actor_key(stale)
         handles = await asyncio.gather(
-            *(a.directory.get.remote(session_id, create, public_key, stale_key, wait, stored) for a in candidates)
+            *(a.directory.get.remote(session_id, create, public_key, stale_key, wait) for a in candidates)
         )
         found = next((_Found(a, h) for a, h in zip(candidates, handles, strict=True) if h is not None), None)
         if found is not None:

@@ -32,7 +32,7 @@ async def chat(
     message: str | None = None,
     public_key: str | None = None,
     user_state: str | None = None,
-    client_id: str | None = None,  # sent by Aomi's client; a session is its id's, whoever sends
+    client_id: str | None = None,  # sent by Aomi's client, and not needed: a session is its id's, whoever sends
     request_id: str | None = None,
 ) -> Response:
     """Our addition: `request_id`, chosen by the client, makes a retried request add its message once, and
@@ -56,14 +56,18 @@ async def chat(
 
 @router.get("/api/state", response_model=None, responses=snapshot_answers(413, 503))
 async def state(
-    runtime: RuntimeDep, session_id: SessionId, user_state: str | None = None, client_id: str | None = None
+    runtime: RuntimeDep,
+    session_id: SessionId,
+    user_state: str | None = None,
+    client_id: str | None = None,  # sent by Aomi's client, and not needed: the session id says whose state it is
 ) -> Response:
     given = parse_user_state(user_state)
     owner = None
     if given is not None:  # checked at the edge, as chat's is: the session stores what it is given
         owner = await runtime.owner(session_id)
-        if owner is not None:
-            owner.spec.limits.check_user_state(given)
+        if owner is None:
+            return session_json(EMPTY_SNAPSHOT_JSON)
+        owner.spec.limits.check_user_state(given)
     try:
         return session_json(await runtime.call(session_id, "state", given, app=owner))
     except SessionNotFound:
