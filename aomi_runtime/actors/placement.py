@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..agent.errors import ConfigError
+
 # A cloud node takes one to three minutes to boot, but a request should not hang that long: within this time
 # the autoscaler has seen the pending actor and started a node, which later requests will find.
 DEFAULT_PLACEMENT_SECONDS = 60.0
@@ -29,11 +31,13 @@ class SessionPlacement:
     def __post_init__(self) -> None:
         for name, amount in self.resources.items():
             if name in _BUILT_IN:
-                raise ValueError(
+                raise ConfigError(
                     f"The session resource {name!r} is one of Ray's own ({', '.join(sorted(_BUILT_IN))}); "
                     "name a custom resource, such as 'aomi_session', that nodes declare as their session slots."
                 )
             if not amount > 0:
-                raise ValueError(f"The session resource {name!r} asks for {amount}; an actor must ask for more than 0.")
+                raise ConfigError(
+                    f"The session resource {name!r} asks for {amount}; an actor must ask for more than 0."
+                )
         if not self.timeout_seconds > 0:
-            raise ValueError(f"The placement timeout must be positive, got {self.timeout_seconds}.")
+            raise ConfigError(f"The placement timeout must be positive, got {self.timeout_seconds}.")

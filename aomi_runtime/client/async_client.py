@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import httpx
 
 from ..agent.apps import DEFAULT_APP
+from ..agent.errors import InvalidInput
 from ..agent.records import SessionInfo
 from .answers import error_of_answer, retried
 from .async_session import AsyncSession
@@ -96,7 +97,7 @@ class AsyncClient:
         """The sessions of a public key (default: this client's), newest activity first."""
         key = public_key or self.public_key
         if not key:
-            raise ValueError("sessions are listed per public key: give one here or to the client")
+            raise InvalidInput("Sessions are listed per public key: give one here or to the client.")
         found = await self.request("GET", "/api/sessions", params={"public_key": key, "limit": limit})
         return [SessionInfo.model_validate(s) for s in found]
 

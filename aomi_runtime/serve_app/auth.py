@@ -18,7 +18,7 @@ from fastapi import Depends, Header, Request
 from ..actors.app_actors import AppActors
 from ..actors.runtime import Runtime
 from ..agent.apps import DEFAULT_APP
-from ..agent.errors import Forbidden, SessionNotFound, Unauthorized
+from ..agent.errors import Forbidden, Unauthorized
 from .params import PathId, SessionId, check_session_id
 
 
@@ -90,9 +90,7 @@ ApiKey = Annotated[str | None, Depends(api_key)]
 
 
 async def _owner_authorized(runtime: Runtime, keys: Keys, session_id: str, key: str | None) -> AppActors:
-    owner = await runtime.owner(session_id)
-    if owner is None:
-        raise SessionNotFound(f"No session {session_id!r} exists.")
+    owner = await runtime.session_app(session_id)
     await keys.authorize(owner, key)
     return owner
 

@@ -143,4 +143,4 @@ def describe(api: FastAPI, app_names: list[str]) -> None:
             api.openapi_schema = schema
         return api.openapi_schema
 
-    api.openapi = openapi  # type: ignore[method-assign]
+    api.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to give its own schema

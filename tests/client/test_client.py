@@ -290,7 +290,7 @@ def test_sessions_are_listed_by_public_key(runtime_url: str) -> None:
         listed = client.sessions()
         assert {s.session_id for s in listed} == made and other.id not in made
         assert client.sessions(limit=1)[0].session_id in made
-    with Client(runtime_url) as anonymous, pytest.raises(ValueError, match="public key"):
+    with Client(runtime_url) as anonymous, pytest.raises(InvalidInput, match="public key"):
         anonymous.sessions()
 
 

@@ -246,3 +246,19 @@ async def test_no_key_or_secret_reaches_the_snapshot_or_events(
         await client.get("/api/events", headers=h(s))
     ).text
     assert keys["research"] not in everything and "sk-fake-provider-key" not in everything
+
+
+async def test_who_may_is_checked_before_what_was_sent(client: httpx.AsyncClient) -> None:
+    # docs/api.md's order of checks: a request the caller may not make is refused as such, whatever else is wrong.
+    unknown = sid()
+    no_key = await client.post("/api/chat", params={"app": "research"}, headers=h(sid()))  # no message either
+    assert no_key.status_code == 401 and "X-API-Key" in no_key.json()["error"]
+    no_session = await client.post("/api/system", headers=h(unknown))  # no message either
+    assert no_session.status_code == 404 and unknown in no_session.json()["error"]
+    no_title = await client.patch(f"/api/sessions/{unknown}", json={})
+    assert no_title.status_code == 404
+    no_rig = await client.post("/api/control/model", params={"app": "billing"}, headers=h(sid()))
+    assert no_rig.status_code == 401
+    # once the caller may, what was sent is checked
+    r = await client.post("/api/chat", headers=h(sid()))
+    assert r.status_code == 400 and "message is missing" in r.json()["error"]

@@ -253,6 +253,29 @@ async def test_a_message_over_the_limit_or_empty_is_refused(
     assert (await client.get("/api/state", headers=h(s))).json() == EMPTY
 
 
+@pytest.mark.parametrize(
+    ("text", "status", "word"),
+    [
+        pytest.param("é" * (SMALL_LIMIT // 2) + "x", 413, "limit", id="one byte over"),
+        pytest.param(" \t\n", 400, "empty", id="whitespace"),
+    ],
+)
+async def test_a_system_message_over_the_limit_or_empty_is_refused_not_stored(
+    client: httpx.AsyncClient, keys: dict[str, str], text: str, status: int, word: str
+) -> None:
+    # The edge checks it (the session trusts it): `billing`'s small limit fits over-limit text in a URL.
+    s, key = sid(), k(keys["billing"])
+    assert (
+        await client.post("/api/chat", params={"message": "hi", "app": "billing"}, headers={**h(s), **key})
+    ).is_success
+    await finished(client, s)
+    before = (await client.get("/api/events", params={"count": 1000}, headers=h(s))).json()
+    assert_error(await client.post("/api/system", params={"message": text}, headers={**h(s), **key}), status, word)
+    assert (await client.get("/api/events", params={"count": 1000}, headers=h(s))).json() == before
+    ok = await client.post("/api/system", params={"message": "é" * (SMALL_LIMIT // 2)}, headers={**h(s), **key})
+    assert ok.status_code == 200, ok.text  # at the limit: taken
+
+
 @pytest.mark.parametrize("text", ["x" * LIMIT, "😀" * (LIMIT // 4)], ids=["ASCII", "4-byte characters"])
 async def test_a_message_at_the_limit_is_taken_whole(client: httpx.AsyncClient, text: str) -> None:
     s = sid()

@@ -12,6 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from ...agent.errors import ConfigError
+
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     # In WAL mode this survives a process crash; only an OS crash may lose the last commits.
@@ -49,7 +51,7 @@ def insert(engine: AsyncEngine, table: Any) -> Any:
         return postgresql.insert(table)
     if engine.dialect.name == "sqlite":
         return sqlite.insert(table)
-    raise ValueError(f"History in {engine.dialect.name!r} is not supported; use SQLite or PostgreSQL.")
+    raise ConfigError(f"History in {engine.dialect.name!r} is not supported; use SQLite or PostgreSQL.")
 
 
 def configure(engine: AsyncEngine) -> None:

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from ...actors.app_actors import AppActors
+from ...actors.runtime import Runtime
 from ...agent.apps import utf8_size
 from ...agent.errors import InvalidInput, SessionNotFound
 from ...agent.records import SessionInfo
@@ -104,6 +106,6 @@ async def unarchive_session(runtime: RuntimeDep, session_id: PathId, app: OwnApp
     return await _set_archived(runtime, session_id, app, False)
 
 
-async def _set_archived(runtime: RuntimeDep, session_id: str, app: Any, archived: bool) -> dict[str, Any]:
+async def _set_archived(runtime: Runtime, session_id: str, app: AppActors, archived: bool) -> dict[str, Any]:
     info = await runtime.call(session_id, "set_archived", archived, app=app)
     return {"session_id": info.session_id, "is_archived": info.is_archived}
