@@ -11,9 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
+from schemathesis.specs.openapi import schemas as _openapi_schemas  # noqa: F401  # see SCHEMAS_AT_COLLECTION
 
 from aomi_runtime.serve_app.api import create_api
 from aomi_runtime.serve_app.settings import Settings
+
+# SCHEMAS_AT_COLLECTION: the loader imports that module lazily, and pytest's assertion rewrite then parses it
+# in the fixture, while other threads of this process (Ray's, a sync client's loop) may parse too; CPython
+# 3.11.7's ast keeps its recursion depth in one global, and a run failed with "AST constructor recursion depth
+# mismatch". Imported at collection, it is parsed before any of those threads run.
 
 # Few examples per route, each mode: the runtime is real (Ray, Serve, SQLite), and a new session costs an actor.
 EXAMPLES = 10
