@@ -69,7 +69,11 @@ WHY: dict[int, str] = {
     413: "The message or user_state is larger than the App's limit.",
     415: "A body was sent without Content-Type: application/json.",
     422: "A value of the wrong type or out of range.",
-    503: "The session's process stopped or no node had room for it; nothing was lost, try again.",
+    429: "A limit is reached: the App holds its limits.max_sessions (a new session), or the session has its "
+    "AOMI_MAX_STREAMS_PER_SESSION streams open (a new stream).",
+    500: "An internal error; it was logged.",
+    503: "The session's process stopped, no node had room for it, or the history database failed; nothing was "
+    "lost, try again.",
 }
 SESSION_ID_SCHEMA = {"pattern": f"^{SESSION_ID_PATTERN.pattern}$"}
 
@@ -78,11 +82,12 @@ ERROR_SCHEMA = ErrorBody.model_json_schema()
 
 
 def errors(*statuses: int) -> Answers:
-    """Error answers with these statuses, and 400 (any route: a query string that is not UTF-8). Their content
-    is given, not their model: FastAPI would give a model the route's own media type (text on /health)."""
+    """Error answers with these statuses, 400 (any route: a query string that is not UTF-8) and 500 (any route:
+    an internal error). Their content is given, not their model: FastAPI would give a model the route's own media
+    type (text on /health)."""
     return {
         s: {"description": WHY[s], "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-        for s in sorted({400, *statuses})
+        for s in sorted({400, 500, *statuses})
     }
 
 

@@ -73,7 +73,7 @@ async def test_the_description_names_the_answers_the_routes_give(runtime_url: st
     chat = paths["/api/chat"]["post"]
     snapshot = chat["responses"]["200"]["content"]["application/json"]["schema"]
     assert snapshot == {"$ref": "#/components/schemas/Snapshot"}
-    assert set(chat["responses"]) == {"200", "400", "401", "403", "409", "413", "415", "422", "503"}
+    assert set(chat["responses"]) == {"200", "400", "401", "403", "409", "413", "415", "422", "429", "500", "503"}
     error = chat["responses"]["413"]["content"]["application/json"]["schema"]
     assert error["required"] == ["error"] and list(error["properties"]) == ["error"]
     header = next(p for p in chat["parameters"] if p["name"] == "x-session-id")

@@ -23,7 +23,7 @@ def session_json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.post("/api/chat", response_model=None, responses=snapshot_answers(401, 403, 409, 413, 415, 422, 503))
+@router.post("/api/chat", response_model=None, responses=snapshot_answers(401, 403, 409, 413, 415, 422, 429, 503))
 async def chat(
     request: Request,
     runtime: RuntimeDep,

@@ -24,7 +24,7 @@ async def control_models(app: NamedApp) -> list[str]:
     return [m.label for m in app.spec.models]  # a keyed App's model settings are its own: NamedApp checks the key
 
 
-@router.post("/api/control/model", response_model=None, responses=answers(ModelChosen, 401, 403, 409, 503))
+@router.post("/api/control/model", response_model=None, responses=answers(ModelChosen, 401, 403, 409, 429, 503))
 async def control_model(
     runtime: RuntimeDep, session_id: SessionId, app: NamedApp, rig: str | None = None
 ) -> dict[str, Any]:

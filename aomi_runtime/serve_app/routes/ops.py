@@ -18,7 +18,7 @@ async def health() -> str:
     return "OK"
 
 
-@router.get("/metrics", response_class=Response, responses=text_answers("text/plain", "Prometheus metrics."))
+@router.get("/metrics", response_class=Response, responses=text_answers("text/plain", "Prometheus metrics.", 503))
 async def prometheus_metrics(request: Request, runtime: RuntimeDep) -> Response:
     metrics: Metrics = request.app.state.metrics
     return Response(await metrics.render(runtime), media_type=CONTENT_TYPE_LATEST)

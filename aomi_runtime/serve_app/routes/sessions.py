@@ -49,7 +49,7 @@ async def list_sessions(
 
 
 JSON_BODY = [Depends(json_content)]
-CREATED = answers(SessionCreated, 401, 403, 409, 415, 422, 503)
+CREATED = answers(SessionCreated, 401, 403, 409, 415, 422, 429, 503)
 RENAMED = answers(SessionCreated, 401, 403, 404, 415, 422, 503)
 
 

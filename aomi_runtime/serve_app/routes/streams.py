@@ -21,7 +21,7 @@ router = APIRouter()
 @router.get(
     "/api/updates",
     response_class=EventStreamResponse,
-    responses=text_answers("text/event-stream", "The session's events, then live ones.", 422),
+    responses=text_answers("text/event-stream", "The session's events, then live ones.", 422, 429, 503),
 )
 async def updates(
     request: Request,
