@@ -140,12 +140,12 @@ async def test_a_stream_ends_after_its_share_of_live_events_and_resuming_with_th
                 await post_notice(small, s, posted)
             if len(second.frames) == replayed + 1:
                 break
+    assert not second.ended and not [c for c in second.comments if ENDS.match(c)]
     stored = (await small.get("/api/events", params={"count": 1000}, headers=h(s))).json()
     got = first.events + second.events
     assert [seq for seq, _ in got] == list(range(1, len(stored) + 1))  # every event once, in order
     assert [data for _, data in got] == stored
     assert numbers(got) == list(range(posted + 1))
-    assert not [c for c in second.comments if ENDS.match(c)]
 
 
 async def _open(client: httpx.AsyncClient, session_id: str) -> bool:
