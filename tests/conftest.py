@@ -40,7 +40,9 @@ def ray_instance() -> Iterator[Path]:
     try:
         yield Path(temp_dir) / "session_latest" / "logs"
     finally:
-        ray.shutdown()
+        # Waited for: under load a Ray process may outlive Ray's 1 s wait, and its handle, collected while it runs,
+        # fails the run ("subprocess ... is still running").
+        ray.shutdown(wait_for_processes=True)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

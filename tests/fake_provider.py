@@ -169,11 +169,13 @@ class FakeProvider:
 
 
 @contextmanager
-def running_fake_provider() -> Iterator[tuple[FakeProvider, str]]:
-    """Serve a `FakeProvider` on a free loopback port; yields it and its base URL."""
+def running_fake_provider(keep_alive: int = 5) -> Iterator[tuple[FakeProvider, str]]:
+    """Serve a `FakeProvider` on a free loopback port; yields it and its base URL. It closes a connection left
+    idle for `keep_alive` seconds (uvicorn's default, 5)."""
     fake = FakeProvider()
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=keep_alive)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -94,6 +94,16 @@ class SessionActor:
         await session.close()
         return True
 
+    async def stop(self) -> None:
+        """Before the actor is killed: close the session held, if any (its state is stored), and the App's model
+        providers (their SDK clients' connections). The actor serves nothing afterwards."""
+        session, self._session = self._session, None
+        try:
+            if session is not None:
+                await session.close()
+        finally:
+            await self._app.aclose()
+
     async def stats(self) -> dict[str, Any]:
         """What the directory decides eviction by."""
         session = self._session

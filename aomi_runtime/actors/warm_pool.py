@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 WORKER_PREFIX = "session-actor:"
 WARM_ACTORS = 2
 REFILL_DELAY = 1.0
+STOP_SECONDS = 5.0  # a healthy actor closes its providers within this; one that does not is killed all the same
 
 
 class WarmPool:
@@ -101,12 +102,12 @@ class WarmPool:
                 log.exception("app %s: could not start a warm session actor", self._spec.name)
                 return
 
-    def keep(self, worker: Any, spare: int = 0) -> None:
+    async def keep(self, worker: Any, spare: int = 0) -> None:
         """Keep a blank actor warm, or stop it if the pool is full (counting `spare` actors about to be taken)."""
         if len(self._pool) < self.warm + spare:
             self._pool.append(worker)
         else:
-            discard(worker)
+            await retire(worker)
 
     async def recycle(self, worker: Any, session_id: str, only_if_idle: bool = False, spare: int = 0) -> bool:
         """Close a session and keep its actor warm for the next one (or stop it if the pool is full, counting
@@ -118,17 +119,26 @@ class WarmPool:
             discard(worker)
             return True
         if released:
-            self.keep(worker, spare)
+            await self.keep(worker, spare)
         return bool(released)
 
     def stop_refilling(self) -> None:
         if self._refilling is not None:
             self._refilling.cancel()
 
-    def discard_all(self) -> None:
+    async def retire_all(self) -> None:
         pool, self._pool = self._pool, []
-        for worker in pool:
-            discard(worker)
+        await asyncio.gather(*(retire(worker) for worker in pool))
+
+
+async def retire(worker: Any) -> None:
+    """Stop a healthy session actor for good: it closes what it holds (its session, its model providers), then
+    is killed; killed all the same if it does not answer within `STOP_SECONDS`."""
+    try:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(worker.stop.remote(), STOP_SECONDS)
+    finally:
+        discard(worker)
 
 
 def discard(worker: Any) -> None:

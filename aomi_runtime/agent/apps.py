@@ -165,3 +165,8 @@ class App:
         if chosen is None or chosen.slug not in self.providers:
             raise ModelUnavailable(f"The model {slug!r} is not offered by the App {self.name!r}.")
         return self.providers[chosen.slug]
+
+    async def aclose(self) -> None:
+        """Close every provider (each once, though two slugs may share one); the App runs no turn afterwards."""
+        for provider in {id(p): p for p in self.providers.values()}.values():
+            await provider.aclose()

@@ -146,5 +146,9 @@ class ModelProvider(Protocol):
         """
         ...
 
+    async def aclose(self) -> None:
+        """Release what the provider holds (its SDK client's connections). Its owner, the App's session actor,
+        calls it when it stops; the provider is not used afterwards."""
+
 
 ModelMessage.model_rebuild()

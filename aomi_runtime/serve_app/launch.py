@@ -61,7 +61,7 @@ class Launched(contextlib.AbstractContextManager["Launched"]):
             serve.shutdown()  # type: ignore[no-untyped-call]  # Ray leaves serve.shutdown unannotated
         finally:
             if self.owns_ray:
-                ray.shutdown()
+                ray.shutdown(wait_for_processes=True)  # each of its processes gone (and reaped) on return
                 for name, value in self.saved_env.items():
                     if value is None:
                         os.environ.pop(name, None)

@@ -48,6 +48,17 @@ def runtime(make_runtime: Factory) -> Runtime:
     return make_runtime()
 
 
+@pytest.fixture
+async def history(tmp_path: Path) -> AsyncIterator[SqlHistory]:
+    """The runtimes' database, read and written directly; closed when the test ends, however it ends."""
+    backend = SqlHistory.from_url(f"sqlite:///{tmp_path / 'actors.db'}")
+    try:
+        await backend.setup()
+        yield backend
+    finally:
+        await backend.close()
+
+
 def namespace(runtime: Runtime) -> str:
     return runtime.app("default").namespace
 
@@ -271,11 +282,9 @@ async def _pool_full(runtime: Runtime) -> bool:
 
 
 async def test_the_retention_sweep_deletes_expired_sessions_with_their_history(
-    make_runtime: Factory, tmp_path: Path
+    make_runtime: Factory, history: SqlHistory
 ) -> None:
     runtime = make_runtime(retention_days=1)
-    history = SqlHistory.from_url(f"sqlite:///{tmp_path / 'actors.db'}")
-    await history.setup()
     old, recent = str(uuid.uuid4()), str(uuid.uuid4())
     await chat(runtime, old, "from long ago")
     await chat(runtime, recent, "from today")
@@ -291,13 +300,9 @@ async def test_the_retention_sweep_deletes_expired_sessions_with_their_history(
     assert await history.load("default", old) is None and await history.events("default", old, 0, 10) == []
     assert await history.load("default", recent) is not None
     assert (await directory_stats(runtime))["expired"] == 1
-    await history.close()
 
 
-async def test_a_record_without_messages_loads(runtime: Runtime, tmp_path: Path) -> None:
-    history = SqlHistory.from_url(f"sqlite:///{tmp_path / 'actors.db'}")
-    await history.setup()
+async def test_a_record_without_messages_loads(runtime: Runtime, history: SqlHistory) -> None:
     s = str(uuid.uuid4())
     await history.commit("default", Commit(record=SessionRecord(session_id=s, app="default", title="Imported")))
     assert (await state(runtime, s))["title"] == "Imported"
-    await history.close()

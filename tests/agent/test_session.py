@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -54,10 +55,26 @@ def history() -> InMemoryHistory:
 
 
 @pytest.fixture
-async def session(history: InMemoryHistory) -> LiveSession:
-    s = await LiveSession.create(scripted_app(), history, "s1", public_key="0xuser")
-    yield s
-    await s.close()
+async def closing() -> AsyncIterator[Callable[[LiveSession], LiveSession]]:
+    """Closes each session handed to it when the test ends, however it ends (closing twice is harmless)."""
+    opened: list[LiveSession] = []
+
+    def close_at_end(session: LiveSession) -> LiveSession:
+        opened.append(session)
+        return session
+
+    try:
+        yield close_at_end
+    finally:
+        for session in opened:
+            await session.close()
+
+
+@pytest.fixture
+async def session(
+    history: InMemoryHistory, closing: Callable[[LiveSession], LiveSession]
+) -> AsyncIterator[LiveSession]:
+    yield closing(await LiveSession.create(scripted_app(), history, "s1", public_key="0xuser"))
 
 
 async def test_chat_answers_at_once_with_the_turn_running(session: LiveSession) -> None:
@@ -254,13 +271,14 @@ async def test_a_retried_request_adds_its_message_once(session: LiveSession) -> 
     assert [m.content for m in snap.messages if m.sender == "user"] == ["once"]
 
 
-async def test_a_public_key_binds_a_session_that_has_none(history: InMemoryHistory) -> None:
-    session = await LiveSession.create(scripted_app(), history, "unbound")
+async def test_a_public_key_binds_a_session_that_has_none(
+    history: InMemoryHistory, closing: Callable[[LiveSession], LiveSession]
+) -> None:
+    session = closing(await LiveSession.create(scripted_app(), history, "unbound"))
     await session.chat("hi", public_key="0xfirst")
     await session.chat("again", public_key="0xsecond")
     assert [r.session_id for r in await history.list("default", "0xfirst", 10)] == ["unbound"]
     assert await history.list("default", "0xsecond", 10) == []
-    await session.close()
 
 
 async def test_events_after_waits_for_the_next_event(session: LiveSession) -> None:
@@ -280,14 +298,18 @@ async def test_a_closed_session_refuses_calls(session: LiveSession) -> None:
     assert session.record.is_processing  # cut short: the stored record says so, for the reconstructor
 
 
-async def test_another_apps_session_id_is_refused(history: InMemoryHistory) -> None:
-    await LiveSession.create(scripted_app(), history, "taken")
+async def test_another_apps_session_id_is_refused(
+    history: InMemoryHistory, closing: Callable[[LiveSession], LiveSession]
+) -> None:
+    closing(await LiveSession.create(scripted_app(), history, "taken"))
     other = scripted_app(AppSpec(name="other"))
     with pytest.raises(AppMismatch):
         await LiveSession.create(other, history, "taken")
 
 
-async def test_restore_closes_a_turn_its_process_left_open(history: InMemoryHistory) -> None:
+async def test_restore_closes_a_turn_its_process_left_open(
+    history: InMemoryHistory, closing: Callable[[LiveSession], LiveSession]
+) -> None:
     record = SessionRecord(session_id="s9", app="default", is_processing=True, last_seq=2)
     messages = [
         Message(id=0, sender="user", content="count to 1000"),
@@ -296,7 +318,7 @@ async def test_restore_closes_a_turn_its_process_left_open(history: InMemoryHist
     await history.commit("default", Commit(record=record, messages=messages))
     stored = await history.load("default", "s9")
     assert stored is not None
-    session = await LiveSession.restore(scripted_app(), history, stored)
+    session = closing(await LiveSession.restore(scripted_app(), history, stored))
     snap = await session.snapshot()
     assert not snap.is_processing
     assert [(m.content, m.is_streaming) for m in snap.messages] == [("count to 1000", False), ("1 2 3", False)]
@@ -306,16 +328,16 @@ async def test_restore_closes_a_turn_its_process_left_open(history: InMemoryHist
     await session.chat("hello again")
     await events_until(session, "processing_done", after=events[-1].seq)
     assert (await session.snapshot()).messages[-1].content == 'You said: "hello again"'
-    await session.close()
 
 
-async def test_restore_gives_queued_messages_their_turns(history: InMemoryHistory) -> None:
+async def test_restore_gives_queued_messages_their_turns(
+    history: InMemoryHistory, closing: Callable[[LiveSession], LiveSession]
+) -> None:
     record = SessionRecord(session_id="s8", app="default", queue=[QueuedMessage(content="waiting")])
     await history.commit("default", Commit(record=record))
-    session = await LiveSession.restore(scripted_app(), history, StoredSession(record=record))
+    session = closing(await LiveSession.restore(scripted_app(), history, StoredSession(record=record)))
     await events_until(session, "processing_done")
     assert [m.content for m in (await session.snapshot()).messages] == ["waiting", 'You said: "waiting"']
-    await session.close()
 
 
 class FailingHistory(InMemoryHistory):
@@ -329,9 +351,11 @@ class FailingHistory(InMemoryHistory):
         await super().commit(app, commit)
 
 
-async def test_a_message_that_could_not_be_stored_is_refused_and_the_session_rebuilt_from_storage() -> None:
+async def test_a_message_that_could_not_be_stored_is_refused_and_the_session_rebuilt_from_storage(
+    closing: Callable[[LiveSession], LiveSession],
+) -> None:
     history = FailingHistory()
-    session = await LiveSession.create(scripted_app(), history, "s7")
+    session = closing(await LiveSession.create(scripted_app(), history, "s7"))
     history.up = False
     with pytest.raises(StorageError):
         await session.chat("lost")
@@ -340,13 +364,12 @@ async def test_a_message_that_could_not_be_stored_is_refused_and_the_session_reb
     history.up = True
     stored = await history.load("default", "s7")
     assert stored is not None and stored.messages == [] and not stored.record.is_processing
-    rebuilt = await LiveSession.restore(scripted_app(), history, stored)
+    rebuilt = closing(await LiveSession.restore(scripted_app(), history, stored))
     await rebuilt.chat("kept")
     await events_until(rebuilt, "processing_done")
     assert [m.content for m in (await rebuilt.snapshot()).messages] == ["kept", 'You said: "kept"']
     events = await history.events("default", "s7", 0, 100)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    await rebuilt.close()
 
 
 async def test_open_streams_are_counted_and_one_too_many_is_refused(session: LiveSession) -> None:
@@ -377,8 +400,10 @@ async def test_a_cancelled_wait_closes_its_stream_and_a_silent_one_runs_out(
     assert session.subscribers == 0 and not session.is_busy  # a replica that died never closes its streams
 
 
-async def test_a_snapshot_never_shows_a_turn_finished_before_its_end_is_stored(history: InMemoryHistory) -> None:
-    session = await LiveSession.create(scripted_app(), history, "slow-store")
+async def test_a_snapshot_never_shows_a_turn_finished_before_its_end_is_stored(
+    history: InMemoryHistory, closing: Callable[[LiveSession], LiveSession]
+) -> None:
+    session = closing(await LiveSession.create(scripted_app(), history, "slow-store"))
     await session.chat("hello")
     await events_until(session, "title_changed")  # a later turn: no title is made after it
     held, release = asyncio.Event(), asyncio.Event()
@@ -402,4 +427,3 @@ async def test_a_snapshot_never_shows_a_turn_finished_before_its_end_is_stored(h
     assert not (await session.snapshot()).is_processing
     stored = await history.load("default", "slow-store")
     assert stored is not None and not stored.record.is_processing
-    await session.close()

@@ -47,6 +47,9 @@ class LoopingModel:
         yield TextDelta(text="again ")
         yield ToolCallRequest(call_id=f"c{len(self.requests)}", name="time_now", arguments={})
 
+    async def aclose(self) -> None:
+        """Holds nothing to release."""
+
 
 def test_the_model_sees_each_tool_result_after_the_call_that_made_it() -> None:
     call = ToolCall(id="t1", call_id="c1", name="time_now", arguments={"topic": "clock"})

@@ -41,7 +41,7 @@ def _stop(cluster: Any) -> None:
     import ray
 
     session_dir = cluster.head_node.get_session_dir_path()
-    ray.shutdown()
+    ray.shutdown(wait_for_processes=True)
     cluster.shutdown()
     # Worker nodes the autoscaler started belong to its process, not to `cluster`: stop what is left of them.
     for line in processes_using(session_dir):

@@ -4,8 +4,11 @@ OpenAI-compatible and Anthropic providers talking to a local server that speaks 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
+import psutil
 import pytest
 
 from aomi_runtime.agent.apps import ModelSpec
@@ -40,8 +43,32 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def provider(kind: str, fake_provider: tuple[FakeProvider, str]) -> ModelProvider:
-    return load_model(spec(kind, fake_provider[1]), "sk-test")
+async def opened() -> AsyncIterator[Callable[[ModelSpec], ModelProvider]]:
+    """Builds providers as `load_model` does, and closes each at the test's end, as their owner would."""
+    made: list[ModelProvider] = []
+
+    def open_model(model: ModelSpec) -> ModelProvider:
+        made.append(load_model(model, "sk-test"))
+        return made[-1]
+
+    try:
+        yield open_model
+    finally:
+        for provider in made:
+            await provider.aclose()
+
+
+@pytest.fixture
+def provider(
+    kind: str, fake_provider: tuple[FakeProvider, str], opened: Callable[[ModelSpec], ModelProvider]
+) -> ModelProvider:
+    return opened(spec(kind, fake_provider[1]))
+
+
+def connections_to(base: str) -> list[Any]:
+    """This process's open TCP connections to the server at `base`."""
+    port = urlsplit(base).port
+    return [c for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port]
 
 
 def phrase(kind: str, what: str) -> str:
@@ -85,6 +112,17 @@ async def test_after_a_tool_result_it_answers_about_it(kind: str, provider: Mode
     assert said == ("The time_now tool returned: 12:00" if kind == "scripted" else "Tool said: 12:00")
 
 
+async def test_aclose_releases_the_connections_it_holds(
+    kind: str, provider: ModelProvider, fake_provider: tuple[FakeProvider, str]
+) -> None:
+    await reply(provider, ModelMessage(role="user", content="hello there"))
+    if kind != "scripted":  # the SDK's client keeps its connection for the next request
+        assert connections_to(fake_provider[1])
+    await provider.aclose()
+    assert connections_to(fake_provider[1]) == []
+    await provider.aclose()  # twice is harmless: an owner closing in a `finally` may find it closed
+
+
 async def test_a_failure_is_a_readable_model_unavailable(kind: str, provider: ModelProvider) -> None:
     with pytest.raises(ModelUnavailable) as caught:
         await reply(provider, ModelMessage(role="user", content=phrase(kind, "fail")))
@@ -95,10 +133,10 @@ async def test_a_failure_is_a_readable_model_unavailable(kind: str, provider: Mo
 
 @pytest.mark.parametrize("remote", ["openai", "anthropic"])
 async def test_the_request_carries_the_system_prompt_tools_and_history(
-    remote: str, fake_provider: tuple[FakeProvider, str]
+    remote: str, fake_provider: tuple[FakeProvider, str], opened: Callable[[ModelSpec], ModelProvider]
 ) -> None:
     fake, base = fake_provider
-    model = load_model(spec(remote, base, model=f"seen-{remote}"), "sk-test")
+    model = opened(spec(remote, base, model=f"seen-{remote}"))
     await reply(model, ModelMessage(role="user", content="hi"), system="You are terse.")
     (sent,) = fake.requests_for(f"seen-{remote}")
     if remote == "openai":
@@ -112,16 +150,20 @@ async def test_the_request_carries_the_system_prompt_tools_and_history(
 
 
 @pytest.mark.parametrize("remote", ["openai", "anthropic"])
-async def test_a_429_is_retried_with_backoff(remote: str, fake_provider: tuple[FakeProvider, str]) -> None:
+async def test_a_429_is_retried_with_backoff(
+    remote: str, fake_provider: tuple[FakeProvider, str], opened: Callable[[ModelSpec], ModelProvider]
+) -> None:
     fake, base = fake_provider
-    model = load_model(spec(remote, base, model=f"busy-{remote}"), "sk-test")
+    model = opened(spec(remote, base, model=f"busy-{remote}"))
     assert text(await reply(model, ModelMessage(role="user", content="busy"))) == "Not busy now"
     assert len(fake.requests_for(f"busy-{remote}")) == 2
 
 
 @pytest.mark.parametrize("remote", ["openai", "anthropic"])
-async def test_a_hanging_provider_times_out(remote: str, fake_provider: tuple[FakeProvider, str]) -> None:
-    model = load_model(spec(remote, fake_provider[1], timeout_seconds=0.5, max_retries=0), "sk-test")
+async def test_a_hanging_provider_times_out(
+    remote: str, fake_provider: tuple[FakeProvider, str], opened: Callable[[ModelSpec], ModelProvider]
+) -> None:
+    model = opened(spec(remote, fake_provider[1], timeout_seconds=0.5, max_retries=0))
     started = time.monotonic()
     with pytest.raises(ModelUnavailable, match=r"did not answer within 0\.5 s"):
         await reply(model, ModelMessage(role="user", content="hang"))
@@ -129,7 +171,7 @@ async def test_a_hanging_provider_times_out(remote: str, fake_provider: tuple[Fa
 
 
 @pytest.mark.parametrize("remote", ["openai", "anthropic"])
-async def test_an_unreachable_provider_says_so(remote: str) -> None:
-    model = load_model(spec(remote, f"http://127.0.0.1:{free_port()}", max_retries=0), "sk-test")
+async def test_an_unreachable_provider_says_so(remote: str, opened: Callable[[ModelSpec], ModelProvider]) -> None:
+    model = opened(spec(remote, f"http://127.0.0.1:{free_port()}", max_retries=0))
     with pytest.raises(ModelUnavailable, match="could not be reached"):
         await reply(model, ModelMessage(role="user", content="hello"))

@@ -50,6 +50,10 @@ class AnthropicMessages:
             api_key=api_key, base_url=spec.base_url, timeout=spec.timeout_seconds, max_retries=spec.max_retries
         )
 
+    async def aclose(self) -> None:
+        """Close the SDK client and its connection pool."""
+        await self._client.close()
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         system, messages = to_anthropic_messages(request)
         options = {"max_tokens": DEFAULT_MAX_TOKENS, **self._spec.options}

@@ -51,6 +51,10 @@ class OpenAICompatible:
             max_retries=spec.max_retries,
         )
 
+    async def aclose(self) -> None:
+        """Close the SDK client and its connection pool."""
+        await self._client.close()
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         tools = [{"type": "function", "function": t.model_dump()} for t in request.tools]
         with_tools: dict[str, Any] = {"tools": tools} if tools else {}

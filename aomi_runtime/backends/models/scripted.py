@@ -89,6 +89,9 @@ class ScriptedModel:
                 await asyncio.sleep(self.chunk_pause)
             yield TextDelta(text="".join(words[start : start + per_chunk]))
 
+    async def aclose(self) -> None:
+        """Nothing to release: the scripted model holds no connection."""
+
 
 def _about_result(message: ModelMessage) -> str:
     try:
