@@ -114,8 +114,8 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
     return launched
 
 
-def deploy(settings: Settings) -> None:
-    """Serve the runtime as the application `APP_NAME` at `/` of the Serve instance this process reaches.
+def deploy(settings: Settings, *, name: str = APP_NAME, route_prefix: str = "/") -> None:
+    """Serve the runtime as the application `name` at `route_prefix` of the Serve instance this process reaches.
 
     Serve's access log follows `settings.access_log`, given as the application's logging config: one given to
     the deployment would override what an operator sets for the application (`serve run` / `serve deploy`)."""
@@ -125,7 +125,7 @@ def deploy(settings: Settings) -> None:
     from .app import build_application
 
     logging_config = LoggingConfig(enable_access_log=settings.access_log)
-    serve.run(build_application(settings), name=APP_NAME, route_prefix="/", logging_config=logging_config)
+    serve.run(build_application(settings), name=name, route_prefix=route_prefix, logging_config=logging_config)
 
 
 def direct_urls(app: str, host: str) -> tuple[str, ...]:

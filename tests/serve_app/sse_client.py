@@ -1,4 +1,5 @@
-"""A small SSE reader for tests: frames as (id, data) pairs, keep-alive comments counted."""
+"""A small SSE reader for tests: frames as (id, data) pairs, keep-alive comments counted, the stream's opening
+comment (which the runtime sends as soon as the stream is open) awaitable."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 class Stream:
     frames: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     comments: int = 0
+    opened: asyncio.Event = field(default_factory=asyncio.Event)  # set on the first comment
 
     @property
     def seqs(self) -> list[int]:
@@ -32,6 +34,7 @@ async def frames(response: httpx.Response, stream: Stream) -> AsyncIterator[tupl
     async for line in response.aiter_lines():
         if line.startswith(":"):
             stream.comments += 1
+            stream.opened.set()
         elif line.startswith("id: "):
             seq = int(line[4:])
         elif line.startswith("data: "):
@@ -56,9 +59,11 @@ async def read_until(
     last_event_id: int | None = None,
     past: int = 0,
     timeout: float = 20.0,
+    stream: Stream | None = None,
 ) -> Stream:
-    """Open `/api/updates` and read until an event of type `until`, with seq above `past`, arrives."""
-    stream = Stream()
+    """Open `/api/updates` and read until an event of type `until`, with seq above `past`, arrives; into `stream`
+    if given, whose `opened` a caller can wait for."""
+    stream = Stream() if stream is None else stream
     headers = {"X-Session-Id": session_id, "Accept": "text/event-stream"}
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
@@ -74,3 +79,17 @@ async def read_until(
     except TimeoutError:
         raise AssertionError(f"no {until} within {timeout}s; saw {stream.types}") from None
     raise AssertionError(f"stream ended before {until}; saw {stream.types}")
+
+
+async def reading(client: httpx.AsyncClient, session_id: str, until: str, **options: Any) -> asyncio.Task[Stream]:
+    """`read_until` started in a task, returned once its stream is open: the runtime has sent the comment it sends
+    at once when a stream opens, so whatever the caller does next happens with the stream there."""
+    stream = Stream()
+    reader = asyncio.create_task(read_until(client, session_id, until, stream=stream, **options))
+    opened = asyncio.create_task(stream.opened.wait())
+    await asyncio.wait({reader, opened}, return_when=asyncio.FIRST_COMPLETED)
+    if not opened.done():  # the reader ended first: its error says why
+        opened.cancel()
+        await reader
+        raise AssertionError(f"the stream ended before it opened; saw {stream.types}")
+    return reader

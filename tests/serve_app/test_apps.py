@@ -17,7 +17,7 @@ from aomi_runtime.serve_app.settings import Settings
 from tests.fake_provider import FakeProvider
 from tests.helpers import eventually
 from tests.serve_app.conftest import h, k, sid
-from tests.serve_app.sse_client import read_until
+from tests.serve_app.sse_client import read_until, reading
 
 
 async def finished(client: httpx.AsyncClient, session_id: str) -> dict[str, Any]:
@@ -181,8 +181,7 @@ async def test_a_provider_outage_ends_the_turn_with_a_readable_error(
 
 async def test_concurrent_async_tools_report_progress_to_their_own_sessions_only(client: httpx.AsyncClient) -> None:
     sessions = [sid() for _ in range(8)]
-    readers = [asyncio.create_task(read_until(client, s, "processing_done")) for s in sessions]
-    await asyncio.sleep(0.5)
+    readers = await asyncio.gather(*(reading(client, s, "processing_done") for s in sessions))  # streams open
     await asyncio.gather(
         *(
             client.post("/api/chat", params={"message": '/tool long_task {"steps": 4, "pause": 0.05}'}, headers=h(s))

@@ -1,7 +1,8 @@
-"""What keeps a request's way through the ingress short: no thread hop, no access log line."""
+"""What keeps a request's way through the ingress short: no thread hop, no access log line (unless asked for)."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import uuid
 from collections.abc import Iterator
@@ -10,10 +11,13 @@ from pathlib import Path
 import httpx
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from ray import serve
 
 from aomi_runtime.serve_app.api import create_api
+from aomi_runtime.serve_app.launch import APP_NAME, deploy
 from aomi_runtime.serve_app.routes import ROUTERS
 from aomi_runtime.serve_app.settings import Settings
+from tests.helpers import eventually
 
 
 def calls(dependant: Dependant) -> Iterator[tuple[str, object]]:
@@ -39,12 +43,30 @@ def test_no_route_or_dependency_runs_in_a_worker_thread() -> None:
     assert not threaded, f"runs in a worker thread: {sorted(threaded)}"
 
 
-def test_the_ingress_writes_no_access_log_line_per_request(runtime_url: str, ray_instance: Path) -> None:
+def access_logged(logs: Path, app: str, request_id: str) -> list[str]:
+    """The lines of `app`'s ingress replica logs naming a request id (Serve's access log line does: it names the
+    route's pattern, not the path, so a request's path cannot tell its line)."""
+    paths = sorted((logs / "serve").glob(f"replica_{app}_Ingress_*.log"))
+    assert paths, f"no log of {app}'s ingress replica: a check for lines in it would prove nothing"
+    return [line for path in paths for line in path.read_text(errors="replace").splitlines() if request_id in line]
+
+
+def test_the_ingress_writes_no_access_log_line_unless_access_log_is_on(
+    runtime_url: str, runtime_settings: Settings, ray_instance: Path
+) -> None:
     # Serve's access log costs each request CPU; `GET /metrics` counts requests instead (`access_log` turns it on).
-    marker = f"/api/no-such-route-{uuid.uuid4().hex}"
-    assert httpx.get(f"{runtime_url}{marker}").status_code == 404
-    assert httpx.get(f"{runtime_url}/health").text == "OK"
-    replica_logs = sorted((ray_instance / "serve").glob("replica_aomi_Ingress_*.log"))
-    assert replica_logs, "no log of the ingress replica found: the check below would prove nothing"
-    logged = "".join(path.read_text(errors="replace") for path in replica_logs)
-    assert marker not in logged and "GET /health" not in logged
+    # The control: the same runtime deployed by `deploy` with access_log on, beside the shared one (which is
+    # deployed as `launch` deploys it, with the default setting), over the same App actors.
+    logged_app = f"{APP_NAME}-logged"
+    deploy(runtime_settings.model_copy(update={"access_log": True}), name=logged_app, route_prefix="/logged")
+    try:
+        quiet, loud = (f"access-log-{uuid.uuid4().hex}" for _ in range(2))
+        assert httpx.get(f"{runtime_url}/health", headers={"X-Request-ID": quiet}).text == "OK"
+        assert httpx.get(f"{runtime_url}/logged/health", headers={"X-Request-ID": loud}).text == "OK"
+        # The moment: the line of the request sent second is written, so the first one's would be by now.
+        (line,) = asyncio.run(eventually(lambda: access_logged(ray_instance, logged_app, loud)))
+        assert "GET /logged/health 200" in line
+        assert access_logged(ray_instance, APP_NAME, quiet) == []
+        assert access_logged(ray_instance, APP_NAME, "GET /health") == []
+    finally:
+        serve.delete(logged_app)

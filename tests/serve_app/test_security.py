@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from aomi_runtime.agent.errors import Forbidden
 from aomi_runtime.agent.logs import fingerprint, log_failure
 from aomi_runtime.backends.keys import SqlKeys
 from aomi_runtime.client import Client
@@ -37,9 +38,17 @@ def logs_matching(logs: Path, *needles: str) -> str:
     return found.stdout
 
 
+def count_logged(logs: Path, line: str) -> int:
+    return logs_matching(logs, line).count(line)
+
+
 def test_nothing_a_user_sent_reaches_the_logs(runtime_url: str, runtime_settings: Settings, ray_instance: Path) -> None:
     secret = f"SECRET{uuid.uuid4().hex[:12]}"
     key = asyncio.run(make_key(runtime_settings.database_url, "research"))
+    # What the runtime says at the default level of the failures below: counted before, so the lines of this
+    # test's own turns can be waited for (other tests' turns fail the same way).
+    tool_failed, keyed_tool_failed = "tool always_fails failed: RuntimeError", "tool long_task failed: ValueError"
+    before = {line: count_logged(ray_instance, line) for line in (tool_failed, keyed_tool_failed)}
     with Client(runtime_url) as client:
         session = client.session()
         session.send(f"{secret}-message count to 2", user_state={"wallet": f"{secret}-state"})
@@ -49,15 +58,23 @@ def test_nothing_a_user_sent_reaches_the_logs(runtime_url: str, runtime_settings
         session.rename(f"{secret}-title")
         session.system(f"{secret}-system")
     with Client(runtime_url, app="research", api_key=key) as keyed:
-        keyed.session().send(f"{secret}-keyed", wait=False)
-    with Client(runtime_url, app="research", api_key=f"{key}x") as wrong, pytest.raises(Exception, match="key"):
+        keyed_session = keyed.session()
+        # A remote model's tool call whose failure's text holds the secret: the turn is awaited to its end.
+        reply = keyed_session.send(f'call long_task {{"steps": "{secret}-keyed"}}')
+        assert f"ValueError: invalid literal for int() with base 10: '{secret}-keyed'" in reply.text
+        # Its title, made after the turn by the same remote model, is the last thing the session does.
+        asyncio.run(eventually(lambda: keyed_session.state().title == "Fake title"))
+    with (
+        Client(runtime_url, app="research", api_key=f"{key}x") as wrong,
+        pytest.raises(Forbidden, match="This key does not open the App 'research'"),
+    ):
         wrong.session()
 
-    # The logs are searched, and do hold what the runtime says at the default level: the tool's failure.
-    logged = asyncio.run(eventually(lambda: logs_matching(ray_instance, "tool always_fails failed"), timeout=60))
-    assert "RuntimeError" in logged
+    # The logs are searched, and do hold what the runtime says at the default level: each failure above, by class.
+    for line, count in before.items():
+        asyncio.run(eventually(lambda line=line, count=count: count_logged(ray_instance, line) > count, timeout=60))
     secret_part = key.split("_", 2)[-1]
-    assert logs_matching(ray_instance, secret, secret_part, session.id) == ""
+    assert logs_matching(ray_instance, secret, secret_part, session.id, keyed_session.id) == ""
 
 
 def test_a_failure_is_logged_without_its_text_at_the_default_level(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,13 +9,12 @@ import httpx
 
 from tests.helpers import eventually
 from tests.serve_app.conftest import h, sid
-from tests.serve_app.sse_client import Stream, frames, read_until
+from tests.serve_app.sse_client import Stream, frames, read_until, reading
 
 
 async def test_a_tool_turn_streams_every_event_in_order_while_it_runs(client: httpx.AsyncClient) -> None:
     s = sid()
-    reader = asyncio.create_task(read_until(client, s, "processing_done"))
-    await asyncio.sleep(0.3)  # subscribed before the session exists, as a widget does
+    reader = await reading(client, s, "processing_done")  # open before the session exists, as a widget's is
     await client.post("/api/chat", params={"message": '/tool long_task {"steps": 3}'}, headers=h(s))
     stream = await reader
     assert stream.seqs == list(range(1, len(stream.frames) + 1))
@@ -36,6 +35,30 @@ async def test_a_tool_turn_streams_every_event_in_order_while_it_runs(client: ht
     assert [u["result"] for u in updates] == [{"step": i, "of": 3} for i in (1, 2, 3)]
     assert {u["tool_name"] for u in updates} == {"long_task"} and {u["call_id"] for u in updates} == {"call_1"}
     assert stream.comments >= 1  # the stream opens with a comment, so clients know it is live
+
+
+async def test_a_tool_update_arrives_while_the_turn_still_runs(client: httpx.AsyncClient) -> None:
+    # The test above would pass if the stream held every event back until the turn's end, as its frames are all
+    # replayed from seq 1: here the first tool_update must come while the session still says it is processing, and
+    # the turn's end (the tool's remaining steps, `pause` seconds each) well after it.
+    s = sid()
+    steps, pause = 4, 0.5
+    message = f'/tool long_task {{"steps": {steps}, "pause": {pause}}}'
+    await client.post("/api/chat", params={"message": message}, headers=h(s))
+    loop = asyncio.get_running_loop()
+    read_at: dict[str, float] = {}
+    state: asyncio.Task[httpx.Response] | None = None
+    stream = Stream()
+    async with asyncio.timeout(20), client.stream("GET", "/api/updates", headers=h(s)) as response:
+        async for _, data in frames(response, stream):
+            read_at.setdefault(data["type"], loop.time())
+            if data["type"] == "tool_update" and state is None:
+                state = asyncio.create_task(client.get("/api/state", headers=h(s)))  # asked now, read on
+            if data["type"] == "processing_done":
+                break
+    assert state is not None and stream.types.count("tool_update") == steps
+    assert (await state).json()["is_processing"], "the first tool_update came once the turn was over"
+    assert read_at["processing_done"] - read_at["tool_update"] > pause  # the server's gap: (steps - 1) * pause
 
 
 async def test_keep_alive_comments_come_while_nothing_happens(client: httpx.AsyncClient) -> None:
@@ -66,8 +89,7 @@ async def test_resume_with_last_event_id_or_after_replays_the_rest_once(client: 
     by_query = await read_until(client, s, "title_changed", after=cut)
     assert by_header.frames == by_query.frames == whole.frames[cut:]
     # then live: a second turn continues the same sequence, with nothing twice
-    reader = asyncio.create_task(read_until(client, s, "processing_done", last_event_id=whole.seqs[-1]))
-    await asyncio.sleep(0.2)
+    reader = await reading(client, s, "processing_done", last_event_id=whole.seqs[-1])
     await client.post("/api/chat", params={"message": "more"}, headers=h(s))
     live = await reader
     assert live.seqs == list(range(whole.seqs[-1] + 1, whole.seqs[-1] + 1 + len(live.frames)))
