@@ -59,7 +59,8 @@ def ray_tmp() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for the module; skipped, saying why, when no server answers."""
+    """A fresh PostgreSQL database for the module; when no server answers, skipped, saying why, or failed under
+    `AOMI_REQUIRE_POSTGRES=1`."""
     from tests.postgres import postgres_database
 
     with postgres_database() as url:
