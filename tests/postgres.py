@@ -52,12 +52,15 @@ def postgres_database() -> Iterator[str]:
     """Yield the URL of a new, empty database; drop it afterwards. Without a server: skips, saying why, or fails
     if `AOMI_REQUIRE_POSTGRES` says the server should be there."""
     name = f"aomi_test_{uuid.uuid4().hex[:12]}"
+    why = None
     try:
         _admin(f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        why = unreachable(exc)
+    if why is not None:  # out of the `except`: the failure below reads as one line, not a chained traceback
         if required():
-            pytest.fail(f"{REQUIRE_ENV}={os.environ[REQUIRE_ENV]}, but {unreachable(exc)}", pytrace=False)
-        pytest.skip(unreachable(exc))
+            pytest.fail(f"{REQUIRE_ENV}={os.environ[REQUIRE_ENV]}, but {why}", pytrace=False)
+        pytest.skip(why)
     try:
         yield server_url().rsplit("/", 1)[0] + f"/{name}"
     finally:
