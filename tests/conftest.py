@@ -147,7 +147,8 @@ def runtime_url(ray_instance: None, runtime_settings: object) -> Iterator[str]:
     from aomi_runtime.serve_app.settings import Settings
 
     assert isinstance(runtime_settings, Settings)
-    serve.start(http_options={"host": "127.0.0.1", "port": runtime_settings.port})
+    # As `launch` starts it, on the settings' host: the default (test_security.py checks what it listens on).
+    serve.start(http_options={"host": runtime_settings.host, "port": runtime_settings.port})
     deploy(runtime_settings)  # as `launch` deploys it
     try:
         yield f"http://127.0.0.1:{runtime_settings.port}"
