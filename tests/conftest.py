@@ -61,7 +61,8 @@ def ray_tmp() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for the module; skipped, saying why, when no server answers."""
+    """A fresh PostgreSQL database for the module; when no server answers, skipped, saying why, or failed under
+    `AOMI_REQUIRE_POSTGRES=1`."""
     from tests.postgres import postgres_database
 
     with postgres_database() as url:
@@ -148,7 +149,8 @@ def runtime_url(ray_instance: None, runtime_settings: object) -> Iterator[str]:
     from aomi_runtime.serve_app.settings import Settings
 
     assert isinstance(runtime_settings, Settings)
-    serve.start(http_options={"host": "127.0.0.1", "port": runtime_settings.port})
+    # As `launch` starts it, on the settings' host: the default (test_security.py checks what it listens on).
+    serve.start(http_options={"host": runtime_settings.host, "port": runtime_settings.port})
     deploy(runtime_settings)  # as `launch` deploys it
     try:
         yield f"http://127.0.0.1:{runtime_settings.port}"

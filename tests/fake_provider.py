@@ -7,7 +7,11 @@ What it answers, by the last user message:
     "fail"              500, every time
     "busy"              429 on the first try, then an answer (the SDK's retry)
     "hang"              nothing, for a minute
-    anything else       "Echo: <message>", in three chunks; a title request gets "Fake title"
+    anything else       "Echo: <message>", in three chunks
+A title request (its system prompt asks for a "short title") gets, as a chatty model might answer, a quoted first
+line ending in a period, naming the protocol and the last user message, then a second line:
+`"GPT title: <message>."` (OpenAI) or `"Claude title: <message>."` (Anthropic); the automatic title keeps
+`GPT title: <message>` or `Claude title: <message>`.
 """
 
 from __future__ import annotations
@@ -48,9 +52,9 @@ class FakeProvider:
 
     # --- deciding --------------------------------------------------------------------------------
 
-    def _decide(self, last_user: str, tool_result: str | None, is_title: bool) -> tuple[str, Any]:
+    def _decide(self, last_user: str, tool_result: str | None, is_title: bool, who: str) -> tuple[str, Any]:
         if is_title:
-            return "text", ["Fake ", "title"]
+            return "text", ['"', f"{who} title: ", last_user, '."', "\nI hope this title helps."]
         if tool_result is not None:
             return "text", ["Tool said: ", tool_result]
         if last_user.startswith("call "):
@@ -82,7 +86,7 @@ class FakeProvider:
         is_title = any(m["role"] == "system" and "short title" in (m.get("content") or "") for m in messages)
         users = [m for m in messages if m["role"] == "user"]
         kind, what = self._decide(
-            users[-1]["content"] if users else "", last["content"] if last["role"] == "tool" else None, is_title
+            users[-1]["content"] if users else "", last["content"] if last["role"] == "tool" else None, is_title, "GPT"
         )
         if kind == "status":
             error = {"error": {"message": f"fake provider says {what}", "type": "server_error", "code": None}}
@@ -131,7 +135,12 @@ class FakeProvider:
         blocks = last["content"] if isinstance(last["content"], list) else [{"type": "text", "text": last["content"]}]
         result = next((b["content"] for b in blocks if b["type"] == "tool_result"), None)
         text = next((b["text"] for b in reversed(blocks) if b["type"] == "text"), "")
-        kind, what = self._decide(text, result, "short title" in str(body.get("system", "")))
+        is_title = "short title" in str(body.get("system", ""))
+        if is_title:  # the conversation so far, which ends with the model's answer: named by its last user message
+            said = [m["content"] for m in body["messages"] if m["role"] == "user"][-1:] or [""]
+            said_blocks = said[0] if isinstance(said[0], list) else [{"type": "text", "text": said[0]}]
+            text = next((b["text"] for b in reversed(said_blocks) if b["type"] == "text"), "")
+        kind, what = self._decide(text, result, is_title, "Claude")
         if kind == "status":
             error = {"type": "error", "error": {"type": "api_error", "message": f"fake provider says {what}"}}
             return JSONResponse(error, status_code=what, headers={"retry-after-ms": "10"})

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from unittest.mock import ANY
 
@@ -23,10 +24,12 @@ from aomi_runtime.agent.errors import (
 )
 from aomi_runtime.agent.records import INTERRUPTION
 from aomi_runtime.backends.keys import SqlKeys
+from aomi_runtime.backends.models import ScriptedModel
 from aomi_runtime.client.frames import messages_frame
 from aomi_runtime.serve_app.settings import Settings
 from tests.serve_app.conftest import sid
 
+COUNT_PAUSE = ScriptedModel().count_pause  # the default App's model: seconds between the numbers it counts
 SLOW_TOOL = '/tool long_task {"steps": 3, "pause": 0.05}'
 
 
@@ -44,7 +47,9 @@ async def aclient(runtime_url: str) -> AsyncIterator[AsyncClient]:
 
 def test_send_waits_for_the_turn_and_returns_its_messages(client: Client) -> None:
     session = client.session()
+    started = time.monotonic()
     reply = session.send("count to 3")
+    took = time.monotonic() - started
 
     assert not reply.snapshot.is_processing
     assert [m.sender for m in reply.messages] == ["user", "agent"]
@@ -53,7 +58,9 @@ def test_send_waits_for_the_turn_and_returns_its_messages(client: Client) -> Non
     types = [e.type for e in reply.events]
     assert types[-1] == "processing_done" and "message" in types
     assert session.last_event_id == reply.events[-1].seq
-    assert reply.seconds > 0
+    # The turn as `send` timed it: no shorter than the scripted model's two pauses between "1 2 3" (count_pause,
+    # 0.05 s), no longer than the call.
+    assert 2 * COUNT_PAUSE <= reply.seconds <= took
 
 
 def test_a_slow_tool_shows_progress_on_a_terminal(client: Client, capsys: pytest.CaptureFixture[str]) -> None:

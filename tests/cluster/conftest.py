@@ -137,12 +137,28 @@ def autoscaling_cluster(ray_root: str, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh PostgreSQL database, as a cluster would use, or a SQLite file (the nodes share this machine)."""
+def database_url(ray_root: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh PostgreSQL database, as a cluster would use. Without a server: a SQLite file (the nodes share this
+    machine), and a note of why in `ray_root` that the parent run reports; or, under `AOMI_REQUIRE_POSTGRES=1`, a
+    failure (`postgres_database` fails then, rather than skip)."""
     try:
         with postgres_database() as url:
             yield url
             return
-    except pytest.skip.Exception:
-        pass
+    except pytest.skip.Exception as skipped:
+        reason = skipped.msg
+    with Path(ray_root, SQLITE_NOTE).open("a") as note:
+        note.write(f"{reason}\n")
     yield f"sqlite:///{tmp_path / 'cluster.db'}"
+
+
+SQLITE_NOTE = "ran-on-sqlite.txt"  # in the child's temp dir: why the multi-node tests ran on SQLite
+ran_on_sqlite: list[str] = []  # the notes the parent found, for its summary
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say so, in the run's summary, when the multi-node tests ran on SQLite instead of PostgreSQL."""
+    if ran_on_sqlite:
+        terminalreporter.section("multi-node tests on SQLite", yellow=True)
+        for reason in dict.fromkeys(ran_on_sqlite):
+            terminalreporter.line(f"the multi-node tests ran on SQLite, not PostgreSQL: {reason}")

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from aomi_runtime.agent.apps import ModelSpec
+from aomi_runtime.agent.apps import App, AppSpec, ModelSpec
 from aomi_runtime.agent.errors import ModelUnavailable
 from aomi_runtime.agent.protocols import (
     ModelChunk,
@@ -22,7 +22,11 @@ from aomi_runtime.agent.protocols import (
     ToolCallRequest,
     ToolSpec,
 )
+from aomi_runtime.agent.session import LiveSession
+from aomi_runtime.agent.titles import TITLE_INSTRUCTION
+from aomi_runtime.backends.history import InMemoryHistory
 from aomi_runtime.backends.models import load_model
+from tests.agent.test_session import events_until
 from tests.conftest import free_port
 from tests.fake_provider import FakeProvider
 
@@ -175,3 +179,32 @@ async def test_an_unreachable_provider_says_so(remote: str, opened: Callable[[Mo
     model = opened(spec(remote, f"http://127.0.0.1:{free_port()}", max_retries=0))
     with pytest.raises(ModelUnavailable, match="could not be reached"):
         await reply(model, ModelMessage(role="user", content="hello"))
+
+
+# --- the automatic title, through each provider ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("remote", "who"), [("openai", "GPT"), ("anthropic", "Claude")])
+async def test_a_session_on_a_remote_model_gets_the_title_the_model_gave(
+    remote: str, who: str, fake_provider: tuple[FakeProvider, str]
+) -> None:
+    fake, base = fake_provider
+    model = spec(remote, base, model=f"titled-{remote}")
+    app_spec = AppSpec(name="default", models=(model,))
+    provider = load_model(model, "sk-test")
+    app = App(spec=app_spec, providers={model.slug: provider}, tools=app_spec.tool_registry)
+    session = await LiveSession.create(app, InMemoryHistory(), f"titled-{remote}")
+    try:
+        await session.chat("plan a trip to Lisbon")
+        events = await events_until(session, "title_changed")
+        # The model's answer was `"<who> title: plan a trip to Lisbon."` and a second line: quotes, period and the
+        # second line are gone.
+        assert events[-1].data["new_title"] == f"{who} title: plan a trip to Lisbon"
+        assert (await session.snapshot()).title == f"{who} title: plan a trip to Lisbon"
+        turn, title_request = fake.requests_for(f"titled-{remote}")
+        system = title_request["system"] if remote == "anthropic" else title_request["messages"][0]["content"]
+        assert system == TITLE_INSTRUCTION and TITLE_INSTRUCTION not in str(turn)
+    finally:
+        await session.close()
+        if (aclose := getattr(provider, "aclose", None)) is not None:  # providers that hold an SDK client
+            await aclose()

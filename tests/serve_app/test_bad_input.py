@@ -1,9 +1,10 @@
 """Bad input on every route, through real HTTP against the shared runtime on Serve.
 
 Each bad request gets the status `docs/api.md` gives with exactly `{"error": "<text>"}`; afterwards the runtime is
-healthy and a session made before is unchanged (`witness`). Text a user sends (every Unicode plane, NUL and
-other control characters, text shaped like SQL or like SSE framing) comes back byte for byte: in the
-snapshot, the events, the stream (every frame of which must parse), and after a reload from the database.
+healthy (a new session takes a message and answers it) and a session made before is unchanged (`witness`). Text a
+user sends (every Unicode plane, NUL and other control characters, text shaped like SQL or like SSE framing) comes
+back byte for byte: in the snapshot, the events, the stream (every frame of which must parse), and after a reload
+from the database.
 """
 
 from __future__ import annotations
@@ -136,10 +137,22 @@ def witness(runtime_url: str) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _healthy_afterwards(witness: None, runtime_url: str) -> Iterator[None]:
+    """After each test, a session round trip (not `/health`, which answers whatever the runtime's state): a new
+    session takes a message, its model answers, and the turn is stored and read back."""
     yield
-    with httpx.Client(base_url=runtime_url, timeout=30) as c:
-        r = c.get("/health")
-        assert (r.status_code, r.text) == (200, "OK")
+
+    async def round_trip() -> None:
+        s = sid()
+        async with httpx.AsyncClient(base_url=runtime_url, timeout=30) as c:
+            r = await c.post("/api/chat", params={"message": "still well?"}, headers=h(s))
+            assert r.status_code == 200, r.text
+            done = await finished(c, s)
+        assert [(m["sender"], m["content"]) for m in done["messages"]] == [
+            ("user", "still well?"),
+            ("agent", 'You said: "still well?"'),
+        ], "the runtime is not healthy after this test's bad input"
+
+    asyncio.run(round_trip())
 
 
 # --- session ids --------------------------------------------------------------------------------------------

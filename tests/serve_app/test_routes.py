@@ -107,10 +107,15 @@ async def test_a_request_id_makes_a_retried_chat_add_its_message_once_and_marks_
 async def test_chat_refuses_bad_input_with_a_clear_error(
     client: httpx.AsyncClient, headers: dict[str, str], params: dict[str, str], status: int, words: list[str]
 ) -> None:
+    s = sid()  # "ok-id" above stands for a well-formed id of this test's own
+    headers = {name: s if value == "ok-id" else value for name, value in headers.items()}
+    before = await sessions_created(client)
     r = await client.post("/api/chat", params=params, headers=headers)
     assert_error(r, status, *words)
-    # nothing was created for the session of a refused request
-    assert (await client.get("/api/state", headers={"X-Session-Id": "ok-id"})).json() == EMPTY
+    # Nothing was created for a refused request, under its id or any other (malformed ids included)...
+    assert await sessions_created(client) == before
+    if headers.get("X-Session-Id") == s:  # ...and its well-formed id has no session
+        assert (await client.get("/api/state", headers=h(s))).json() == EMPTY
 
 
 async def test_a_message_over_the_limit_is_refused_and_one_at_the_limit_taken(client: httpx.AsyncClient) -> None:
@@ -307,6 +312,13 @@ async def test_messages_sent_at_once_are_all_stored_in_order_and_answered(client
     assert users == ["count to 5", *texts]
     agents = [m["content"] for m in done["messages"] if m["sender"] == "agent"]
     assert agents == ["1 2 3 4 5", *(f'You said: "{t}"' for t in texts)]
+
+
+async def sessions_created(client: httpx.AsyncClient) -> float:
+    """Sessions created so far by every App of the runtime, as its directories count them (`/metrics`)."""
+    counts = [value for (name, _), value in (await _metrics(client)).items() if name == "aomi_sessions_created_total"]
+    assert counts, "/metrics counts no session created: a check on it would prove nothing"
+    return sum(counts)
 
 
 async def _metrics(client: httpx.AsyncClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -124,5 +124,29 @@ async def test_cors_allows_only_the_origins_configured(runtime_settings: Setting
     assert Settings.model_fields["cors_origins"].default == ("*",)  # docs/api.md's default: any origin
 
 
-def test_the_embedded_default_listens_on_localhost_only() -> None:
-    assert DEFAULT_HOST == "127.0.0.1" and Settings().host == DEFAULT_HOST
+def test_the_embedded_default_listens_on_localhost_only(runtime_url: str, runtime_settings: Settings) -> None:
+    """The shared runtime is started on its settings' host, the default, as `launch` starts it: what its processes
+    listen on is checked, and that no other address of this machine answers on its port."""
+    import socket
+
+    import psutil
+
+    assert DEFAULT_HOST == "127.0.0.1" and Settings().host == DEFAULT_HOST and runtime_settings.host == DEFAULT_HOST
+    port = runtime_settings.port
+    listening = {
+        c.laddr.ip for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
+    assert listening == {"127.0.0.1"}, f"the runtime listens on {listening or 'nothing'} at port {port}"
+    with socket.create_connection(("127.0.0.1", port), timeout=10):
+        pass  # it answers there
+    # Elsewhere, nothing: another loopback address (any address of 127/8 reaches a socket bound to all of them),
+    # and this machine's other IPv4 addresses.
+    others = {"127.0.0.2"} | {
+        a.address
+        for addresses in psutil.net_if_addrs().values()
+        for a in addresses
+        if a.family == socket.AF_INET and not a.address.startswith("127.")
+    }
+    for address in sorted(others):
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((address, port), timeout=10).close()
