@@ -186,12 +186,12 @@ async def test_an_unreachable_provider_says_so(remote: str, opened: Callable[[Mo
 
 @pytest.mark.parametrize(("remote", "who"), [("openai", "GPT"), ("anthropic", "Claude")])
 async def test_a_session_on_a_remote_model_gets_the_title_the_model_gave(
-    remote: str, who: str, fake_provider: tuple[FakeProvider, str]
+    remote: str, who: str, fake_provider: tuple[FakeProvider, str], opened: Callable[[ModelSpec], ModelProvider]
 ) -> None:
     fake, base = fake_provider
     model = spec(remote, base, model=f"titled-{remote}")
     app_spec = AppSpec(name="default", models=(model,))
-    provider = load_model(model, "sk-test")
+    provider = opened(model)
     app = App(spec=app_spec, providers={model.slug: provider}, tools=app_spec.tool_registry)
     session = await LiveSession.create(app, InMemoryHistory(), f"titled-{remote}")
     try:
@@ -206,5 +206,3 @@ async def test_a_session_on_a_remote_model_gets_the_title_the_model_gave(
         assert system == TITLE_INSTRUCTION and TITLE_INSTRUCTION not in str(turn)
     finally:
         await session.close()
-        if (aclose := getattr(provider, "aclose", None)) is not None:  # providers that hold an SDK client
-            await aclose()
