@@ -149,7 +149,7 @@ class SessionDirectory:
                 # The actor reads the session itself: its one read of the database, and no copy through here.
                 return worker, await worker.open.remote(session_id, stored, public_key)
             except AomiError:
-                await self._pool.keep(worker)  # refused (another App's id): the actor is still blank
+                self._pool.keep(worker)  # refused (another App's id): the actor is still blank
                 raise
             except RayActorError:
                 # A warm actor lost with its node (removed, or scaled down): pass it over, a bounded number of times.
@@ -222,7 +222,7 @@ class SessionDirectory:
             if isinstance(session_id, BaseException):
                 continue
             if session_id is None:
-                await self._pool.keep(worker)
+                self._pool.keep(worker)
             elif session_id in self._live:
                 discard(worker)
             else:

@@ -57,11 +57,15 @@ class SessionActor:
         self._history = StoreClient(store)
         self._directory = directory
         self._session: LiveSession | None = None
+        self._stopped = False
 
     # --- held by the directory ------------------------------------------------------------------
 
     async def held(self) -> str | None:
-        """The id of the session held, or None when blank."""
+        """The id of the session held, or None when blank. Raises `SessionClosed` once stopped, so that a
+        restarted directory never takes a stopped actor (its providers closed) into its pool."""
+        if self._stopped:
+            raise SessionClosed("This session actor was stopped.")
         return None if self._session is None else self._session.session_id
 
     async def open(self, session_id: str, stored: bool, public_key: str | None) -> str:
@@ -97,6 +101,7 @@ class SessionActor:
     async def stop(self) -> None:
         """Before the actor is killed: close the session held, if any (its state is stored), and the App's model
         providers (their SDK clients' connections). The actor serves nothing afterwards."""
+        self._stopped = True
         session, self._session = self._session, None
         try:
             if session is not None:

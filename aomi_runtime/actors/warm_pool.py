@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 WORKER_PREFIX = "session-actor:"
 WARM_ACTORS = 2
 REFILL_DELAY = 1.0
-STOP_SECONDS = 5.0  # a healthy actor closes its providers within this; one that does not is killed all the same
+STOP_SECONDS = 2.0  # a healthy actor closes its providers in milliseconds; one that does not is killed all the same
 
 
 class WarmPool:
@@ -46,6 +46,7 @@ class WarmPool:
         self._model_keys = model_keys
         self._pool: list[Any] = []
         self._refilling: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()  # actors being stopped, off every caller's path
 
     def __len__(self) -> int:
         return len(self._pool)
@@ -102,12 +103,15 @@ class WarmPool:
                 log.exception("app %s: could not start a warm session actor", self._spec.name)
                 return
 
-    async def keep(self, worker: Any, spare: int = 0) -> None:
-        """Keep a blank actor warm, or stop it if the pool is full (counting `spare` actors about to be taken)."""
+    def keep(self, worker: Any, spare: int = 0) -> None:
+        """Keep a blank actor warm, or stop it if the pool is full (counting `spare` actors about to be taken): in
+        the background, so that a request, an eviction or a recovery never waits for an actor to stop."""
         if len(self._pool) < self.warm + spare:
             self._pool.append(worker)
         else:
-            await retire(worker)
+            task = asyncio.create_task(retire(worker))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     async def recycle(self, worker: Any, session_id: str, only_if_idle: bool = False, spare: int = 0) -> bool:
         """Close a session and keep its actor warm for the next one (or stop it if the pool is full, counting
@@ -119,7 +123,7 @@ class WarmPool:
             discard(worker)
             return True
         if released:
-            await self.keep(worker, spare)
+            self.keep(worker, spare)
         return bool(released)
 
     def stop_refilling(self) -> None:
@@ -128,7 +132,7 @@ class WarmPool:
 
     async def retire_all(self) -> None:
         pool, self._pool = self._pool, []
-        await asyncio.gather(*(retire(worker) for worker in pool))
+        await asyncio.gather(*(retire(worker) for worker in pool), *self._retiring)
 
 
 async def retire(worker: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -12,8 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .demo_tools import DEMO_TOOLS
 from .errors import InvalidInput, MessageTooLarge, ModelUnavailable
+from .logs import log_failure
 from .protocols import ModelProvider
 from .tools import ToolRegistry
+
+log = logging.getLogger(__name__)
 
 APP_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 DEFAULT_APP = "default"
@@ -169,4 +173,7 @@ class App:
     async def aclose(self) -> None:
         """Close every provider (each once, though two slugs may share one); the App runs no turn afterwards."""
         for provider in {id(p): p for p in self.providers.values()}.values():
-            await provider.aclose()
+            try:
+                await provider.aclose()
+            except Exception as exc:  # one provider failing to close leaves the others to close
+                log_failure(log, f"closing a model provider of App {self.name}", exc, logging.WARNING)

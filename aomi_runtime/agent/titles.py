@@ -25,7 +25,7 @@ TITLE_CONTEXT_MESSAGES = 6
 def clean_title(text: str) -> str:
     """First line, no surrounding quotes or trailing period, at most `AUTO_TITLE_CHARS` characters."""
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
-    line = line.strip("\"'`*# ").rstrip(".").strip("\"'`*# ")  # again: a quote may stand before the period
+    line = line.strip("\"'`*# ").rstrip(".").strip('"` ')  # again: a quote may stand before the period
     if len(line) > AUTO_TITLE_CHARS:
         line = line[: AUTO_TITLE_CHARS - 1].rstrip() + "…"
     return line

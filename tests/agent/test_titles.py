@@ -35,6 +35,7 @@ from tests.helpers import scripted_app
         ("\n\n  **Trip to Lisbon**  \nA second line", "Trip to Lisbon"),
         ("# `Trip to Lisbon`.", "Trip to Lisbon"),
         ('"Trip to Lisbon".', "Trip to Lisbon"),
+        ("Intro to C#.", "Intro to C#"),  # after the period only quotes go: a title may end in '#' or '*'
         ("", ""),
         ("  \n ", ""),
     ],
@@ -67,7 +68,11 @@ async def test_the_model_is_asked_with_the_instruction_and_the_opening_only(
 ) -> None:
     fake, base = fake_provider
     spec = ModelSpec(label="T", slug="t", provider="openai", model="titles-direct", base_url=f"{base}/v1")
-    title = await generate_title(load_model(spec, "sk-test"), conversation(5))
+    model = load_model(spec, "sk-test")
+    try:
+        title = await generate_title(model, conversation(5))
+    finally:
+        await model.aclose()
     assert title == "GPT title: question 2"  # the fake names the last user message it was shown: the third
     (sent,) = fake.requests_for("titles-direct")
     assert sent["messages"][0] == {"role": "system", "content": TITLE_INSTRUCTION}
@@ -127,7 +132,10 @@ async def test_a_failing_model_leaves_the_title_and_says_so_in_the_log(caplog: p
     with caplog.at_level(logging.WARNING, logger="aomi_runtime.agent.titles"):
         auto.start()
         assert auto.task is not None
-        await auto.task
+        try:
+            await auto.task
+        finally:
+            await app.aclose()
     assert journal.record.title == DEFAULT_TITLE and journal.record.last_seq == 0
     assert any("title of session" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 

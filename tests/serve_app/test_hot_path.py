@@ -58,8 +58,8 @@ def test_the_ingress_writes_no_access_log_line_unless_access_log_is_on(
     # The control: the same runtime deployed by `deploy` with access_log on, beside the shared one (which is
     # deployed as `launch` deploys it, with the default setting), over the same App actors.
     logged_app = f"{APP_NAME}-logged"
-    deploy(runtime_settings.model_copy(update={"access_log": True}), name=logged_app, route_prefix="/logged")
     try:
+        deploy(runtime_settings.model_copy(update={"access_log": True}), name=logged_app, route_prefix="/logged")
         quiet, loud = (f"access-log-{uuid.uuid4().hex}" for _ in range(2))
         assert httpx.get(f"{runtime_url}/health", headers={"X-Request-ID": quiet}).text == "OK"
         assert httpx.get(f"{runtime_url}/logged/health", headers={"X-Request-ID": loud}).text == "OK"

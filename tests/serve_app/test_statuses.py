@@ -44,10 +44,10 @@ def front_door(settings: Settings, name: str) -> Iterator[str]:
     actors of its own for Apps the shared runtime does not have. Yields its URL."""
     from ray import serve
 
-    from aomi_runtime.serve_app.app import build_application
+    from aomi_runtime.serve_app.launch import deploy
 
-    serve.run(build_application(settings), name=name, route_prefix=f"/{name}")
-    try:
+    try:  # deployed as the runtime deploys itself; deleted even if deploying failed half way
+        deploy(settings, name=name, route_prefix=f"/{name}")
         yield f"http://127.0.0.1:{settings.port}/{name}"
     finally:
         serve.delete(name)

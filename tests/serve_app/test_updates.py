@@ -44,18 +44,26 @@ async def test_a_tool_update_arrives_while_the_turn_still_runs(client: httpx.Asy
     s = sid()
     steps, pause = 4, 0.5
     message = f'/tool long_task {{"steps": {steps}, "pause": {pause}}}'
-    await client.post("/api/chat", params={"message": message}, headers=h(s))
     loop = asyncio.get_running_loop()
     read_at: dict[str, float] = {}
-    state: asyncio.Task[httpx.Response] | None = None
+    states: list[asyncio.Task[httpx.Response]] = []
     stream = Stream()
-    async with asyncio.timeout(20), client.stream("GET", "/api/updates", headers=h(s)) as response:
-        async for _, data in frames(response, stream):
-            read_at.setdefault(data["type"], loop.time())
-            if data["type"] == "tool_update" and state is None:
-                state = asyncio.create_task(client.get("/api/state", headers=h(s)))  # asked now, read on
-            if data["type"] == "processing_done":
-                break
+
+    async def follow() -> None:
+        async with client.stream("GET", "/api/updates", headers=h(s)) as response:
+            async for _, data in frames(response, stream):
+                read_at.setdefault(data["type"], loop.time())
+                if data["type"] == "tool_update" and not states:
+                    states.append(asyncio.create_task(client.get("/api/state", headers=h(s))))  # asked now
+                if data["type"] == "processing_done":
+                    return
+
+    # The stream is open before the message is sent, so that however slowly it opens, nothing is replayed.
+    reader = asyncio.create_task(follow())
+    await asyncio.wait_for(stream.opened.wait(), 20)
+    await client.post("/api/chat", params={"message": message}, headers=h(s))
+    await asyncio.wait_for(reader, 30)
+    state = states[0] if states else None
     assert state is not None and stream.types.count("tool_update") == steps
     assert (await state).json()["is_processing"], "the first tool_update came once the turn was over"
     assert read_at["processing_done"] - read_at["tool_update"] > pause  # the server's gap: (steps - 1) * pause
