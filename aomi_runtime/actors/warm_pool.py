@@ -46,7 +46,6 @@ class WarmPool:
         self._model_keys = model_keys
         self._pool: list[Any] = []
         self._refilling: asyncio.Task[None] | None = None
-        self._retiring: set[asyncio.Task[None]] = set()  # actors being stopped, off every caller's path
 
     def __len__(self) -> int:
         return len(self._pool)
@@ -104,14 +103,11 @@ class WarmPool:
                 return
 
     def keep(self, worker: Any, spare: int = 0) -> None:
-        """Keep a blank actor warm, or stop it if the pool is full (counting `spare` actors about to be taken): in
-        the background, so that a request, an eviction or a recovery never waits for an actor to stop."""
+        """Keep a blank actor warm, or kill it if the pool is full (counting `spare` actors about to be taken)."""
         if len(self._pool) < self.warm + spare:
             self._pool.append(worker)
         else:
-            task = asyncio.create_task(retire(worker))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+            discard(worker)
 
     async def recycle(self, worker: Any, session_id: str, only_if_idle: bool = False, spare: int = 0) -> bool:
         """Close a session and keep its actor warm for the next one (or stop it if the pool is full, counting
@@ -132,11 +128,12 @@ class WarmPool:
 
     async def retire_all(self) -> None:
         pool, self._pool = self._pool, []
-        await asyncio.gather(*(retire(worker) for worker in pool), *self._retiring)
+        await asyncio.gather(*(retire(worker) for worker in pool))
 
 
 async def retire(worker: Any) -> None:
-    """Stop a healthy session actor for good: it closes what it holds (its session, its model providers), then
+    """Stop a healthy session actor for good, as the App's actors stop: it closes what it holds (its session, its
+    model providers), then
     is killed; killed all the same if it does not answer within `STOP_SECONDS`."""
     try:
         with contextlib.suppress(Exception):

@@ -10,11 +10,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
+import pytest
 import ray
 
 from aomi_runtime.actors.session import SessionActor, private_bytes
 from aomi_runtime.actors.store import HistoryStore
 from aomi_runtime.agent.apps import AppSpec, ModelSpec
+from aomi_runtime.agent.errors import SessionClosed
 from tests.fake_provider import running_fake_provider
 from tests.helpers import eventually
 
@@ -60,7 +62,9 @@ async def test_a_stopped_session_actor_has_closed_its_model_providers_connection
             await eventually(answered_and_connected)  # the SDK's client keeps its connection for the next request
             await worker.stop.remote()
             await eventually(lambda: not served_connections(port))
-            assert await worker.held.remote() is None  # closed by the actor, which still runs: not by its death
+            # Closed by the actor, which still runs (not by its death), and which no directory may pool again.
+            with pytest.raises(SessionClosed, match="stopped"):
+                await worker.held.remote()
         finally:
             ray.kill(worker, no_restart=True)
             await store.close.remote()
