@@ -133,8 +133,7 @@ class WarmPool:
 
 async def retire(worker: Any) -> None:
     """Stop a healthy session actor for good, as the App's actors stop: it closes what it holds (its session, its
-    model providers), then
-    is killed; killed all the same if it does not answer within `STOP_SECONDS`."""
+    model providers), then is killed; killed all the same if it does not answer within `STOP_SECONDS`."""
     try:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(worker.stop.remote(), STOP_SECONDS)
