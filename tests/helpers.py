@@ -38,14 +38,14 @@ async def eventually(check: Callable[[], Awaitable[T] | T], *, timeout: float = 
 
 
 def holders(namespace: str, session_id: str) -> list[object]:
-    """The session actors of a namespace that hold this session: there must never be more than one."""
+    """The session actors of a namespace that host this session: there must never be more than one."""
     import ray
 
     from aomi_runtime.actors.directory import WORKER_PREFIX, named_actors
 
     workers = named_actors(namespace, WORKER_PREFIX)
     held = ray.get([w.held.remote() for w in workers])
-    return [w for w, s in zip(workers, held, strict=True) if s == session_id]
+    return [w for w, hosted in zip(workers, held, strict=True) if session_id in hosted]
 
 
 def processes_using(path: str) -> list[str]:

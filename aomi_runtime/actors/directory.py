@@ -1,7 +1,6 @@
 """The session directory: one per App. It finds a session's actor in three tiers (live, rebuilt from the
-store, new), keeps the live set bounded (by count, memory and idle time), keeps a few blank session actors
-warm so that a cold load starts no process, and sweeps: idle sessions out of memory, expired ones out of
-the database."""
+store, new), places sessions in its session actors (`hosts`), keeps the live set bounded (by count, memory and
+idle time), and sweeps: idle sessions out of memory, expired ones out of the database."""
 
 from __future__ import annotations
 
@@ -23,9 +22,9 @@ from ..agent.errors import AomiError, AppMismatch, LimitReached
 from ..agent.logs import configure_logging
 from ..agent.records import utcnow
 from ..agent.stats import Histogram
+from .hosts import WARM_ACTORS, WORKER_PREFIX, Host, Hosts, discard
 from .live_set import LiveSet
 from .placement import SessionPlacement
-from .warm_pool import WARM_ACTORS, WORKER_PREFIX, WarmPool, discard
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,8 @@ EXPIRED_PER_SWEEP = 500
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class SessionDirectory:
-    """Maps session ids to live session actors, making exactly one actor per session however many ask at once.
+    """Maps session ids to the session actors hosting them live, placing exactly one live copy of a session
+    however many ask at once.
 
     Restarted after a crash, it finds the live sessions again by asking its App's named session actors which
     session each holds, so its calls are safe to retry.
@@ -47,7 +47,7 @@ class SessionDirectory:
         store: Any,
         namespace: str,
         model_keys: Mapping[str, SecretStr],
-        warm: int = WARM_ACTORS,
+        warm: int | None = None,
         sweep_seconds: float = SWEEP_SECONDS,
         placement: SessionPlacement | None = None,
     ) -> None:
@@ -57,8 +57,9 @@ class SessionDirectory:
         self._namespace = namespace
         self._sweep_seconds = sweep_seconds
         self._placement = placement or SessionPlacement()
-        self._pool = WarmPool(namespace, self._placement, warm, spec, store, model_keys)
-        self._live = LiveSet(spec, self._placement, self._pool)
+        capacity = spec.limits.sessions_per_actor or self._placement.sessions_per_actor
+        self._hosts = Hosts(namespace, self._placement, capacity, spec, store, model_keys, warm)
+        self._live = LiveSet(spec, self._placement, self._hosts)
         self._loading: dict[str, asyncio.Future[Any]] = {}
         self._appeared = asyncio.Event()
         self._started: asyncio.Task[None] | None = None
@@ -80,22 +81,39 @@ class SessionDirectory:
         With `wait`, a session that does not exist yet is waited for that many seconds. None if not found.
         """
         await self._start()
-        live = self._live.get(session_id)
-        if stale is not None and live is not None and actor_key(live) == stale:
-            del self._live[session_id]
-            discard(live)  # dead, or closing: never two actors writing one session
+        if stale is not None and (host := self._live.get(session_id)) is not None and host.key == stale:
+            await self._drop_stale(session_id, host)
         handle = await self._find(session_id, create, public_key)
         deadline = asyncio.get_running_loop().time() + wait
         while handle is None and (remaining := deadline - asyncio.get_running_loop().time()) > 0:
             appeared = self._appeared
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(appeared.wait(), remaining)
-            handle = self._live.get(session_id)
+            handle = self._handle(session_id)
         return handle
+
+    def _handle(self, session_id: str) -> Any:
+        host = self._live.get(session_id)
+        return None if host is None else host.handle
+
+    async def _drop_stale(self, session_id: str, host: Host) -> None:
+        """A caller found the session's actor dead, or the session closing there: never two copies of a session.
+        An actor that does not answer is lost with all its sessions; one that does releases this session."""
+        try:
+            hosted = await asyncio.wait_for(host.handle.held.remote(), self._placement.timeout_seconds)
+        except Exception:
+            self._live.lose(host)
+            return
+        if self._live.get(session_id) is host:
+            del self._live[session_id]
+            if session_id in hosted:
+                await self._live.release(host, session_id)
+            else:
+                host.sessions.discard(session_id)
 
     async def _find(self, session_id: str, create: bool, public_key: str | None) -> Any:
         while True:
-            if (handle := self._live.get(session_id)) is not None:
+            if (handle := self._handle(session_id)) is not None:
                 self._counts["hits"] += 1
                 return handle
             loading = self._loading.get(session_id)
@@ -132,33 +150,38 @@ class SessionDirectory:
                 "limits.max_sessions."
             )
         self._counts["evicted"] += await self._live.make_room()
-        worker, outcome = await self._open(session_id, owner is not None, public_key)
-        self._live[session_id] = worker
+        host, outcome = await self._open(session_id, owner is not None, public_key)
+        self._live[session_id] = host
         self._counts["misses"] += 1
         self._counts[outcome] += 1
         self._load_seconds.observe(time.perf_counter() - started)
         appeared, self._appeared = self._appeared, asyncio.Event()
         appeared.set()
-        return worker
+        return host.handle
 
-    async def _open(self, session_id: str, stored: bool, public_key: str | None) -> tuple[Any, str]:
-        """Hand the session to a warm actor (or a new one); returns the actor and how the session was opened."""
+    async def _open(self, session_id: str, stored: bool, public_key: str | None) -> tuple[Host, str]:
+        """Hand the session to a place in an actor; returns the actor and how the session was opened."""
         for attempt in itertools.count():
-            worker = await self._pool.take()
+            host = await self._hosts.reserve()
             try:
                 # The actor reads the session itself: its one read of the database, and no copy through here.
-                return worker, await worker.open.remote(session_id, stored, public_key)
+                outcome: str = await host.handle.open.remote(session_id, stored, public_key)
             except AomiError:
-                self._pool.keep(worker)  # refused (another App's id): the actor is still blank
+                self._hosts.unreserve(host)  # refused (another App's id): the place is still free
                 raise
             except RayActorError:
-                # A warm actor lost with its node (removed, or scaled down): pass it over, a bounded number of times.
-                discard(worker)
-                if attempt >= self._pool.warm:
+                # An actor lost (with its node, removed or scaled down): pass it over, a bounded number of times.
+                self._hosts.unreserve(host)
+                self._live.lose(host)
+                if attempt >= WARM_ACTORS:
                     raise
             except BaseException:
-                discard(worker)
+                self._hosts.unreserve(host)
+                self._live.lose(host)  # it may hold the session half opened: it cannot be trusted
                 raise
+            else:
+                self._hosts.placed(host, session_id)
+                return host, outcome
         raise AssertionError("unreachable")  # pragma: no cover
 
     # --- the sweep --------------------------------------------------------------------------------
@@ -208,40 +231,41 @@ class SessionDirectory:
         await asyncio.shield(self._started)
 
     async def _recover(self) -> None:
-        """Find the App's session actors still alive (after a restart of this directory) and what they hold."""
-        workers = await asyncio.to_thread(named_actors, self._namespace, WORKER_PREFIX)
+        """Find the App's session actors still alive (after a restart of this directory) and what they host."""
+        handles = await asyncio.to_thread(named_actors, self._namespace, WORKER_PREFIX)
         # One still waiting for a node (the directory died while it was placed) would never answer: bounded.
         timeout = self._placement.timeout_seconds
-        held = await asyncio.gather(
-            *(asyncio.wait_for(w.held.remote(), timeout) for w in workers), return_exceptions=True
+        hosted = await asyncio.gather(
+            *(asyncio.wait_for(h.held.remote(), timeout) for h in handles), return_exceptions=True
         )
-        for worker, session_id in zip(workers, held, strict=True):
-            if isinstance(session_id, TimeoutError):
-                discard(worker)
+        for handle, sessions in zip(handles, hosted, strict=True):
+            if isinstance(sessions, TimeoutError):
+                discard(handle)
                 continue
-            if isinstance(session_id, BaseException):
+            if isinstance(sessions, BaseException):
                 continue
-            if session_id is None:
-                self._pool.keep(worker)
-            elif session_id in self._live:
-                discard(worker)
-            else:
-                self._live[session_id] = worker
-        if workers:
+            host = self._hosts.adopt(handle, [])
+            for session_id in sessions:
+                if session_id in self._live:  # never two live copies: the second one found lets its copy go
+                    await self._live.release(host, session_id)
+                else:
+                    self._hosts.placed(host, session_id, reserved=False)
+                    self._live[session_id] = host
+        if handles:
             log.info(
-                "app %s: found %d live sessions and %d warm actors", self._spec.name, len(self._live), len(self._pool)
+                "app %s: found %d live sessions in %d session actors", self._spec.name, len(self._live), len(handles)
             )
-        self._pool.refill()
+        self._hosts.refill()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def delete(self, session_id: str) -> bool:
         """Stop the session if live, and delete it with its messages and events."""
         await self._start()
-        handle = self._live.pop(session_id, None)
-        if handle is not None:
-            await self._pool.recycle(handle, session_id)
+        host = self._live.pop(session_id, None)
+        if host is not None:
+            await self._live.release(host, session_id)
         deleted: bool = await self._store.delete.remote(self._spec.name, session_id)
-        return deleted or handle is not None
+        return deleted or host is not None
 
     async def record_turn(self, seconds: float) -> None:
         self._turn_seconds.observe(seconds)
@@ -251,7 +275,8 @@ class SessionDirectory:
         return {
             **self._counts,
             "live": len(self._live),
-            "warm": len(self._pool),
+            "warm": self._hosts.free,
+            "actors": len(self._hosts),
             "max_live": self._live.max_live,
             "load_seconds": self._load_seconds.snapshot(),
             "turn_seconds": self._turn_seconds.snapshot(),
@@ -262,21 +287,16 @@ class SessionDirectory:
         await self._start()
         items = list(self._live.items())
         self._live.clear()
-        await asyncio.gather(*(self._pool.recycle(h, s) for s, h in items))
+        await asyncio.gather(*(self._live.release(h, s) for s, h in items))
         return len(items)
 
     async def shutdown(self) -> None:
-        """Stop every session actor, live and warm."""
+        """Stop every session actor."""
         if self._sweeper is not None:
             self._sweeper.cancel()
-        self._pool.stop_refilling()
+        self._hosts.stop_refilling()
         await self.close_all()
-        await self._pool.retire_all()
-
-
-def actor_key(handle: Any) -> str:
-    """An actor's id, to name it in a call without passing its handle."""
-    return str(handle._actor_id.hex())
+        await self._hosts.retire_all()
 
 
 def named_actors(namespace: str, prefix: str = "") -> list[Any]:

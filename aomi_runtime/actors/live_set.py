@@ -1,5 +1,5 @@
-"""The live set: an App's sessions held by session actors, bounded by count and by memory, whose least recently
-used idle sessions are evicted to stay within the bounds."""
+"""The live set: an App's sessions hosted by its session actors, bounded by count and by memory, whose least
+recently used idle sessions are evicted to stay within the bounds."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ import os
 from typing import Any
 
 from ..agent.apps import AppSpec
+from .hosts import Host, Hosts
 from .placement import SessionPlacement
-from .warm_pool import WarmPool, discard
 
 log = logging.getLogger(__name__)
 
-SESSIONS_PER_CPU = 50  # an idle session actor takes ~2.8 ms of CPU a second and wakes 100 times (bench/idle.py)
+# An idle session actor (a process) takes ~2.8 ms of CPU a second and wakes 100 times (bench/idle.py): the
+# processes a core carries. A packed actor's sessions add no wake-ups of their own.
+ACTORS_PER_CPU = 50
 MEMORY_SHARE = 0.25  # of the node's memory, for one App's live sessions, unless the App says otherwise
 
-Stat = tuple[str, Any, dict[str, Any]]  # a session id, its actor, and what the actor reports of it
+Stat = tuple[str, Host, dict[str, Any]]  # a session id, its host, and what the host reports of it
 
 
 def _node_memory_bytes() -> int:
@@ -27,42 +29,61 @@ def _node_memory_bytes() -> int:
         return 8 << 30
 
 
-class LiveSet(dict[str, Any]):
-    """Session ids to the actors holding them live, with the bounds of their number and memory; an evicted
-    session's actor goes back to the warm pool."""
+class LiveSet(dict[str, Host]):
+    """Session ids to the actors hosting them, with the bounds of their number and memory; an evicted session's
+    place is freed for the next."""
 
-    def __init__(self, spec: AppSpec, placement: SessionPlacement, pool: WarmPool) -> None:
+    def __init__(self, spec: AppSpec, placement: SessionPlacement, hosts: Hosts) -> None:
         super().__init__()
-        self._pool = pool
+        self._hosts = hosts
         limits = spec.limits
         self.max_live: int | None = limits.max_live_sessions
         self.max_bytes: int | None = (limits.max_live_memory_mb << 20) if limits.max_live_memory_mb else None
         if not placement.resources:
             # One machine: the sessions share this node, so its CPUs and memory bound them.
-            self.max_live = self.max_live or SESSIONS_PER_CPU * (os.cpu_count() or 1)
+            self.max_live = self.max_live or ACTORS_PER_CPU * (os.cpu_count() or 1) * hosts.capacity
             self.max_bytes = self.max_bytes or int(_node_memory_bytes() * MEMORY_SHARE)
         elif self.max_live is None:
             # A cluster: the sessions spread over nodes whose slots bound each node, and this node's size says
             # nothing about the cluster's. Only the App's own limits apply; without one, a full cluster makes new
             # sessions wait for a slot (and fail with NoCapacity) instead of evicting the least recently used.
             log.warning(
-                "app %s: session actors ask for %s but limits.max_live_sessions is unset: set it to this App's "
+                "app %s: each session asks for %s but limits.max_live_sessions is unset: set it to this App's "
                 "share of the session slots at the cluster's largest size",
                 spec.name,
                 placement.resources,
             )
 
+    def lose(self, host: Host) -> None:
+        """An actor died or broke: forget it and every session it hosted (they load again when next asked for)."""
+        for session_id in self._hosts.lose(host):
+            if self.get(session_id) is host:
+                del self[session_id]
+
+    async def release(self, host: Host, session_id: str, only_if_idle: bool = False, spare: int = 0) -> bool:
+        """Release a session from its actor (see `Hosts.release`); an actor that fails to is lost, with its
+        sessions (the session is released all the same: its state is stored)."""
+        try:
+            return await self._hosts.release(host, session_id, only_if_idle, spare)
+        except Exception:  # dead, or broken: none of its sessions can be trusted
+            self.lose(host)
+            return True
+
     async def stats(self) -> list[Stat]:
-        items = list(self.items())
-        results = await asyncio.gather(*(h.stats.remote() for _, h in items), return_exceptions=True)
-        found = []
-        for (session_id, handle), stats in zip(items, results, strict=True):
-            if isinstance(stats, BaseException) or stats.get("session_id") != session_id:
-                if self.get(session_id) == handle:  # dead, broken or handed on: forget it, and stop it
-                    del self[session_id]
-                    discard(handle)
+        """Each live session's idleness, and its share of its actor's private memory."""
+        hosts = list({id(h): h for h in self.values()}.values())
+        results = await asyncio.gather(*(h.handle.stats.remote() for h in hosts), return_exceptions=True)
+        found: list[Stat] = []
+        for host, stats in zip(hosts, results, strict=True):
+            if isinstance(stats, BaseException):
+                self.lose(host)
                 continue
-            found.append((session_id, handle, stats))
+            sessions: dict[str, dict[str, Any]] = stats["sessions"]
+            share = stats["private_bytes"] // max(1, len(sessions))
+            for session_id in [s for s, h in self.items() if h is host and s not in sessions]:
+                del self[session_id]  # handed on or closed since: no longer here
+                host.sessions.discard(session_id)
+            found += [(s, host, {**st, "private_bytes": share}) for s, st in sessions.items() if self.get(s) is host]
         return found
 
     async def make_room(self) -> int:
@@ -73,23 +94,24 @@ class LiveSet(dict[str, Any]):
         stats = await self.stats()
         excess = len(self) + 1 - self.max_live
         chosen = [s for s in sorted(stats, key=lambda s: -s[2]["idle_seconds"]) if not s[2]["busy"]][:excess]
-        # The session coming in takes a warm actor next: the evicted one is kept for that, not stopped and
+        # The session coming in takes a place next: the one freed is kept for it, its actor not stopped and
         # replaced by a new process a second later.
         return await self.evict(chosen, spare=1)
 
     async def evict(self, chosen: list[Stat], spare: int = 0) -> int:
         evicted = 0
-        for session_id, handle, _ in chosen:
-            if self.get(session_id) == handle:
+        for session_id, host, _ in chosen:
+            if self.get(session_id) is host:
                 del self[session_id]
-                if await self._pool.recycle(handle, session_id, only_if_idle=True, spare=spare):
+                if await self.release(host, session_id, only_if_idle=True, spare=spare):
                     evicted += 1
                 elif session_id not in self:
-                    self[session_id] = handle  # it became busy since it was chosen: it stays
+                    self[session_id] = host  # it became busy since it was chosen: it stays
         return evicted
 
     def over_memory(self, stats: list[Stat]) -> list[Stat]:
-        """Of `stats`, the least recently used idle sessions to evict for the rest to fit the memory budget."""
+        """Of `stats`, the least recently used idle sessions to evict for the rest to fit the memory budget (each
+        session counted as its share of its actor's private memory)."""
         rest = sorted(stats, key=lambda s: -s[2]["idle_seconds"])
         used = sum(s[2]["private_bytes"] for s in rest)
         over: list[Stat] = []

@@ -18,7 +18,8 @@ from ..agent.apps import AppSpec
 from ..agent.errors import AppMismatch, InvalidInput, SessionClosed, SessionNotFound
 from ..agent.records import Event, SessionInfo, SessionRecord, new_request_id
 from .app_actors import DEFAULT_NAMESPACE, AppActors, app_namespace
-from .directory import actor_key, named_actors
+from .directory import named_actors
+from .hosts import actor_key
 from .placement import SessionPlacement
 
 HANDLE_CACHE_SIZE = 10_000

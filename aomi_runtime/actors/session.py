@@ -1,23 +1,30 @@
-"""The session actor: a process that holds one live session at a time, a thin adapter around `agent.session`.
+"""The session actor: a process that hosts up to `capacity` live sessions of one App, a thin adapter around
+`agent.session`.
 
-It starts blank and warm (its App built, its imports done), is handed a session by the directory, and when
-that session is evicted it becomes blank again and goes back to the directory's pool: starting a process
-costs about half a second, handing over a session a few milliseconds. Every call names its session, so a
-caller holding a handle from before the actor changed hands gets `SessionClosed`, never another session.
+Each session it hosts is still an actor in the actor-model sense: its own state, its own queue of commands and
+turns (tasks of their own on this process's event loop), its own event log, streams and leases; a call names
+its session and reaches only that one. With a capacity of 1 this is a process per live session, the shape the
+runtime was specified with; packed, one process's fixed cost (~74 MB, Ray's idle timers) is shared by many.
+
+It starts blank and warm (its App built, its imports done), is handed sessions by the directory, and releases
+them when they are evicted: starting a process costs about half a second, handing over a session a few
+milliseconds. A caller holding a handle from before a session left gets `SessionClosed`, never another session.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ray
 from pydantic import SecretStr
 
 from ..agent.apps import App, AppSpec
-from ..agent.errors import SessionClosed
+from ..agent.errors import NoCapacity, SessionClosed
 from ..agent.logs import configure_logging
 from ..agent.records import Event, SessionInfo
 from ..agent.session import LiveSession
@@ -25,6 +32,10 @@ from ..backends.models import load_model
 from .store_client import StoreClient
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+# Sync tools run in threads, off the event loop every session of the process shares; at most this many at once
+# in one process, so that CPU-bound tools of some sessions cannot crowd out the others' requests.
+TOOL_THREADS = 8
 
 
 def assemble_app(spec: AppSpec, model_keys: Mapping[str, SecretStr]) -> App:
@@ -49,83 +60,115 @@ def private_bytes() -> int:
 
 @ray.remote(num_cpus=0, max_restarts=0)
 class SessionActor:
-    """Holds one live session at a time. Methods return JSON bytes where the ingress sends them on as they are."""
+    """Hosts up to `capacity` live sessions of one App. Methods return JSON bytes where the ingress sends them on
+    as they are."""
 
-    def __init__(self, spec: AppSpec, store: Any, model_keys: Mapping[str, SecretStr], directory: Any = None) -> None:
+    def __init__(
+        self,
+        spec: AppSpec,
+        store: Any,
+        model_keys: Mapping[str, SecretStr],
+        directory: Any = None,
+        capacity: int = 1,
+    ) -> None:
         configure_logging()
         self._app = assemble_app(spec, model_keys)
         self._history = StoreClient(store)
         self._directory = directory
-        self._session: LiveSession | None = None
+        self._capacity = capacity
+        self._sessions: dict[str, LiveSession] = {}
+        self._opening: set[str] = set()
         self._stopped = False
+        self._threads_set = False
 
     # --- held by the directory ------------------------------------------------------------------
 
-    async def held(self) -> str | None:
-        """The id of the session held, or None when blank. Raises `SessionClosed` once stopped, so that a
+    async def held(self) -> list[str]:
+        """The ids of the sessions hosted (empty when blank). Raises `SessionClosed` once stopped, so that a
         restarted directory never takes a stopped actor (its providers closed) into its pool."""
         if self._stopped:
             raise SessionClosed("This session actor was stopped.")
-        return None if self._session is None else self._session.session_id
+        return list(self._sessions)
 
     async def open(self, session_id: str, stored: bool, public_key: str | None) -> str:
-        """Hold a session: a `stored` one read and restored ("loaded"), else a new one made ("created").
-        Idempotent for the session held ("live").
+        """Host a session: a `stored` one read and restored ("loaded"), else a new one made ("created").
+        Idempotent for a session hosted ("live").
 
         Raises:
             AppMismatch: the id is another App's.
+            NoCapacity: this actor hosts its capacity already (the directory places no more than that).
         """
-        if self._session is not None:
+        if session_id in self._sessions:
             self._live(session_id)
             return "live"
-        found = await self._history.load(self._app.name, session_id) if stored else None
-        if found is not None:
-            session = await LiveSession.restore(self._app, self._history, found)
-        else:  # new, or deleted since the directory looked
-            session = await LiveSession.create(self._app, self._history, session_id, public_key=public_key)
+        if session_id in self._opening:  # the directory opens a session once at a time: never two copies of it
+            raise SessionClosed(f"The session {session_id!r} is being opened here already; look it up again.")
+        if self._stopped or len(self._sessions) + len(self._opening) >= self._capacity:
+            raise NoCapacity(f"This session actor hosts its {self._capacity} sessions already.")
+        self._use_tool_threads()
+        self._opening.add(session_id)
+        try:
+            found = await self._history.load(self._app.name, session_id) if stored else None
+            if found is not None:
+                session = await LiveSession.restore(self._app, self._history, found)
+            else:  # new, or deleted since the directory looked
+                session = await LiveSession.create(self._app, self._history, session_id, public_key=public_key)
+        finally:
+            self._opening.discard(session_id)
         if self._directory is not None:
             session.on_turn = self._directory.record_turn.remote  # told, not awaited
-        self._session = session
+        self._sessions[session_id] = session
         return "loaded" if found is not None else "created"
 
     async def release(self, session_id: str, only_if_idle: bool = False) -> bool:
-        """Close the session held (its state is stored) and become blank, ready for another. With
-        `only_if_idle`, keep a session that became busy since the directory looked, and return False."""
-        session = self._live(session_id)
+        """Close a session hosted here (its state is stored), freeing its place. With `only_if_idle`, keep a
+        session that became busy since the directory looked, and return False. True for one not hosted here."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            return True
         if only_if_idle and session.is_busy:
             return False
-        self._session = None
+        del self._sessions[session_id]
         await session.close()
         return True
 
     async def stop(self) -> None:
-        """Before the actor is killed: close the session held, if any (its state is stored), and the App's model
+        """Before the actor is killed: close the sessions hosted (their state is stored) and the App's model
         providers (their SDK clients' connections). The actor serves nothing afterwards."""
         self._stopped = True
-        session, self._session = self._session, None
+        sessions, self._sessions = list(self._sessions.values()), {}
         try:
-            if session is not None:
-                await session.close()
+            await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         finally:
             await self._app.aclose()
 
     async def stats(self) -> dict[str, Any]:
-        """What the directory decides eviction by."""
-        session = self._session
+        """What the directory decides eviction by: each session's idleness, and the process's private memory."""
+        now = time.monotonic()
         return {
-            "session_id": None if session is None else session.session_id,
-            "idle_seconds": 0.0 if session is None else time.monotonic() - session.last_active,
-            "busy": session is not None and session.is_busy,
-            "subscribers": 0 if session is None else session.subscribers,
+            "sessions": {
+                session_id: {
+                    "idle_seconds": now - session.last_active,
+                    "busy": session.is_busy,
+                    "subscribers": session.subscribers,
+                }
+                for session_id, session in self._sessions.items()
+            },
             "private_bytes": private_bytes(),
         }
 
     def _live(self, session_id: str) -> LiveSession:
-        session = self._session
-        if session is None or session.session_id != session_id:
+        session = self._sessions.get(session_id)
+        if session is None:
             raise SessionClosed(f"The session {session_id!r} is no longer held here; look it up again.")
         session.check_open()
         return session
+
+    def _use_tool_threads(self) -> None:
+        if not self._threads_set:  # the event loop is Ray's, running by the first call
+            self._threads_set = True
+            pool = ThreadPoolExecutor(TOOL_THREADS, thread_name_prefix="aomi-tool")
+            asyncio.get_running_loop().set_default_executor(pool)
 
     # --- what clients call, through the ingress ---------------------------------------------------
 

@@ -53,8 +53,11 @@ class Limits(BaseModel):
 
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, gt=0)
     max_tool_rounds: int = Field(8, gt=0)
-    # Live sessions held in memory: None sizes it to the node (an idle session actor costs CPU and ~50 MB).
+    # Live sessions held in memory: None sizes it to the node (an idle session actor costs CPU and ~74 MB).
     max_live_sessions: int | None = Field(None, gt=0)
+    # Live sessions one session actor (a process) hosts: 1 is a process per session; None takes the runtime's
+    # setting (AOMI_SESSIONS_PER_ACTOR, `--sessions-per-actor`), whose default is 1.
+    sessions_per_actor: int | None = Field(None, gt=0)
     max_live_memory_mb: int | None = Field(None, gt=0)
     idle_seconds: float = Field(900.0, gt=0)
     retention_days: float | None = Field(None, gt=0)  # None keeps stored sessions for ever

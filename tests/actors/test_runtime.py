@@ -267,7 +267,7 @@ async def test_idle_sessions_are_evicted_but_not_busy_or_watched_ones(make_runti
     async def all_idle_long_enough() -> bool:
         # What the sweep decides by: each session idle for longer than its App allows, and only the quiet one
         # neither busy nor watched (so the two others are kept for that, not for their idle time).
-        found = await asyncio.gather(*(worker_of(runtime, s).stats.remote() for s in (quiet, busy, watched)))
+        found = [(await worker_of(runtime, s).stats.remote())["sessions"][s] for s in (quiet, busy, watched)]
         return all(f["idle_seconds"] > 0.5 for f in found) and [(f["busy"], f["subscribers"]) for f in found] == [
             (False, 0),
             (True, 0),

@@ -45,7 +45,7 @@ async def placed(namespace: str, session_ids: list[str]) -> dict[str, str]:
     """Which node holds each live session."""
     workers = await asyncio.to_thread(named_actors, namespace, WORKER_PREFIX)
     held = await asyncio.gather(*(w.held.remote() for w in workers))
-    nodes = {s: node_of(w) for w, s in zip(workers, held, strict=True) if s in session_ids}
+    nodes = {s: node_of(w) for w, hosted in zip(workers, held, strict=True) for s in hosted if s in session_ids}
     assert sorted(nodes) == sorted(session_ids), f"not every session is live exactly once: {nodes}"
     return nodes
 

@@ -29,7 +29,7 @@ async def _gauge_is(client: httpx.AsyncClient, value: float) -> bool:
 
 def _subscribers(session_id: str) -> int:
     actors = holders(app_namespace(TEST_NAMESPACE, "default"), session_id)
-    return sum(ray.get(a.stats.remote())["subscribers"] for a in actors)
+    return sum(ray.get(a.stats.remote())["sessions"][session_id]["subscribers"] for a in actors)
 
 
 async def _follow(
