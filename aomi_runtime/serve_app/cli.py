@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the ingress replica answers HTTP itself, on a port of its own, with no proxy (experimental in Ray; "
         "AOMI_DIRECT_INGRESS)",
     )
+    serve.add_argument(
+        "--sessions-per-actor",
+        type=int,
+        help="live sessions one session actor (a process) hosts, for Apps that do not set their own (default 1: a "
+        "process per session; AOMI_SESSIONS_PER_ACTOR)",
+    )
 
     keys = commands.add_parser("keys", help="make, list and revoke App keys").add_subparsers(dest="keys", required=True)
     create = with_settings(keys.add_parser("create", help="make a key for an App and print it, once"))
@@ -111,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "database_url": args.database_url,
         "config": args.config,
         "direct_ingress": getattr(args, "direct_ingress", None),
+        "sessions_per_actor": getattr(args, "sessions_per_actor", None),
     }
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})

@@ -64,12 +64,17 @@ class _Snapshot(Collector):
 
     def collect(self) -> Iterator[Metric]:
         live = GaugeMetricFamily("aomi_sessions_live", "Sessions live in memory.", labels=["app"])
-        warm = GaugeMetricFamily("aomi_session_actors_warm", "Blank session actors kept ready.", labels=["app"])
+        warm = GaugeMetricFamily(
+            "aomi_session_places_free", "Places for live sessions free in running session actors.", labels=["app"]
+        )
+        actors = GaugeMetricFamily("aomi_session_actors", "Session actors (processes) running.", labels=["app"])
         for app, s in self._stats.items():
             live.add_metric([app], s["live"])
             warm.add_metric([app], s["warm"])
+            actors.add_metric([app], s["actors"])
         yield live
         yield warm
+        yield actors
         for key, help_text in COUNTERS.items():
             family = CounterMetricFamily(f"aomi_sessions_{key}", help_text, labels=["app"])
             for app, s in self._stats.items():

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # (`AOMI_SESSION_RESOURCES='{"aomi_session": 1}'`), which nodes declare as their session slots. Empty: no ask.
     session_resources: dict[str, float] = Field(default_factory=dict)
     session_placement_seconds: float = Field(DEFAULT_PLACEMENT_SECONDS, gt=0)
+    # Live sessions one session actor (a Ray worker process) hosts, for every App whose limits do not say: 1 is a
+    # process per session, as the runtime was specified; packed, a node holds thousands (docs/design.md).
+    sessions_per_actor: int = Field(1, ge=1)
     # Serve's direct ingress (experimental in Ray 2.60): the ingress replica answers HTTP on a port of its own,
     # with no proxy in between, which costs a request about a third of the CPU (bench/README.md). Read by Serve
     # where Ray starts: `launch` sets it for a Ray it starts; a cluster sets RAY_SERVE_ENABLE_DIRECT_INGRESS=1.
@@ -85,7 +88,7 @@ class Settings(BaseSettings):
 
     @property
     def placement(self) -> SessionPlacement:
-        return SessionPlacement(self.session_resources, self.session_placement_seconds)
+        return SessionPlacement(self.session_resources, self.session_placement_seconds, self.sessions_per_actor)
 
     def runtime(self) -> Runtime:
         """The runtime these settings describe: its Apps' actors found, or started if none run yet."""

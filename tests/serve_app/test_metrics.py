@@ -36,6 +36,7 @@ def app_stats(seen: float) -> dict[str, Any]:
     return {
         "live": 3,
         "warm": 2,
+        "actors": 5,
         **{key: i + 1 for i, key in enumerate(COUNTERS)},
         "hits": 7,
         "misses": 4,
@@ -48,7 +49,8 @@ def test_the_scrape_reports_each_apps_counts_and_histograms() -> None:
     registry.register(_Snapshot({"default": app_stats(0.2), "research": app_stats(0.02)}, {"hits": 5, "misses": 1}))
     got = samples(generate_latest(registry))
     default = (("app", "default"),)
-    assert got[("aomi_sessions_live", default)] == 3 and got[("aomi_session_actors_warm", default)] == 2
+    assert got[("aomi_sessions_live", default)] == 3 and got[("aomi_session_places_free", default)] == 2
+    assert got[("aomi_session_actors", default)] == 5
     assert [got[(f"aomi_sessions_{key}_total", default)] for key in COUNTERS] == [1, 2, 3, 4]
     assert got[("aomi_cache_hits_total", (("app", "default"), ("layer", "directory")))] == 7
     assert got[("aomi_cache_misses_total", (("app", "default"), ("layer", "directory")))] == 4
