@@ -10,7 +10,6 @@ import itertools
 import logging
 import time
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
 import ray
@@ -20,16 +19,13 @@ from ray.exceptions import RayActorError
 from ..agent.apps import AppSpec
 from ..agent.errors import AomiError, AppMismatch, LimitReached
 from ..agent.logs import configure_logging
-from ..agent.records import utcnow
 from ..agent.stats import Histogram
 from .hosts import WARM_ACTORS, WORKER_PREFIX, Host, Hosts, discard
 from .live_set import LiveSet
 from .placement import SessionPlacement
+from .sweep import SWEEP_SECONDS, evict_unused, expire_old
 
 log = logging.getLogger(__name__)
-
-SWEEP_SECONDS = 30.0
-EXPIRED_PER_SWEEP = 500
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -189,22 +185,10 @@ class SessionDirectory:
     async def sweep(self) -> dict[str, int]:
         """Evict idle sessions and, past the memory budget, the least recently used; delete expired ones."""
         await self._start()
-        stats = await self._live.stats()
-        idle_after = self._spec.limits.idle_seconds
-        idle = [s for s in stats if not s[2]["busy"] and s[2]["idle_seconds"] > idle_after]
-        evicted_idle = await self._live.evict(idle)
-        self._counts["evicted"] += evicted_idle
-        evicted_memory = await self._live.evict(self._live.over_memory([s for s in stats if s not in idle]))
-        self._counts["evicted"] += evicted_memory
-        expired = 0
-        if self._spec.limits.retention_days is not None:
-            before = utcnow() - timedelta(days=self._spec.limits.retention_days)
-            for session_id in await self._store.stale.remote(self._spec.name, before, EXPIRED_PER_SWEEP):
-                record = await self._store.get.remote(self._spec.name, session_id)
-                if session_id in self._live or record is None or record.updated_at >= before:
-                    continue  # came back since it was listed
-                expired += await self.delete(session_id)
-            self._counts["expired"] += expired
+        evicted_idle, evicted_memory = await evict_unused(self._live, self._spec.limits.idle_seconds)
+        expired = await expire_old(self._spec, self._store, self._live, self.delete)
+        self._counts["evicted"] += evicted_idle + evicted_memory
+        self._counts["expired"] += expired
         report = {
             "evicted_idle": evicted_idle,
             "evicted_memory": evicted_memory,
