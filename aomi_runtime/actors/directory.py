@@ -27,6 +27,10 @@ from .sweep import SWEEP_SECONDS, evict_unused, expire_old
 
 log = logging.getLogger(__name__)
 
+# A session actor that does not say within this time which sessions it hosts is taken as broken (a blocked event
+# loop, a lost node): it is stopped, and its sessions load again from the database when next asked for.
+STALE_CHECK_SECONDS = 10.0
+
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class SessionDirectory:
@@ -96,7 +100,7 @@ class SessionDirectory:
         """A caller found the session's actor dead, or the session closing there: never two copies of a session.
         An actor that does not answer is lost with all its sessions; one that does releases this session."""
         try:
-            hosted = await asyncio.wait_for(host.handle.held.remote(), self._placement.timeout_seconds)
+            hosted = await asyncio.wait_for(host.handle.held.remote(), STALE_CHECK_SECONDS)
         except Exception:
             self._live.lose(host)
             return
