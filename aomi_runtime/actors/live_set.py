@@ -72,17 +72,19 @@ class LiveSet(dict[str, Host]):
     async def stats(self) -> list[Stat]:
         """Each live session's idleness, and its share of its actor's private memory."""
         hosts = list({id(h): h for h in self.values()}.values())
+        asked = [set(h.sessions) for h in hosts]  # a session placed while the actors answer is not in their answer
         results = await asyncio.gather(*(h.handle.stats.remote() for h in hosts), return_exceptions=True)
         found: list[Stat] = []
-        for host, stats in zip(hosts, results, strict=True):
+        for host, placed, stats in zip(hosts, asked, results, strict=True):
             if isinstance(stats, BaseException):
                 self.lose(host)
                 continue
             sessions: dict[str, dict[str, Any]] = stats["sessions"]
             share = stats["private_bytes"] // max(1, len(sessions))
-            for session_id in [s for s, h in self.items() if h is host and s not in sessions]:
-                del self[session_id]  # handed on or closed since: no longer here
+            for session_id in placed - sessions.keys():  # not there, though placed there before it was asked
                 host.sessions.discard(session_id)
+                if self.get(session_id) is host:
+                    del self[session_id]
             found += [(s, host, {**st, "private_bytes": share}) for s, st in sessions.items() if self.get(s) is host]
         return found
 
