@@ -90,9 +90,6 @@ class Hosts:
     def __len__(self) -> int:
         return len(self._hosts)
 
-    def __iter__(self) -> Any:
-        return iter(list(self._hosts.values()))
-
     @property
     def free(self) -> int:
         """Free places in running actors: the warm capacity."""
@@ -135,9 +132,6 @@ class Hosts:
         host.started.set_result(None)
         self._hosts[host.key] = host
         return host
-
-    def get(self, key: str) -> Host | None:
-        return self._hosts.get(key)
 
     # --- releasing sessions and actors ------------------------------------------------------------
 
