@@ -176,7 +176,7 @@ async def make_live(
         for session_id in pending:
             if problems:
                 return
-            if why := guard.short(concurrency * estimate(spa)):
+            if why := guard.short(min(concurrency, len(ids) - len(made)) * estimate(spa)):  # those in flight
                 problems.append(why)
                 return
             if time.monotonic() > deadline:
