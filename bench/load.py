@@ -1,15 +1,17 @@
 """Load benchmark: many sessions, many turns, many clients at once, some sessions streamed; then checked.
 
     .venv/bin/python bench/load.py [--sessions 200] [--turns 10] [--clients 64] [--streamed 0.25]
+                                   [--sessions-per-actor 1]
                                    [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 Starts its own local Ray (temp dir /tmp/aomi-ray-*), Serve (port 8766) and a SQLite database in that
-directory, and stops them. With `--database-url` naming a PostgreSQL server, it makes a fresh database there
-and drops it afterwards. Each client takes a session and sends its turns one after another, alternating
-`count to 3` and a `time_now` tool call; a share of the sessions has an SSE subscriber from before its first
-message to the end. Afterwards it reads the database directly and checks every message and event, what each
-subscriber received, and that no request failed; then it evicts every session and compares the memory of the
-runtime's processes with their peak. Prints one table of figures and one of checks.
+directory, and stops them; `--sessions-per-actor N` packs up to N live sessions in each session actor. With
+`--database-url` naming a PostgreSQL server, it makes a fresh database there and drops it afterwards. Each
+client takes a session and sends its turns one after another, alternating `count to 3` and a `time_now` tool
+call; a share of the sessions has an SSE subscriber from before its first message to the end. Afterwards it
+reads the database directly and checks every message and event, what each subscriber received, and that no
+request failed; then it evicts every session and compares the memory of the runtime's processes with their
+peak. Prints one table of figures and one of checks.
 """
 
 from __future__ import annotations
@@ -343,7 +345,7 @@ def report(args: argparse.Namespace, database: str, results: Results, checks: di
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"load average before the run {args.load_before:.1f}, after {load[0]:.1f}",
         f"run: {args.sessions} sessions x {args.turns} turns, {args.clients} clients, "
-        f"{len(results.subscribers)} sessions streamed, {database}",
+        f"{len(results.subscribers)} sessions streamed, {args.sessions_per_actor} sessions per actor, {database}",
         "",
         "| figure | n | p50 ms | p90 ms | p99 ms |",
         "|---|---|---|---|---|",
@@ -384,8 +386,20 @@ def memory_came_down(memory: dict[str, int]) -> tuple[bool, str]:
     return share <= 0.25, f"{kept >> 20} MiB of the {added >> 20} MiB added at peak stayed ({share:.0%})"
 
 
+async def warm_pool(runtime: Any, timeout: float = 60.0) -> None:
+    """Start the App's directory and wait for its warm capacity: the runtime at rest, before any session, which
+    eviction returns to (packed, one warm actor is a large share of what a small load adds)."""
+    await runtime.sweep()  # the directory starts, and starts its warm actors
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (await runtime.stats())[APP]["warm"] >= 2:
+            return
+        await asyncio.sleep(0.2)
+
+
 async def drive(args: argparse.Namespace, settings: Any) -> tuple[Results, dict[str, tuple[bool, str]]]:
     load = Load(f"http://127.0.0.1:{PORT}", args.sessions, args.turns, args.clients, args.streamed)
+    await warm_pool(settings.runtime())
     before, before_n = pss_bytes(runtime_processes())
     with peak_memory() as peak:
         results = await load.run()
@@ -420,9 +434,10 @@ def fresh_postgres(server_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def local_runtime(port: int, namespace: str, database_url: str | None = None) -> Iterator[Any]:
+def local_runtime(port: int, namespace: str, database_url: str | None = None, **options: Any) -> Iterator[Any]:
     """A local Ray (temp dir /tmp/aomi-ray-*, which the CI leak check looks for), Serve on `port` and the runtime
-    on SQLite in that directory (or `database_url`); yields its settings, and stops all of it."""
+    on SQLite in that directory (or `database_url`), with any other `Settings` in `options`; yields its settings,
+    and stops all of it."""
     import ray
     from ray import serve
 
@@ -432,7 +447,7 @@ def local_runtime(port: int, namespace: str, database_url: str | None = None) ->
 
     workdir = Path(tempfile.mkdtemp(prefix="aomi-ray-", dir="/tmp"))
     url = database_url or f"sqlite:///{workdir / 'bench.db'}"
-    settings = Settings(database_url=url, port=port, namespace=namespace)
+    settings = Settings(database_url=url, port=port, namespace=namespace, **options)
     lean_ray_env(os.environ)  # the Ray settings `launch` starts the runtime with
     ray.init(address="local", include_dashboard=False, log_to_driver=False, _temp_dir=str(workdir / "ray"))
     try:
@@ -453,10 +468,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--streamed", type=float, default=0.25, help="share of sessions with an SSE subscriber")
     parser.add_argument("--database-url", help="a PostgreSQL server URL: a fresh database is made on it")
+    parser.add_argument("--sessions-per-actor", type=int, default=1, help="live sessions a session actor hosts")
     args = parser.parse_args()
     args.load_before = os.getloadavg()[0]
     database = fresh_postgres(args.database_url) if args.database_url else _given(None)
-    with database as url, local_runtime(PORT, "aomi-load", url) as settings:
+    with database as url, local_runtime(PORT, "aomi-load", url, sessions_per_actor=args.sessions_per_actor) as settings:
         results, checks = asyncio.run(drive(args, settings))
         print(report(args, "PostgreSQL" if args.database_url else "SQLite", results, checks))
     if not all(ok for ok, _ in checks.values()):
