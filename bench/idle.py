@@ -126,7 +126,7 @@ def measure(variants: list[dict[str, str]], actors: int, seconds: float, windows
         ray.get([h.ready.remote() for index in range(len(variants)) for h in handles[(index, "bare")]])
         ray.get(
             [
-                h.open.remote(f"idle-{index}-{i}", False, None)
+                h.open.remote(f"idle-{index}-{i}", None)
                 for index in range(len(variants))
                 for i, h in enumerate(handles[(index, "session")])
             ]

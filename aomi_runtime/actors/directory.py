@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from ray.exceptions import RayActorError
 
 from ..agent.apps import AppSpec
-from ..agent.errors import AomiError, AppMismatch, LimitReached
+from ..agent.errors import AomiError, AppMismatch
 from ..agent.logs import configure_logging
 from ..agent.stats import Histogram
 from .hosts import WARM_ACTORS, WORKER_PREFIX, Host, Hosts, discard
@@ -137,20 +137,14 @@ class SessionDirectory:
 
     async def _load(self, session_id: str, create: bool, public_key: str | None) -> Any:
         started = time.perf_counter()
-        owner = await self._store.owner.remote(session_id)
-        if owner is not None and owner != self._spec.name:
-            raise AppMismatch.of(session_id, self._spec.name)
-        if owner is None and not create:
-            return None  # no actor taken, no room made, for a session that is not there
-        most = self._spec.limits.max_sessions
-        # A soft bound: sessions created at the same moment may pass it by a few.
-        if owner is None and most is not None and await self._store.count.remote(self._spec.name) >= most:
-            raise LimitReached(
-                f"The App {self._spec.name!r} holds its limit of {most} sessions: delete some, or raise its "
-                "limits.max_sessions."
-            )
+        if not create:  # no place taken, no room made, for a session that is not there
+            owner = await self._store.owner.remote(session_id)
+            if owner is not None and owner != self._spec.name:
+                raise AppMismatch.of(session_id, self._spec.name)
+            if owner is None:
+                return None
         self._counts["evicted"] += await self._live.make_room()
-        host, outcome = await self._open(session_id, owner is not None, public_key)
+        host, outcome = await self._open(session_id, public_key)
         self._live[session_id] = host
         self._counts["misses"] += 1
         self._counts[outcome] += 1
@@ -159,13 +153,13 @@ class SessionDirectory:
         appeared.set()
         return host.handle
 
-    async def _open(self, session_id: str, stored: bool, public_key: str | None) -> tuple[Host, str]:
+    async def _open(self, session_id: str, public_key: str | None) -> tuple[Host, str]:
         """Hand the session to a place in an actor; returns the actor and how the session was opened."""
         for attempt in itertools.count():
             host = await self._hosts.reserve()
             try:
                 # The actor reads the session itself: its one read of the database, and no copy through here.
-                outcome: str = await host.handle.open.remote(session_id, stored, public_key)
+                outcome: str = await host.handle.open.remote(session_id, public_key)
             except AomiError:
                 self._hosts.unreserve(host)  # refused (another App's id): the place is still free
                 raise

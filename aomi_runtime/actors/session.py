@@ -24,7 +24,7 @@ import ray
 from pydantic import SecretStr
 
 from ..agent.apps import App, AppSpec
-from ..agent.errors import NoCapacity, SessionClosed
+from ..agent.errors import LimitReached, NoCapacity, SessionClosed
 from ..agent.logs import configure_logging
 from ..agent.records import Event, SessionInfo
 from ..agent.session import LiveSession
@@ -90,12 +90,13 @@ class SessionActor:
             raise SessionClosed("This session actor was stopped.")
         return list(self._sessions)
 
-    async def open(self, session_id: str, stored: bool, public_key: str | None) -> str:
-        """Host a session: a `stored` one read and restored ("loaded"), else a new one made ("created").
-        Idempotent for a session hosted ("live").
+    async def open(self, session_id: str, public_key: str | None) -> str:
+        """Host a session: a stored one read and restored ("loaded"), else a new one made ("created"). Idempotent
+        for a session hosted ("live").
 
         Raises:
             AppMismatch: the id is another App's.
+            LimitReached: the session is new, and the App holds its `limits.max_sessions`.
             NoCapacity: this actor hosts its capacity already (the directory places no more than that).
         """
         if session_id in self._sessions:
@@ -108,10 +109,12 @@ class SessionActor:
         self._use_tool_threads()
         self._opening.add(session_id)
         try:
-            found = await self._history.load(self._app.name, session_id) if stored else None
+            # One call to the store, which also tells whether the id is another App's.
+            found = await self._history.load(self._app.name, session_id)
             if found is not None:
                 session = await LiveSession.restore(self._app, self._history, found)
-            else:  # new, or deleted since the directory looked
+            else:
+                await self._check_room_for_one_more()
                 session = await LiveSession.create(self._app, self._history, session_id, public_key=public_key)
         finally:
             self._opening.discard(session_id)
@@ -156,6 +159,15 @@ class SessionActor:
             },
             "private_bytes": private_bytes(),
         }
+
+    async def _check_room_for_one_more(self) -> None:
+        most = self._app.spec.limits.max_sessions
+        # A soft bound: sessions created at the same moment may pass it by a few.
+        if most is not None and await self._history.count(self._app.name) >= most:
+            raise LimitReached(
+                f"The App {self._app.name!r} holds its limit of {most} sessions: delete some, or raise its "
+                "limits.max_sessions."
+            )
 
     def _live(self, session_id: str) -> LiveSession:
         session = self._sessions.get(session_id)

@@ -51,7 +51,7 @@ async def test_a_stopped_session_actor_has_closed_its_model_providers_connection
         worker = SessionActor.remote(spec, store, {})  # type: ignore[attr-defined]
         try:
             session_id = str(uuid.uuid4())
-            await worker.open.remote(session_id, False, None)
+            await worker.open.remote(session_id, None)
             await worker.chat.remote(session_id, "hello", None, "r1", None)
 
             async def answered_and_connected() -> list[Any]:
