@@ -217,7 +217,8 @@ async def test_an_actor_killed_with_its_sessions_mid_turn_brings_every_one_back_
         assert len(completed) == (1 if asked[s] == tool else 0)  # the new turn's: the cut-short call not run again
         if asked[s] != tool:
             assert said[-1] == ("agent", 'You said: "are you back?"')
-    assert all(len(holders(namespace(runtime), s)) == 1 for s in sessions)
+    back = {actor_key(worker_of(runtime, s)) for s in sessions}  # one live copy each, packed again
+    assert len(back) <= 2 and actor_key(worker) not in back, back
 
 
 async def _all(checks: Any) -> bool:
@@ -273,24 +274,46 @@ async def test_the_least_recently_used_sessions_leave_their_actor_when_too_many_
     assert await state(runtime, oldest[0]) == snaps[oldest[0]]
 
 
-async def test_past_the_memory_budget_the_least_recently_used_sessions_leave_their_actor(
-    make_runtime: Factory,
-) -> None:
-    # The budget from what an actor of PACKED sessions like these measures, so that about half must go.
+async def over_half_the_memory_budget(make_runtime: Factory) -> tuple[Runtime, list[str], Any]:
+    """A runtime whose memory budget is half what an actor of PACKED sessions like these measures, with PACKED
+    idle sessions in one actor, the first the least recently used."""
     probe = make_runtime()
     _, probed = await packed(probe)
     budget_mb = (await probed.stats.remote())["private_bytes"] // 2 >> 20
     await probe.stop()
-
     runtime = make_runtime(max_live_memory_mb=budget_mb)
     sessions, worker = await packed(runtime)
-    snaps = {s: await idle(runtime, s) for s in sessions}  # read in order: the first is the least recent
+    for s in sessions:
+        await idle(runtime, s)
+    return runtime, sessions, worker
+
+
+async def test_past_the_memory_budget_the_least_recently_used_sessions_leave_their_actor(
+    make_runtime: Factory,
+) -> None:
+    runtime, sessions, worker = await over_half_the_memory_budget(make_runtime)
+    snap = await state(runtime, sessions[0])
+    for s in sessions[1:]:
+        await state(runtime, s)
     report = (await runtime.sweep())["default"]
     evicted = report["evicted_memory"]
-    assert 0 < evicted < PACKED and report["evicted_idle"] == 0, (report, budget_mb)
+    assert 0 < evicted < PACKED and report["evicted_idle"] == 0, report
     assert sorted(await worker.held.remote()) == sorted(sessions[evicted:])  # the least recent went, in order
     assert all(holders(namespace(runtime), s) == [] for s in sessions[:evicted])
-    assert await state(runtime, sessions[0]) == snaps[sessions[0]]
+    assert await state(runtime, sessions[0]) == snap
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a session counts as its share of its actor's private bytes, which evicting some of its sessions does "
+    "not lower: the actor's whole memory is shared among the sessions left, and each sweep evicts again",
+)
+async def test_a_sweep_with_nothing_changed_since_the_last_evicts_no_more(make_runtime: Factory) -> None:
+    runtime, sessions, worker = await over_half_the_memory_budget(make_runtime)
+    evicted = (await runtime.sweep())["default"]["evicted_memory"]
+    assert 0 < evicted < PACKED
+    assert (await runtime.sweep())["default"]["evicted_memory"] == 0
+    assert sorted(await worker.held.remote()) == sorted(sessions[evicted:])
 
 
 # --- placing sessions -------------------------------------------------------------------------------------
