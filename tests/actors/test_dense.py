@@ -182,7 +182,7 @@ async def test_an_actor_killed_with_its_sessions_mid_turn_brings_every_one_back_
 ) -> None:
     runtime = make_runtime(sql_url)
     sessions, worker = await packed(runtime)
-    tool = '/tool long_task {"steps": 60, "pause": 0.05}'
+    tool = '/tool long_task {"steps": 100, "pause": 0.05}'  # 5 s: under way in all eight before it ends
     asked = {s: "count to 1000" if i % 2 else tool for i, s in enumerate(sessions)}
     before = {s: [(m["sender"], m["content"]) for m in (await state(runtime, s))["messages"]] for s in sessions}
     await asyncio.gather(*(chat(runtime, s, asked[s]) for s in sessions))
@@ -426,7 +426,7 @@ async def test_a_cpu_bound_sync_tool_does_not_stall_its_neighbours_reads_or_stre
     started, ended = done.data["result"]["started"], done.data["result"]["ended"]
     during = [count for at, count in seen if started < at < ended]
     # Reads answered while the tool ran, and the count went on meanwhile: the tool did not hold the actor.
-    assert len(during) >= 3 and during[-1] > during[0], (started, ended, seen)
+    assert len(during) >= 2 and during[-1] > during[0], (started, ended, seen)
     assert (await state(runtime, counter))["is_processing"]
 
 
