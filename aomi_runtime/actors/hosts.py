@@ -42,6 +42,7 @@ class Host:
     capacity: int
     sessions: set[str] = field(default_factory=set)
     opening: int = 0  # places promised to sessions being opened
+    private_bytes: int = 0  # the actor's own memory, as it last reported it
     started: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     starting: asyncio.Task[None] | None = None  # what sets `started` for an actor this directory starts
 

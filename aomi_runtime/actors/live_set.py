@@ -70,7 +70,7 @@ class LiveSet(dict[str, Host]):
             return True
 
     async def stats(self) -> list[Stat]:
-        """Each live session's idleness, and its share of its actor's private memory."""
+        """Each live session's idleness (and, kept on each host, its actor's private memory)."""
         hosts = list({id(h): h for h in self.values()}.values())
         asked = [set(h.sessions) for h in hosts]  # a session placed while the actors answer is not in their answer
         results = await asyncio.gather(*(h.handle.stats.remote() for h in hosts), return_exceptions=True)
@@ -80,12 +80,12 @@ class LiveSet(dict[str, Host]):
                 self.lose(host)
                 continue
             sessions: dict[str, dict[str, Any]] = stats["sessions"]
-            share = stats["private_bytes"] // max(1, len(sessions))
             for session_id in placed - sessions.keys():  # not there, though placed there before it was asked
                 host.sessions.discard(session_id)
                 if self.get(session_id) is host:
                     del self[session_id]
-            found += [(s, host, {**st, "private_bytes": share}) for s, st in sessions.items() if self.get(s) is host]
+            host.private_bytes = stats["private_bytes"]
+            found += [(s, host, st) for s, st in sessions.items() if self.get(s) is host]
         return found
 
     async def make_room(self) -> int:
@@ -112,15 +112,22 @@ class LiveSet(dict[str, Host]):
         return evicted
 
     def over_memory(self, stats: list[Stat]) -> list[Stat]:
-        """Of `stats`, the least recently used idle sessions to evict for the rest to fit the memory budget (each
-        session counted as its share of its actor's private memory)."""
-        rest = sorted(stats, key=lambda s: -s[2]["idle_seconds"])
-        used = sum(s[2]["private_bytes"] for s in rest)
+        """Of `stats`, the sessions to evict for the rest to fit the memory budget: every session of the least
+        recently used actors whose sessions are all idle, until the other actors fit. Whole actors, because memory
+        comes back only when a process stops: a process does not give back what its evicted sessions used."""
+        if self.max_bytes is None:
+            return []
+        by_host: dict[int, list[Stat]] = {}
+        for stat in stats:
+            by_host.setdefault(id(stat[1]), []).append(stat)
+        # Least recently used first: the host whose most recently used session has been idle longest.
+        hosts = sorted(by_host.values(), key=lambda ss: -min(s[2]["idle_seconds"] for s in ss))
+        used = sum(ss[0][1].private_bytes for ss in hosts)
         over: list[Stat] = []
-        for s in rest:
-            if self.max_bytes is None or used <= self.max_bytes:
+        for sessions in hosts:
+            if used <= self.max_bytes:
                 break
-            if not s[2]["busy"]:
-                over.append(s)
-                used -= s[2]["private_bytes"]
+            if not any(s[2]["busy"] for s in sessions):
+                over += sessions
+                used -= sessions[0][1].private_bytes
         return over
