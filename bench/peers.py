@@ -504,7 +504,8 @@ async def measure(server: Server, running: Running, args: argparse.Namespace, ro
             try:
                 await asyncio.wait_for(workload(api, running.process.pid, args, row), timeout=args.budget)
             except TimeoutError:
-                row.failed = f"did not finish the workload in {args.budget / 60:g} min (at: {row.phase})"
+                budget = f"{args.budget:.0f} s" if args.budget < 120 else f"{args.budget / 60:g} min"
+                row.failed = f"did not finish the workload in {budget} (at: {row.phase})"
             pids = tree(running.process.pid)
             row.processes, row.pss, row.off_core = len(pids), pss_bytes(pids), len(off_core(pids))
         finally:
@@ -517,8 +518,11 @@ def run_one(server: Server, args: argparse.Namespace) -> Row:
         with started(server, args) as running:
             asyncio.run(measure(server, running, args, row))
     except Exception as exc:
-        row.failed = f"failed ({row.phase}): {exc}"
-    print(f"  {server.key}: {row.failed or 'done'}", file=sys.stderr, flush=True)
+        said = str(exc).strip() or type(exc).__name__
+        print(f"  {server.key}: {said}", file=sys.stderr, flush=True)  # with the server's last log lines
+        row.failed = f"failed ({row.phase}): {said.splitlines()[0].rstrip(':')}"
+    else:
+        print(f"  {server.key}: {row.failed or 'done'}", file=sys.stderr, flush=True)
     return row
 
 
@@ -604,16 +608,20 @@ def main() -> None:
     parser.add_argument("--servers", default="fastapi,serve,aomi,aomi-packed,langgraph,adk", help="which, in order")
     parser.add_argument("--packed", type=int, default=64, help="sessions per actor of the packed runtime")
     parser.add_argument("--peers-venv", default=str(ROOT / "bench" / ".peers-venv"), help="the peers' venv")
-    parser.add_argument("--reads", type=int, default=500, help="sequential state reads")
-    parser.add_argument("--creates", type=int, default=200, help="sessions created")
-    parser.add_argument("--turns", type=int, default=100, help="sequential turns")
+    # (full run, --quick): a flag given explicitly wins over both
+    sizes = {"reads": (500, 100), "creates": (200, 30), "turns": (100, 10), "seconds": (10.0, 3.0)}
+    sizes["budget"] = (900.0, 180.0)
+    parser.add_argument("--reads", type=int, help="sequential state reads (500; --quick 100)")
+    parser.add_argument("--creates", type=int, help="sessions created (200; --quick 30)")
+    parser.add_argument("--turns", type=int, help="sequential turns (100; --quick 10)")
+    parser.add_argument("--seconds", type=float, help="of concurrent reads (10; --quick 3)")
+    parser.add_argument("--budget", type=float, help="seconds a server has for its workload (900; --quick 180)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients reading state")
-    parser.add_argument("--seconds", type=float, default=10.0, help="of concurrent reads")
-    parser.add_argument("--budget", type=float, default=900.0, help="seconds a server has for the workload")
     parser.add_argument("--start-timeout", type=float, default=180.0, help="seconds a server has to answer")
     args = parser.parse_args()
-    if args.quick:
-        args.reads, args.creates, args.turns, args.seconds, args.budget = 100, 30, 10, 3.0, 180.0
+    for name, (full, quick) in sizes.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     chosen = [s.strip() for s in args.servers.split(",") if s.strip()]
     known = {server.key: server for server in servers(args)}
     if unknown := [key for key in chosen if key not in known]:
