@@ -194,11 +194,11 @@ async def test_packed_sessions_spread_over_the_nodes_and_a_lost_node_loses_no_st
     placement = session_placement()  # deploy/serve.yaml's: packed
     capacity = placement.sessions_per_actor
     assert capacity > 1
-    # A node a session actor's slots: the actors, each full of sessions, land on nodes of their own.
+    # Nodes of one actor's slots each: every actor, with all its sessions, on a node of its own.
     workers = {cluster.add_node(num_cpus=1, resources=actor_ask(placement)).node_id for _ in range(3)}
     head = cluster.head_node.node_id
     # More sessions than an actor's places: they take two actors, on two nodes.
-    sessions = [str(uuid.uuid4()) for _ in range(capacity + PACKED)]
+    sessions = [str(uuid.uuid4()) for _ in range(capacity + 8)]
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
 
         async def state(s: str) -> dict[str, Any]:
