@@ -22,6 +22,11 @@ from tests.postgres import postgres_database
 
 CHILD_ENV = "AOMI_CLUSTER_TEST_TMP"
 SESSION_RESOURCE = "aomi_session"
+# The autoscaler's cluster, packed: an actor hosts PACKED sessions and reserves a slot for each, so the head holds
+# one actor and a worker node two (slots are whole actors' asks, as in cluster.yaml).
+PACKED = 4
+HEAD_SLOTS = PACKED
+WORKER_SLOTS = 2 * PACKED
 
 in_child = pytest.mark.skipif(
     CHILD_ENV not in os.environ, reason="multi-node: runs in a child process, started by tests/cluster/test_in_child.py"
@@ -113,8 +118,10 @@ def fake_autoscaler_config(gcs_address: str, head_slots: int, worker_slots: int,
 
 @pytest.fixture
 def autoscaling_cluster(ray_root: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A head node with one session slot, and Ray's autoscaler adding worker nodes of two slots (three at most)."""
+    """A head node with `HEAD_SLOTS` session slots, and Ray's autoscaler adding worker nodes of `WORKER_SLOTS` (two
+    at most)."""
     import ray
+    from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
     from ray.cluster_utils import Cluster
 
     # Read by the autoscaler's process, which the head node starts from this one.
@@ -123,8 +130,17 @@ def autoscaling_cluster(ray_root: str, monkeypatch: pytest.MonkeyPatch) -> Itera
     port = free_port()
     ip = ray.util.get_node_ip_address()
     config = Path(ray_root, f"autoscaler-{port}.json")
-    config.write_text(json.dumps(fake_autoscaler_config(f"{ip}:{port}", head_slots=1, worker_slots=2, max_workers=3)))
-    head = {"num_cpus": 1, "resources": {SESSION_RESOURCE: 1}, "temp_dir": ray_root, "include_dashboard": False}
+    config.write_text(json.dumps(fake_autoscaler_config(f"{ip}:{port}", HEAD_SLOTS, WORKER_SLOTS, max_workers=2)))
+    head = {
+        "num_cpus": 1,
+        "resources": {SESSION_RESOURCE: HEAD_SLOTS},
+        "temp_dir": ray_root,
+        "include_dashboard": False,
+        # The id the fake provider gives its head, as `ray start --head` sets it under RAY_FAKE_CLUSTER: under any
+        # other, the autoscaler drops the head's load as stale, counts its slots as free, and may launch no node
+        # for demand it thinks the head holds.
+        "env_vars": {"RAY_OVERRIDE_NODE_ID_FOR_TESTING": FAKE_HEAD_NODE_ID},
+    }
     made = Cluster(
         initialize_head=True,
         head_node_args={**head, "node_ip_address": ip, "gcs_server_port": port, "autoscaling_config": str(config)},

@@ -29,5 +29,13 @@ def serve_env() -> dict[str, str]:
 
 
 def session_placement() -> SessionPlacement:
-    """What session actors ask for when deployed with deploy/serve.yaml."""
-    return SessionPlacement(json.loads(serve_env()["AOMI_SESSION_RESOURCES"]))
+    """What each session asks for, and how many sessions an actor hosts, when deployed with deploy/serve.yaml."""
+    env = serve_env()
+    return SessionPlacement(
+        json.loads(env["AOMI_SESSION_RESOURCES"]), sessions_per_actor=int(env.get("AOMI_SESSIONS_PER_ACTOR", 1))
+    )
+
+
+def actor_ask(placement: SessionPlacement) -> dict[str, float]:
+    """What one session actor reserves: its sessions' resources for each of its places."""
+    return {name: amount * placement.sessions_per_actor for name, amount in placement.resources.items()}

@@ -14,7 +14,7 @@ import ray
 import ray.autoscaler
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from tests.deploy.files import CLUSTER_YAML, IMPORT_PATH, ROOT, SERVE_YAML, load, session_placement
+from tests.deploy.files import CLUSTER_YAML, IMPORT_PATH, ROOT, SERVE_YAML, actor_ask, load, session_placement
 
 
 @pytest.fixture(scope="module")
@@ -90,16 +90,45 @@ def test_the_database_url_comes_from_the_operator_never_from_the_file(config: di
     assert start.index(". ~/aomi/env") < start.index("${AOMI_DATABASE_URL:?") < start.index("ray start")
 
 
-def test_worker_nodes_declare_the_slots_session_actors_ask_for(config: dict[str, Any]) -> None:
-    asked = session_placement().resources
-    assert asked, "deploy/serve.yaml sets no session resource: sessions would all pack on one node"
+def worker_types(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     types = config["available_node_types"]
-    workers = {name: t for name, t in types.items() if name != config["head_node_type"]}
+    return {name: t for name, t in types.items() if name != config["head_node_type"]}
+
+
+def test_worker_nodes_declare_slots_for_whole_packed_actors(config: dict[str, Any]) -> None:
+    placement = session_placement()
+    assert placement.resources, "deploy/serve.yaml sets no session resource: sessions would all pack on one node"
+    asked = actor_ask(placement)  # an actor reserves a slot for each session it can host, all at once
+    workers = worker_types(config)
     assert workers
     for name, node_type in workers.items():
         for resource, amount in asked.items():
             slots = node_type["resources"].get(resource, 0)
-            assert slots >= amount, f"{name} declares {slots} of {resource}; a session actor asks {amount}"
+            # Slots beyond a whole actor's ask would never be taken: a multiple of it, and room for several.
+            assert slots % amount == 0, f"{name} declares {slots} of {resource}; a session actor reserves {amount}"
+            assert slots >= 2 * amount, f"{name} declares {slots} of {resource}: room for fewer than two actors"
     assert sum(t.get("min_workers", 0) for t in workers.values()) >= 1, "a first session would wait for a node to boot"
     assert config["idle_timeout_minutes"] > 0
     assert config["max_workers"] >= max(t["max_workers"] for t in workers.values())
+
+
+# The node types cluster.yaml may use, and their memory (GiB). A new type is added here with its size.
+INSTANCE_MEMORY_GIB = {"m5.xlarge": 16, "m5.2xlarge": 32, "m5.4xlarge": 64}
+ACTOR_MB = 74  # a packed session actor: a Ray worker process with the runtime imported (bench/README.md)
+SESSION_MB = 1  # a live session: a few hundred KB of its own, and its messages
+
+
+def test_worker_slots_fit_in_half_of_a_nodes_memory(config: dict[str, Any]) -> None:
+    # The rest is for Ray's object store and processes, and for turns. Slots are live sessions: sized by memory,
+    # they may be thousands packed (CPU is not the bound: an idle actor costs the same whatever it hosts).
+    placement = session_placement()
+    for name, node_type in worker_types(config).items():
+        instance = node_type["node_config"]["InstanceType"]
+        assert instance in INSTANCE_MEMORY_GIB, f"{name} runs on {instance}: add its memory to INSTANCE_MEMORY_GIB"
+        for resource, amount in placement.resources.items():
+            sessions = node_type["resources"][resource] // amount
+            actors = sessions // placement.sessions_per_actor
+            needed_mb = actors * ACTOR_MB + sessions * SESSION_MB
+            node_mb = INSTANCE_MEMORY_GIB[instance] * 1024
+            assert needed_mb <= node_mb / 2, f"{name}: {sessions} sessions need ~{needed_mb} MB of {node_mb}"
+            assert needed_mb >= node_mb / 4, f"{name}: {sessions} sessions leave most of its memory unused"

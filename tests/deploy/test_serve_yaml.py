@@ -55,3 +55,11 @@ def test_the_builder_reads_its_settings_from_the_environment_and_matches_the_fil
     assert isinstance(settings, Settings)
     assert settings.database_url == "postgresql://aomi@db.internal/aomi"
     assert settings.placement.resources == session_placement().resources
+    assert settings.placement.sessions_per_actor == session_placement().sessions_per_actor  # its variable is read
+
+
+def test_a_cluster_packs_sessions_into_actors_while_the_embedded_runtime_keeps_one_each() -> None:
+    # A process per session caps a node at about a hundred live sessions: the file packs them. The default, which
+    # `aomi-runtime serve` and the embedded runtime use, stays one session per actor.
+    assert session_placement().sessions_per_actor > 1
+    assert Settings.model_fields["sessions_per_actor"].default == 1
