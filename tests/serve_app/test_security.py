@@ -34,7 +34,9 @@ async def make_key(database_url: str, app: str) -> str:
 def logs_matching(logs: Path, *needles: str) -> str:
     """Lines of any of Ray's log files (every process's, the session actors' stderr included) with a needle."""
     found = subprocess.run(["grep", "-rhaF", *[f"-e{n}" for n in needles], str(logs)], capture_output=True, text=True)
-    assert found.returncode in (0, 1), found.stderr  # 1: nothing found
+    # 1: nothing found. 2 only for a file removed while grep walked the folder (Ray removes a stopped worker's).
+    errors = [e for e in found.stderr.splitlines() if not e.endswith("No such file or directory")]
+    assert found.returncode in (0, 1) or (found.returncode == 2 and not errors), found.stderr
     return found.stdout
 
 

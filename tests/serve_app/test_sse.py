@@ -94,7 +94,7 @@ async def gauge(client: httpx.AsyncClient) -> float:
 
 def subscribers(session_id: str) -> int:
     (actor,) = holders(app_namespace(TEST_NAMESPACE, "default"), session_id)
-    return int(ray.get(actor.stats.remote())["subscribers"])
+    return int(ray.get(actor.stats.remote())["sessions"][session_id]["subscribers"])
 
 
 def numbers(events: list[tuple[int, dict[str, Any]]]) -> list[int]:
