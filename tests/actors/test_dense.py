@@ -27,6 +27,7 @@ from aomi_runtime.agent.apps import AppSpec, Limits
 from aomi_runtime.agent.errors import SessionClosed
 from aomi_runtime.agent.records import Event
 from aomi_runtime.agent.session import CUT_SHORT
+from tests.actors.test_runtime import chat, directory_stats, idle, namespace, state, worker_of
 from tests.helpers import eventually, holders
 
 PACKED = 8
@@ -57,35 +58,6 @@ async def make_runtime(ray_instance: None, tmp_path: Path) -> AsyncIterator[Fact
         await runtime.stop()
 
 
-def namespace(runtime: Runtime) -> str:
-    return runtime.app("default").namespace
-
-
-async def state(runtime: Runtime, session_id: str) -> dict[str, Any]:
-    return dict(json.loads(await runtime.call(session_id, "state", None)))
-
-
-async def chat(runtime: Runtime, session_id: str, text: str) -> dict[str, Any]:
-    return dict(
-        json.loads(await runtime.chat(session_id, text, app=runtime.app("default"), user_state=None, public_key=None))
-    )
-
-
-async def idle(runtime: Runtime, session_id: str) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        # Quiet: the turn over, its title made, and no event since (a snapshot names the last one published).
-        snap = await state(runtime, session_id)
-        if snap["is_processing"] or snap["title"] == "New Chat":
-            return None
-        return snap if await state(runtime, session_id) == snap else None
-
-    return await eventually(check, timeout=30)
-
-
-async def directory_stats(runtime: Runtime) -> dict[str, Any]:
-    return dict(await runtime.app("default").directory.stats.remote())
-
-
 def hosted(runtime: Runtime) -> dict[str, list[str]]:
     """Each running session actor of the runtime's App (by key), with the sessions it hosts."""
     found = {}
@@ -93,11 +65,6 @@ def hosted(runtime: Runtime) -> dict[str, list[str]]:
         with contextlib.suppress(RayActorError, SessionClosed):  # stopped since it was listed
             found[actor_key(worker)] = ray.get(worker.held.remote())
     return found
-
-
-def worker_of(runtime: Runtime, session_id: str) -> Any:
-    (worker,) = holders(namespace(runtime), session_id)
-    return worker
 
 
 async def packed(runtime: Runtime, count: int = PACKED) -> tuple[list[str], Any]:

@@ -82,7 +82,7 @@ async def idle(runtime: Runtime, session_id: str) -> dict[str, Any]:
             return None
         return snap if await state(runtime, session_id) == snap else None
 
-    return await eventually(check, timeout=20)
+    return await eventually(check, timeout=30)
 
 
 async def directory_stats(runtime: Runtime) -> dict[str, Any]:
