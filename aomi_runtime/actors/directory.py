@@ -113,6 +113,9 @@ class SessionDirectory:
 
     async def _find(self, session_id: str, create: bool, public_key: str | None) -> Any:
         while True:
+            if (closing := self._live.closing.get(session_id)) is not None:
+                await asyncio.shield(closing)
+                continue
             if (handle := self._handle(session_id)) is not None:
                 self._counts["hits"] += 1
                 return handle

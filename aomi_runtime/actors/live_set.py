@@ -36,6 +36,9 @@ class LiveSet(dict[str, Host]):
     def __init__(self, spec: AppSpec, placement: SessionPlacement, hosts: Hosts) -> None:
         super().__init__()
         self._hosts = hosts
+        # Sessions being released, done when their last state is stored: one is opened again only after that,
+        # never beside its closing copy.
+        self.closing: dict[str, asyncio.Future[None]] = {}
         limits = spec.limits
         self.max_live: int | None = limits.max_live_sessions
         self.max_bytes: int | None = (limits.max_live_memory_mb << 20) if limits.max_live_memory_mb else None
@@ -63,11 +66,16 @@ class LiveSet(dict[str, Host]):
     async def release(self, host: Host, session_id: str, only_if_idle: bool = False, spare: int = 0) -> bool:
         """Release a session from its actor (see `Hosts.release`); an actor that fails to is lost, with its
         sessions (the session is released all the same: its state is stored)."""
+        closed = self.closing[session_id] = asyncio.get_running_loop().create_future()
         try:
             return await self._hosts.release(host, session_id, only_if_idle, spare)
         except Exception:  # dead, or broken: none of its sessions can be trusted
             self.lose(host)
             return True
+        finally:
+            closed.set_result(None)
+            if self.closing.get(session_id) is closed:
+                del self.closing[session_id]
 
     async def stats(self) -> list[Stat]:
         """Each live session's idleness (and, kept on each host, its actor's private memory)."""
