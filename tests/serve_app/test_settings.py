@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from aomi_runtime.actors.node import LEAN_RAY_ENV
 from aomi_runtime.actors.placement import DEFAULT_PLACEMENT_SECONDS, SessionPlacement
-from aomi_runtime.serve_app import launch
+from aomi_runtime.serve_app import cli, launch
 from aomi_runtime.serve_app.settings import Settings
 
 
@@ -61,3 +61,23 @@ def test_launch_starts_ray_lean_unless_told_not_to(monkeypatch: pytest.MonkeyPat
             launch.launch(Settings())
     assert all(seen[0][name] == value for name, value in LEAN_RAY_ENV.items())
     assert not set(LEAN_RAY_ENV) & set(seen[1])
+
+
+def test_sessions_per_actor_is_one_by_default_and_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AOMI_SESSIONS_PER_ACTOR", raising=False)
+    assert Settings().placement.sessions_per_actor == 1  # the shape the runtime was specified with
+    monkeypatch.setenv("AOMI_SESSIONS_PER_ACTOR", "64")
+    assert Settings().placement.sessions_per_actor == 64
+    monkeypatch.setenv("AOMI_SESSIONS_PER_ACTOR", "0")
+    with pytest.raises(ValidationError, match="sessions_per_actor"):
+        Settings()
+
+
+def test_the_cli_packs_sessions_with_one_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[Settings] = []
+    monkeypatch.delenv("AOMI_SESSIONS_PER_ACTOR", raising=False)
+    monkeypatch.setattr(cli, "serve_until_stopped", lambda settings, address: started.append(settings))
+    assert cli.main(["serve", "--sessions-per-actor", "64"]) == 0
+    assert [s.placement.sessions_per_actor for s in started] == [64]
+    assert cli.main(["serve", "--sessions-per-actor", "0"]) == 2  # refused, saying why, before anything starts
+    assert len(started) == 1
