@@ -1,9 +1,10 @@
 """The Ray settings a node holding many idle session actors runs with, for `launch`, `ray start` and the tests.
 
-Each session actor is a process, and an idle one still takes ~3.4 ms of CPU a second (measured with
-`bench/idle.py`). Most of it is the core worker's check for signals, a 10 ms timer that Ray 2.60 does not let
-anyone change (100 wake-ups a second, each taking the GIL); the rest is Ray's gRPC polling and reporting.
-What can be cut without losing anything the runtime uses is cut here.
+Each session actor is a process, and an idle one still takes CPU: ~3.4 ms a second on its main thread
+(`bench/idle.py`), 7-11 ms in all its threads (`bench/dense.py`). Most of the main thread's is the core worker's
+check for signals, a 10 ms timer that Ray 2.60 does not let anyone change (100 wake-ups a second, each taking the
+GIL); the rest is Ray's gRPC polling and reporting. What can be cut without losing anything the runtime uses is
+cut here.
 """
 
 from __future__ import annotations
