@@ -40,7 +40,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 PORT = 8766
 APP = "default"
-TURN_TIMEOUT = 120.0  # a turn whose end a subscriber never sees is a failure, not a hang
+TURN_TIMEOUT = 120.0  # a turn (or stream) whose end is never seen is a failure, named, not a hang
 
 
 def turn_message(turn: int) -> str:
@@ -98,7 +98,10 @@ class Load:
             self.results.subscribers = subscribers
             readers = [asyncio.create_task(self._subscribe(client, sub)) for sub in subscribers.values()]
             for sub in subscribers.values():
-                await sub.opened.wait()
+                try:
+                    await asyncio.wait_for(sub.opened.wait(), TURN_TIMEOUT)
+                except TimeoutError:
+                    self.results.failures.append(f"{sub.session_id}: its stream did not open in {TURN_TIMEOUT:g} s")
             queue: asyncio.Queue[str] = asyncio.Queue()
             for s in self.session_ids:
                 queue.put_nowait(s)
@@ -107,7 +110,10 @@ class Load:
             self.results.seconds = time.perf_counter() - started
             for sub in subscribers.values():
                 sub.stop.set()
-            await asyncio.gather(*readers)
+            _, stuck = await asyncio.wait(readers, timeout=TURN_TIMEOUT) if readers else (set(), set())
+            for reader in stuck:  # a stream that neither ends nor sees its stop: said, not waited for
+                reader.cancel()
+                self.results.failures.append(f"a stream did not stop within {TURN_TIMEOUT:g} s of being told")
         return self.results
 
     async def _request(self, client: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
@@ -153,6 +159,10 @@ class Load:
                     return
                 if not state["is_processing"]:
                     break
+                if time.perf_counter() - started > TURN_TIMEOUT:
+                    last = state["messages"][-1] if state["messages"] else None
+                    self.results.failures.append(f"{session_id} turn {turn}: still processing; last message {last}")
+                    return
                 await asyncio.sleep(self.poll_interval)
             self.results.turn.append(time.perf_counter() - started)
         self.results.turns += 1
