@@ -229,7 +229,7 @@ class SessionDirectory:
                 continue
             if isinstance(sessions, BaseException):
                 continue
-            host = self._hosts.adopt(handle, [])
+            host = self._hosts.adopt(handle)
             for session_id in sessions:
                 if session_id in self._live:  # never two live copies: the second one found lets its copy go
                     await self._live.release(host, session_id)

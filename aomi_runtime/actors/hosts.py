@@ -127,9 +127,9 @@ class Hosts:
         host.opening -= 1
         self.trim(host, spare)
 
-    def adopt(self, handle: Any, sessions: list[str]) -> Host:
-        """An actor found running (after this directory restarted), with the sessions it hosts."""
-        host = Host(handle, max(self.capacity, len(sessions)), set(sessions))
+    def adopt(self, handle: Any) -> Host:
+        """An actor found running (after this directory restarted); its sessions are `placed` in it after."""
+        host = Host(handle, self.capacity)
         host.started.set_result(None)
         self._hosts[host.key] = host
         return host
