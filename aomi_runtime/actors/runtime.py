@@ -152,12 +152,22 @@ class Runtime:
         user_state: dict[str, Any] | None,
         public_key: str | None,
         request_id: str | None = None,
+        client_id: str | None = None,
     ) -> bytes:
         # The request id makes a retry safe (the one of `call`, or the client's own with the id it chose): a
         # message already stored is not added again.
         request_id = request_id or new_request_id()
         result: bytes = await self.call(
-            session_id, "chat", text, user_state, request_id, public_key, app=app, create=True, public_key=public_key
+            session_id,
+            "chat",
+            text,
+            user_state,
+            request_id,
+            public_key,
+            client_id,
+            app=app,
+            create=True,
+            public_key=public_key,
         )
         return result
 

@@ -185,13 +185,19 @@ class SessionActor:
     # --- what clients call, through the ingress ---------------------------------------------------
 
     async def chat(
-        self, session_id: str, text: str, user_state: dict[str, Any] | None, request_id: str, public_key: str | None
+        self,
+        session_id: str,
+        text: str,
+        user_state: dict[str, Any] | None,
+        request_id: str,
+        public_key: str | None,
+        client_id: str | None = None,
     ) -> bytes:
-        snapshot = await self._live(session_id).chat(text, user_state, request_id, public_key)
+        snapshot = await self._live(session_id).chat(text, user_state, request_id, public_key, client_id)
         return snapshot.model_dump_json().encode()
 
-    async def state(self, session_id: str, user_state: dict[str, Any] | None) -> bytes:
-        return (await self._live(session_id).snapshot(user_state)).model_dump_json().encode()
+    async def state(self, session_id: str, user_state: dict[str, Any] | None, client_id: str | None = None) -> bytes:
+        return (await self._live(session_id).snapshot(user_state, client_id)).model_dump_json().encode()
 
     async def interrupt(self, session_id: str) -> bytes:
         return (await self._live(session_id).interrupt()).model_dump_json().encode()
@@ -216,8 +222,8 @@ class SessionActor:
         await session.rename(title)
         return SessionInfo.of(session.record)
 
-    async def set_model(self, session_id: str, label_or_slug: str) -> str:
-        return await self._live(session_id).set_model(label_or_slug)
+    async def set_model(self, session_id: str, label_or_slug: str, client_id: str | None = None) -> str:
+        return await self._live(session_id).set_model(label_or_slug, client_id)
 
     async def set_archived(self, session_id: str, archived: bool) -> SessionInfo:
         session = self._live(session_id)

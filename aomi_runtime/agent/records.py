@@ -102,7 +102,8 @@ class SessionRecord(BaseModel):
 
     session_id: str
     app: str
-    public_key: str | None = None
+    public_key: str | None = None  # the wallet of the newest request that named one: sessions are listed by it
+    client_id: str | None = None  # the client (a browser, a CLI) of the newest request that named one
     title: str = DEFAULT_TITLE
     title_is_manual: bool = False
     is_archived: bool = False

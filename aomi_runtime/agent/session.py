@@ -129,25 +129,34 @@ class LiveSession:
         user_state: dict[str, Any] | None = None,
         request_id: str | None = None,
         public_key: str | None = None,
+        client_id: str | None = None,
     ) -> Snapshot:
         """Store the user's message, start its turn (or queue it behind the running one), return the snapshot.
 
         A `request_id` already stored (a retry of a request whose answer was lost) adds nothing again. A
-        `public_key` binds a session that has none yet (a wallet connected after the first message).
+        `public_key` or `client_id` is bound to the session (`bind`).
         """
         self.check_open()
+        self.bind(public_key, client_id)
         if request_id is not None and self._turns.has_request(request_id):
             return await self.snapshot(user_state)
         self._journal.set_user_state(user_state)
-        if public_key and self.record.public_key is None:
-            self.record.public_key = public_key
-            self._journal.record_changed()
         await self._turns.submit(QueuedMessage(content=text, request_id=request_id))
         return await self.snapshot()
 
-    async def snapshot(self, user_state: dict[str, Any] | None = None) -> Snapshot:
+    def bind(self, public_key: str | None = None, client_id: str | None = None) -> None:
+        """Make the wallet (`public_key`) and the client a request names the session's, as Aomi rebinds them on
+        every request: the session is listed under the wallet connected last, and its turns use that client's
+        secrets and provider keys. Stored with the next commit."""
+        for name, value in (("public_key", public_key), ("client_id", client_id)):
+            if value and getattr(self.record, name) != value:
+                setattr(self.record, name, value)
+                self._journal.record_changed()
+
+    async def snapshot(self, user_state: dict[str, Any] | None = None, client_id: str | None = None) -> Snapshot:
         """The whole session; system events are handed out once, so they are stored as taken."""
         self.check_open()
+        self.bind(client_id=client_id)
         self._journal.set_user_state(user_state)
         events = self.record.pending_system_events
         if events:
@@ -213,9 +222,10 @@ class LiveSession:
         self._journal.event("title_changed", new_title=title)
         await self._journal.flush()
 
-    async def set_model(self, label_or_slug: str) -> str:
+    async def set_model(self, label_or_slug: str, client_id: str | None = None) -> str:
         """Choose the model for later turns, by label or slug; it is stored with the session. Returns the slug."""
         self.check_open()
+        self.bind(client_id=client_id)
         chosen = self.app.spec.model(label_or_slug)
         if chosen is None:
             offered = ", ".join(m.slug for m in self.app.spec.models)

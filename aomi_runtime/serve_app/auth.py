@@ -52,6 +52,13 @@ class Keys:
         opened = await asyncio.gather(*(self._is_good(a, key) for a in keyed)) if key else []
         return [a for a in apps if a.spec.public] + [a for a, ok in zip(keyed, opened, strict=False) if ok]
 
+    async def opened_app(self, key: str) -> AppActors:
+        """The keyed App `key` opens. Raises `Forbidden` if it opens none."""
+        keyed = [a for a in await self.visible_apps(key) if not a.spec.public]
+        if not keyed:
+            raise Forbidden("This key opens no App of this runtime.")
+        return keyed[0]
+
     async def _is_good(self, app: AppActors, key: str) -> bool:
         cache_key = (app.spec.name, hashlib.sha256(key.encode()).hexdigest())
         now = time.monotonic()
@@ -116,6 +123,14 @@ async def chat_app(
     return await named_app(runtime, keys, key, app or namespace)
 
 
+async def caller_app(runtime: RuntimeDep, keys: KeysDep, key: ApiKey, app: str | None = None) -> AppActors:
+    """The App a route that names no session acts on: the one named by `app`, else the one the caller's key
+    opens (Aomi's client sends the key and no App), else `default`."""
+    if app is None and key:
+        return await keys.opened_app(key)
+    return await named_app(runtime, keys, key, app)
+
+
 OwnApp = Annotated[AppActors, Depends(header_session_app)]
 """The App of the session named in `X-Session-Id`, the caller authorized for it; `SessionNotFound` if none has it."""
 OwnAppByPath = Annotated[AppActors, Depends(path_session_app)]
@@ -123,6 +138,8 @@ OwnAppByPath = Annotated[AppActors, Depends(path_session_app)]
 NamedApp = Annotated[AppActors, Depends(named_app)]
 """The App named by `app` (`default` if none), the caller authorized for it."""
 ChatApp = Annotated[AppActors, Depends(chat_app)]
+CallerApp = Annotated[AppActors, Depends(caller_app)]
+"""The App named by `app`, else the one the caller's key opens, else `default`; the caller authorized for it."""
 
 
 async def visible_apps(keys: KeysDep, key: ApiKey) -> list[AppActors]:

@@ -271,14 +271,22 @@ async def test_a_retried_request_adds_its_message_once(session: LiveSession) -> 
     assert [m.content for m in snap.messages if m.sender == "user"] == ["once"]
 
 
-async def test_a_public_key_binds_a_session_that_has_none(
+async def test_the_session_follows_the_wallet_and_client_a_request_names(
     history: InMemoryHistory, closing: Callable[[LiveSession], LiveSession]
 ) -> None:
     session = closing(await LiveSession.create(scripted_app(), history, "unbound"))
-    await session.chat("hi", public_key="0xfirst")
-    await session.chat("again", public_key="0xsecond")
+    await session.chat("hi", public_key="0xfirst", client_id="browser-1")
     assert [r.session_id for r in await history.list("default", "0xfirst", 10)] == ["unbound"]
-    assert await history.list("default", "0xsecond", 10) == []
+    # Aomi rebinds on every request: the wallet connected last owns the session, and the change is stored.
+    await session.chat("again", public_key="0xsecond")
+    assert [r.session_id for r in await history.list("default", "0xsecond", 10)] == ["unbound"]
+    assert await history.list("default", "0xfirst", 10) == []
+    await session.snapshot(client_id="cli-2")
+    stored = await history.get("default", "unbound")
+    assert stored is not None and (stored.public_key, stored.client_id) == ("0xsecond", "cli-2")
+    await session.chat("no wallet named")  # a request naming none leaves the binding as it is
+    stored = await history.get("default", "unbound")
+    assert stored is not None and (stored.public_key, stored.client_id) == ("0xsecond", "cli-2")
 
 
 async def test_events_after_waits_for_the_next_event(session: LiveSession) -> None:

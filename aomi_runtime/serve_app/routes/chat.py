@@ -32,7 +32,7 @@ async def chat(
     message: str | None = None,
     public_key: str | None = None,
     user_state: str | None = None,
-    client_id: str | None = None,  # sent by Aomi's client, and not needed: a session is its id's, whoever sends
+    client_id: str | None = None,
     request_id: str | None = None,
 ) -> Response:
     """Our addition: `request_id`, chosen by the client, makes a retried request add its message once, and
@@ -41,15 +41,22 @@ async def chat(
         message = await message_from_body(request)
     if message is None:
         raise InvalidInput("The message is missing; send it as the `message` query parameter.")
-    if request_id is not None:
-        check_id(request_id, "request_id")
+    for value, what in ((request_id, "request_id"), (client_id, "client_id")):
+        if value is not None:
+            check_id(value, what)
     state = parse_user_state(user_state)
     # Limits are checked here, at the edge, before any actor is found or made; the session trusts them.
     app.spec.limits.check_message(message)
     if state is not None:
         app.spec.limits.check_user_state(state)
     body = await runtime.chat(
-        session_id, message, app=app, user_state=state, public_key=public_key, request_id=request_id
+        session_id,
+        message,
+        app=app,
+        user_state=state,
+        public_key=public_key,
+        request_id=request_id,
+        client_id=client_id,
     )
     return session_json(body)
 
@@ -59,8 +66,10 @@ async def state(
     runtime: RuntimeDep,
     session_id: SessionId,
     user_state: str | None = None,
-    client_id: str | None = None,  # sent by Aomi's client, and not needed: the session id says whose state it is
+    client_id: str | None = None,
 ) -> Response:
+    if client_id is not None:
+        check_id(client_id, "client_id")
     given = parse_user_state(user_state)
     owner = None
     if given is not None:  # checked at the edge, as chat's is: the session stores what it is given
@@ -69,7 +78,7 @@ async def state(
             return session_json(EMPTY_SNAPSHOT_JSON)
         owner.spec.limits.check_user_state(given)
     try:
-        return session_json(await runtime.call(session_id, "state", given, app=owner))
+        return session_json(await runtime.call(session_id, "state", given, client_id, app=owner))
     except SessionNotFound:
         return session_json(EMPTY_SNAPSHOT_JSON)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from ...agent.errors import InvalidInput
 from ..auth import NamedApp, RuntimeDep, VisibleApps
-from ..params import SessionId
+from ..params import SessionId, check_id
 from ..schema import ModelChosen, answers
 
 router = APIRouter()
@@ -26,12 +26,14 @@ async def control_models(app: NamedApp) -> list[str]:
 
 @router.post("/api/control/model", response_model=None, responses=answers(ModelChosen, 401, 403, 409, 429, 503))
 async def control_model(
-    runtime: RuntimeDep, session_id: SessionId, app: NamedApp, rig: str | None = None
+    runtime: RuntimeDep, session_id: SessionId, app: NamedApp, rig: str | None = None, client_id: str | None = None
 ) -> dict[str, Any]:
     if not rig:
         raise InvalidInput("rig is missing; send a model label or slug from GET /api/control/models.")
     if app.spec.model(rig) is None:
         offered = ", ".join(m.slug for m in app.spec.models)
         raise InvalidInput(f"Unknown model {rig!r}; the App {app.spec.name!r} offers: {offered}.")
-    slug = await runtime.call(session_id, "set_model", rig, app=app, create=True)
+    if client_id is not None:
+        check_id(client_id, "client_id")
+    slug = await runtime.call(session_id, "set_model", rig, client_id, app=app, create=True)
     return {"success": True, "rig": slug}
