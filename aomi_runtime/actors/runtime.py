@@ -178,13 +178,10 @@ class Runtime:
         Raises:
             LimitReached: the session has `max_streams` open already.
         """
-        found = await self._resolve(session_id, app=None, create=False)
-        if found is None:
-            return 0
         try:
-            published: int = await found.handle.open_stream.remote(session_id, stream, max_streams)
-        except _GONE:
-            self._handles.pop(session_id, None)
+            # Found again if its actor went: a stream starting at the live position must not take 0 for it.
+            published: int = await self.call(session_id, "open_stream", stream, max_streams)
+        except SessionNotFound:
             return 0
         return published
 

@@ -48,19 +48,22 @@ class EventStream:
 
     runtime: Runtime
     session_id: str
-    after: int
+    start: int | None  # the seq to replay after; None: the live position, the seq published when the stream opens
     keepalive: float
     max_bytes: int
     open_streams: Gauge
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     live_from: int = 0  # the seq the session had published when the stream opened
+    after: int = 0  # the last seq sent
 
     async def open(self, max_streams: int) -> None:
         """Raises `LimitReached` before any response has started."""
         self.live_from = await self.runtime.open_stream(self.session_id, self.id, max_streams)
+        self.after = self.live_from if self.start is None else self.start
 
     async def frames(self) -> AsyncIterator[bytes]:
-        """Replay the events after `after`, then follow live ones; a comment at least every `keepalive` seconds.
+        """Replay the events after `start`, then follow live ones; a comment at least every
+        `keepalive` seconds.
 
         Ends when the client goes (Serve then cancels this generator) or the budget is spent; the turn goes on.
         """

@@ -55,19 +55,20 @@ async def read_until(
     session_id: str,
     until: str,
     *,
-    after: int | None = None,
+    after: int | None = 0,
     last_event_id: int | None = None,
     past: int = 0,
     timeout: float = 20.0,
     stream: Stream | None = None,
 ) -> Stream:
     """Open `/api/updates` and read until an event of type `until`, with seq above `past`, arrives; into `stream`
-    if given, whose `opened` a caller can wait for."""
+    if given, whose `opened` a caller can wait for. From the first event unless told (`after=None` and no
+    `last_event_id`: the live position, as Aomi's client asks)."""
     stream = Stream() if stream is None else stream
     headers = {"X-Session-Id": session_id, "Accept": "text/event-stream"}
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
-    params = {} if after is None else {"after": after}
+    params = {} if after is None or last_event_id is not None else {"after": after}
     try:
         async with asyncio.timeout(timeout):
             async with client.stream("GET", "/api/updates", headers=headers, params=params) as response:

@@ -37,7 +37,7 @@ async def _follow(
 ) -> None:
     """Read the session's stream until an event of type `until` (or for ever)."""
     headers = {**h(session_id), "Accept": "text/event-stream"}
-    async with client.stream("GET", "/api/updates", headers=headers) as response:
+    async with client.stream("GET", "/api/updates", headers=headers, params={"after": 0}) as response:
         assert response.status_code == 200
         opened.set()
         async for _, data in frames(response, stream):
@@ -117,7 +117,7 @@ async def test_a_client_cut_off_mid_turn_resumes_with_last_event_id_and_gets_eve
     first = Stream()
     headers = {**h(s), "Accept": "text/event-stream"}
     await client.post("/api/chat", params={"message": "count to 20"}, headers=h(s))
-    async with client.stream("GET", "/api/updates", headers=headers) as response:
+    async with client.stream("GET", "/api/updates", headers=headers, params={"after": 0}) as response:
         async for _ in frames(response, first):
             if len(first.frames) == 2:
                 break  # the connection is dropped here, mid-turn: the user message is out, the answer is not

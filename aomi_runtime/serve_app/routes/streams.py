@@ -30,7 +30,9 @@ async def updates(
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=0)] = None,
 ) -> StreamingResponse:
-    start = after if after is not None else 0
+    """With neither `Last-Event-ID` nor `after`, from the live position: Aomi's client never sends an id and
+    reconnects after every close, so a replay would show it every old event again. `after=0` replays everything."""
+    start = after
     if last_event_id is not None:
         if not last_event_id.strip().isdigit():
             raise InvalidInput("Last-Event-ID must be the number of an event this stream sent.")
@@ -40,7 +42,7 @@ async def updates(
     stream = EventStream(
         runtime,
         session_id,
-        after=start,
+        start=start,
         keepalive=settings.keepalive_seconds,
         max_bytes=settings.stream_max_bytes,
         open_streams=metrics.stream_subscribers,
