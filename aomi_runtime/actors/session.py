@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from ..agent.apps import App, AppSpec
 from ..agent.errors import LimitReached, NoCapacity, SessionClosed
 from ..agent.logs import configure_logging
-from ..agent.records import Event, SessionInfo
+from ..agent.records import Event, Message, SessionInfo
 from ..agent.session import LiveSession
 from ..backends.models import load_model
 from .store_client import StoreClient
@@ -202,7 +202,7 @@ class SessionActor:
     async def interrupt(self, session_id: str) -> bytes:
         return (await self._live(session_id).interrupt()).model_dump_json().encode()
 
-    async def post_system(self, session_id: str, message: str) -> Any:
+    async def post_system(self, session_id: str, message: str) -> Message:
         return await self._live(session_id).post_system(message)
 
     async def events_after(self, session_id: str, after: int, timeout: float, stream: str | None = None) -> list[Event]:

@@ -184,8 +184,9 @@ class LiveSession:
         await self._turns.interrupt()
         return await self.snapshot()
 
-    async def post_system(self, message: str) -> Any:
-        """Text becomes a `system_notice`; a JSON object is published as-is. The model sees either next turn."""
+    async def post_system(self, message: str) -> Message:
+        """Text becomes a `system_notice`; a JSON object is published as-is. The model sees either next turn.
+        Returns the message as a snapshot shows one (sender `system`, the text as posted), as Aomi answers it."""
         self.check_open()
         try:
             parsed = json.loads(message)
@@ -201,14 +202,12 @@ class LiveSession:
             self._journal.event(type_, **{k: v for k, v in parsed.items() if k not in ("type", "session_id")})
             self.record.pending_system_events.append(inline_call(type_, parsed))
             self.record.model_notes.append(json.dumps(parsed, ensure_ascii=False))
-            result: Any = parsed
         else:
             self._journal.event("system_notice", message=message)
             self.record.pending_system_events.append(system_notice(message))
             self.record.model_notes.append(message)
-            result = message
         await self._journal.flush()
-        return result
+        return Message(sender="system", content=message)
 
     async def rename(self, title: str) -> None:
         """Set a title by hand; the automatic title never replaces it."""

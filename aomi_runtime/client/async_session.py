@@ -206,11 +206,11 @@ class AsyncSession:
         """Stop the running turn now (messages queued behind it still get theirs)."""
         return Snapshot.model_validate(await self._call("POST", "/api/interrupt"))
 
-    async def system(self, message: str | dict[str, Any]) -> Any:
+    async def system(self, message: str | dict[str, Any]) -> Message:
         """Post a system message: text becomes a notice; an object is published as an event and shown to the
-        model at its next turn."""
+        model at its next turn. Makes the session if it does not exist yet. Returns the message as posted."""
         text = message if isinstance(message, str) else json.dumps(message)
-        return (await self._call("POST", "/api/system", params={"message": text}))["res"]
+        return Message.model_validate((await self._call("POST", "/api/system", params={"message": text}))["res"])
 
     async def info(self) -> SessionInfo:
         found = await self.client.request("GET", f"/api/sessions/{self.id}")
@@ -229,10 +229,12 @@ class AsyncSession:
     async def unarchive(self) -> bool:
         return await self.archive(False)
 
-    async def delete(self) -> None:
-        """Delete the session, its messages and events, from memory and storage."""
-        await self.client.request("DELETE", f"/api/sessions/{self.id}")
+    async def delete(self) -> bool:
+        """Delete the session, its messages and events, from memory and storage. Idempotent: returns whether
+        there was a session to delete."""
+        answer = await self.client.request("DELETE", f"/api/sessions/{self.id}")
         self.last_event_id = 0  # a session made again under this id numbers its events from the start
+        return bool(answer["deleted"])
 
     async def set_model(self, rig: str) -> str:
         """Use another of the App's models (by label or slug) for later turns; returns its slug."""

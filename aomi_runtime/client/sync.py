@@ -216,7 +216,7 @@ class Session:
     def interrupt(self) -> Snapshot:
         return self._run(self._async.interrupt())
 
-    def system(self, message: str | dict[str, Any]) -> Any:
+    def system(self, message: str | dict[str, Any]) -> Message:
         return self._run(self._async.system(message))
 
     def info(self) -> SessionInfo:
@@ -231,8 +231,8 @@ class Session:
     def unarchive(self) -> bool:
         return self._run(self._async.unarchive())
 
-    def delete(self) -> None:
-        self._run(self._async.delete())
+    def delete(self) -> bool:
+        return self._run(self._async.delete())
 
     def set_model(self, rig: str) -> str:
         return self._run(self._async.set_model(rig))

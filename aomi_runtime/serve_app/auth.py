@@ -1,9 +1,11 @@
 """Who may do what: the one place a request's App is resolved and its key checked, as the dependencies routes declare.
 
-A public App needs no key; a keyed App needs one scoped to it, sent in `X-API-Key` (or `AOMI-APP-KEY`). A
-session's id is its capability: reads name the session alone; what changes a keyed App's sessions also needs
-the App's key. A route names what it needs ("the session's App, authorized", "the named App, authorized"),
-and gets the App resolved once, as an object, to pass down.
+A public App needs no key; a keyed App needs one scoped to it, sent in `X-API-Key` (or `AOMI-APP-KEY`), where
+Aomi's client sends one: to make a session or start a turn, to choose a model, to list sessions. Everything else
+on an existing session (reads, interrupt, system, rename, archive, delete, the event stream) takes the session's id
+as its capability. A route that names no App acts on the session's own; one naming another App gets 409. A route
+names what it needs ("the session's App", "the App a turn runs in, authorized"), and gets the App resolved once,
+as an object, to pass down.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from fastapi import Depends, Header, Request
 from ..actors.app_actors import AppActors
 from ..actors.runtime import Runtime
 from ..agent.apps import DEFAULT_APP
-from ..agent.errors import Forbidden, Unauthorized
+from ..agent.errors import AppMismatch, Forbidden, SessionNotFound, Unauthorized
 from .params import PathId, SessionId, check_session_id
 
 
@@ -32,7 +34,7 @@ class Keys:
         self._good: dict[tuple[str, str], float] = {}
 
     async def authorize(self, app: AppActors, key: str | None) -> None:
-        """Let a request change `app`'s sessions: public Apps need no key, others one scoped to them.
+        """Let a request make or run `app`'s sessions: public Apps need no key, others one scoped to them.
 
         Raises:
             Unauthorized: no key sent to a keyed App.
@@ -96,31 +98,93 @@ async def api_key(
 ApiKey = Annotated[str | None, Depends(api_key)]
 
 
-async def _owner_authorized(runtime: Runtime, keys: Keys, session_id: str, key: str | None) -> AppActors:
-    owner = await runtime.session_app(session_id)
-    await keys.authorize(owner, key)
+async def acting_app(
+    runtime: Runtime,
+    keys: Keys,
+    session_id: str,
+    owner: AppActors | None,
+    named: str | None,
+    key: str | None,
+    *,
+    key_needed: bool,
+) -> AppActors:
+    """The App a request on `session_id` acts on: the session's own (`owner`), or, for a session not made yet, the
+    App named (`default` if none), which always needs its key. `key_needed`: the request needs the key on an
+    existing session too (a turn, a model).
+
+    Raises:
+        AppMismatch: the request names another App than the session's (a session's App never changes).
+        Unauthorized, Forbidden: the key is needed and missing or wrong.
+        InvalidInput: the App named is unknown.
+    """
+    if owner is None:
+        app = runtime.app(named or DEFAULT_APP)
+        await keys.authorize(app, key)
+        return app
+    if named is not None and runtime.app(named).spec.name != owner.spec.name:
+        if key_needed:  # who may comes first: a keyless turn naming a keyed App is refused as such (401), not 409
+            await keys.authorize(runtime.app(named), key)
+        raise AppMismatch.of(session_id, named)
+    if key_needed:
+        await keys.authorize(owner, key)
     return owner
 
 
-async def header_session_app(runtime: RuntimeDep, keys: KeysDep, session_id: SessionId, key: ApiKey) -> AppActors:
-    return await _owner_authorized(runtime, keys, session_id, key)
+async def session_owner(runtime: RuntimeDep, session_id: SessionId) -> AppActors | None:
+    return await runtime.owner(session_id)
 
 
-async def path_session_app(runtime: RuntimeDep, keys: KeysDep, session_id: PathId, key: ApiKey) -> AppActors:
-    return await _owner_authorized(runtime, keys, check_session_id(session_id), key)
+async def path_owner(runtime: RuntimeDep, session_id: PathId) -> AppActors | None:
+    return await runtime.owner(check_session_id(session_id))
 
 
-async def named_app(runtime: RuntimeDep, keys: KeysDep, key: ApiKey, app: str | None = None) -> AppActors:
-    actors = runtime.app(app or DEFAULT_APP)
-    await keys.authorize(actors, key)
-    return actors
+Owner = Annotated[AppActors | None, Depends(session_owner)]
+"""The App of the session named in `X-Session-Id`, None if no App has it (looked up once a request)."""
+
+
+def _existing(owner: AppActors | None, session_id: str) -> AppActors:
+    if owner is None:
+        raise SessionNotFound(f"No session {session_id!r} exists.")
+    return owner
+
+
+async def header_session_app(owner: Owner, session_id: SessionId) -> AppActors:
+    return _existing(owner, session_id)
+
+
+async def path_session_app(owner: Annotated[AppActors | None, Depends(path_owner)], session_id: PathId) -> AppActors:
+    return _existing(owner, session_id)
+
+
+async def system_app(
+    runtime: RuntimeDep, keys: KeysDep, session_id: SessionId, owner: Owner, key: ApiKey, app: str | None = None
+) -> AppActors:
+    return await acting_app(runtime, keys, session_id, owner, app, key, key_needed=False)
 
 
 async def chat_app(
-    runtime: RuntimeDep, keys: KeysDep, key: ApiKey, app: str | None = None, namespace: str | None = None
+    runtime: RuntimeDep,
+    keys: KeysDep,
+    session_id: SessionId,
+    owner: Owner,
+    key: ApiKey,
+    app: str | None = None,
+    namespace: str | None = None,
 ) -> AppActors:
     """Chat also takes the App as `namespace`, as Aomi's client sends it."""
-    return await named_app(runtime, keys, key, app or namespace)
+    return await acting_app(runtime, keys, session_id, owner, app or namespace, key, key_needed=True)
+
+
+async def model_app(
+    runtime: RuntimeDep, keys: KeysDep, session_id: SessionId, owner: Owner, key: ApiKey, app: str | None = None
+) -> AppActors:
+    return await acting_app(runtime, keys, session_id, owner, app, key, key_needed=True)
+
+
+async def named_app(runtime: Runtime, keys: Keys, key: str | None, app: str | None) -> AppActors:
+    actors = runtime.app(app or DEFAULT_APP)
+    await keys.authorize(actors, key)
+    return actors
 
 
 async def caller_app(runtime: RuntimeDep, keys: KeysDep, key: ApiKey, app: str | None = None) -> AppActors:
@@ -132,12 +196,17 @@ async def caller_app(runtime: RuntimeDep, keys: KeysDep, key: ApiKey, app: str |
 
 
 OwnApp = Annotated[AppActors, Depends(header_session_app)]
-"""The App of the session named in `X-Session-Id`, the caller authorized for it; `SessionNotFound` if none has it."""
+"""The App of the session named in `X-Session-Id`, no key asked (its id is the capability); `SessionNotFound` if
+none has it."""
 OwnAppByPath = Annotated[AppActors, Depends(path_session_app)]
 """The same for the session named in the path."""
-NamedApp = Annotated[AppActors, Depends(named_app)]
-"""The App named by `app` (`default` if none), the caller authorized for it."""
+SystemApp = Annotated[AppActors, Depends(system_app)]
+"""The session's App, no key asked; for a session not made yet, the App named by `app` (or `default`), authorized."""
 ChatApp = Annotated[AppActors, Depends(chat_app)]
+"""The App a turn runs in: the session's own, or the one named by `app` (or `namespace`) for a new session,
+the caller authorized for it."""
+ModelApp = Annotated[AppActors, Depends(model_app)]
+"""The same for choosing a session's model."""
 CallerApp = Annotated[AppActors, Depends(caller_app)]
 """The App named by `app`, else the one the caller's key opens, else `default`; the caller authorized for it."""
 

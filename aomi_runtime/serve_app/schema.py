@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..agent.records import SESSION_ID_PATTERN, Snapshot
+from ..agent.records import SESSION_ID_PATTERN, Message, Snapshot
 
 Answers = dict[int | str, dict[str, Any]]
 
@@ -39,11 +39,13 @@ class SessionDeleted(BaseModel):
 
 class ModelChosen(BaseModel):
     success: bool
-    rig: str
+    rig: str = Field(description="The slug of the model later turns use.")
+    baml: None = Field(description="Aomi's BAML client for the model; this runtime has none, so always null.")
+    created: bool = Field(description="Whether this call made the session (it did not exist before).")
 
 
 class SystemPosted(BaseModel):
-    res: str | dict[str, Any] = Field(description="The message as posted: text, or the JSON object it parsed to.")
+    res: Message = Field(description="The message as a snapshot shows one: sender `system`, the text as posted.")
 
 
 class StreamEvent(BaseModel):

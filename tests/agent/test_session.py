@@ -224,9 +224,10 @@ async def test_manual_title_during_the_first_turn_is_never_overwritten(session: 
 
 
 async def test_system_text_and_json_are_published_handed_out_once_and_shown_to_the_model(session: LiveSession) -> None:
-    assert await session.post_system("maintenance at 5") == "maintenance at 5"
+    notice = await session.post_system("maintenance at 5")
+    assert (notice.sender, notice.content, notice.tool_result) == ("system", "maintenance at 5", None)
     posted = {"type": "wallet_tx", "payload": {"hash": "0x1"}, "session_id": "forged"}
-    assert await session.post_system(json.dumps(posted)) == posted
+    assert (await session.post_system(json.dumps(posted))).content == json.dumps(posted)  # as posted
     events = await session.last_events(2)
     assert [e.data for e in events] == [
         {"type": "system_notice", "session_id": "s1", "message": "maintenance at 5"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -205,11 +206,10 @@ def test_interrupt_rename_archive_delete(client: Client) -> None:
     assert session.rename("Renamed") == "Renamed" and session.info().title == "Renamed"
     assert session.archive() is True and session.info().is_archived
     assert session.unarchive() is False and not session.info().is_archived
-    session.delete()
+    assert session.delete() is True
     with pytest.raises(SessionNotFound):
         session.info()
-    with pytest.raises(SessionNotFound):
-        session.delete()
+    assert session.delete() is False  # idempotent, as Aomi's widget expects
     with pytest.raises(SessionNotFound):
         client.session(session.id, create=False)
 
@@ -332,8 +332,12 @@ def test_a_keyed_app_with_its_key_a_remote_model_a_model_switch_and_system_messa
         assert session.set_model("Scripted") == "scripted"
         assert session.send("second").text == 'You said: "second"'
 
-        assert session.system("A notice") == "A notice"
-        assert session.system({"type": "wallet_tx", "hash": "0xabc"}) == {"type": "wallet_tx", "hash": "0xabc"}
+        notice = session.system("A notice")
+        assert (notice.sender, notice.content) == ("system", "A notice")
+        assert json.loads(session.system({"type": "wallet_tx", "hash": "0xabc"}).content) == {
+            "type": "wallet_tx",
+            "hash": "0xabc",
+        }
         published = session.recent_events(2)
         assert [e["type"] for e in published] == ["system_notice", "wallet_tx"]
         assert published[1] == {"type": "wallet_tx", "session_id": session.id, "hash": "0xabc"}

@@ -102,7 +102,7 @@ async def test_everything_is_back_after_a_restart_and_the_stream_resumes_without
             keyless = await client.post("/api/chat", params={"message": "hi", "app": "research"}, headers=h)
             assert keyless.status_code == 401
             switched = await client.post("/api/control/model", params={"rig": "Fake GPT"}, headers=h)
-            assert switched.json() == {"success": True, "rig": "fake-gpt"}
+            assert switched.json() == {"success": True, "rig": "fake-gpt", "baml": None, "created": False}
             state_before = (await client.get("/api/state", headers=h)).json()
         assert processes_using(ray_tmp), "the check below would prove nothing: no Ray process found by its temp dir"
     finally:

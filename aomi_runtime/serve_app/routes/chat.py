@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from ...agent.errors import InvalidInput, SessionNotFound
-from ...agent.records import EMPTY_SNAPSHOT
-from ..auth import ChatApp, OwnApp, RuntimeDep
+from ...agent.records import EMPTY_SNAPSHOT, Message
+from ..auth import ChatApp, OwnApp, RuntimeDep, SystemApp
 from ..params import SessionId, check_id, message_from_body, parse_user_state
 from ..schema import StreamEvent, SystemPosted, answers, snapshot_answers
 
@@ -83,7 +83,7 @@ async def state(
         return session_json(EMPTY_SNAPSHOT_JSON)
 
 
-@router.post("/api/interrupt", response_model=None, responses=snapshot_answers(401, 403, 404, 503))
+@router.post("/api/interrupt", response_model=None, responses=snapshot_answers(404, 503))
 async def interrupt(runtime: RuntimeDep, session_id: SessionId, app: OwnApp) -> Response:
     return session_json(await runtime.call(session_id, "interrupt", app=app))
 
@@ -95,9 +95,14 @@ async def events(
     return [e.data for e in await runtime.call(session_id, "last_events", count)]
 
 
-@router.post("/api/system", response_model=None, responses=answers(SystemPosted, 401, 403, 404, 413, 503))
-async def system(runtime: RuntimeDep, session_id: SessionId, app: OwnApp, message: str | None = None) -> dict[str, Any]:
+@router.post("/api/system", response_model=None, responses=answers(SystemPosted, 401, 403, 409, 413, 429, 503))
+async def system(
+    runtime: RuntimeDep, session_id: SessionId, app: SystemApp, message: str | None = None
+) -> dict[str, Any]:
+    """Makes the session if it does not exist yet: the widget posts the wallet's state before a thread's first
+    message. The answer is the message as a snapshot shows one."""
     if not message:
         raise InvalidInput("The message is missing; send text or a JSON object as the `message` query parameter.")
     app.spec.limits.check_message(message)  # stored and shown to the model like a user's message
-    return {"res": await runtime.call(session_id, "post_system", message, app=app)}
+    posted: Message = await runtime.call(session_id, "post_system", message, app=app, create=True)
+    return {"res": posted.model_dump(mode="json")}

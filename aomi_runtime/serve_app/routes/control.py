@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from ...agent.errors import InvalidInput
-from ..auth import NamedApp, RuntimeDep, VisibleApps
+from ..auth import CallerApp, ModelApp, Owner, RuntimeDep, VisibleApps
 from ..params import SessionId, check_id
 from ..schema import ModelChosen, answers
 
@@ -20,13 +20,19 @@ async def control_apps(visible: VisibleApps, public_key: str | None = None) -> l
 
 
 @router.get("/api/control/models", response_model=None, responses=answers(list[str], 401, 403, 503))
-async def control_models(app: NamedApp) -> list[str]:
-    return [m.label for m in app.spec.models]  # a keyed App's model settings are its own: NamedApp checks the key
+async def control_models(app: CallerApp) -> list[str]:
+    # Aomi's client names no App here: the models are those of the App its key opens (a keyed App's are its own).
+    return [m.label for m in app.spec.models]
 
 
 @router.post("/api/control/model", response_model=None, responses=answers(ModelChosen, 401, 403, 409, 429, 503))
 async def control_model(
-    runtime: RuntimeDep, session_id: SessionId, app: NamedApp, rig: str | None = None, client_id: str | None = None
+    runtime: RuntimeDep,
+    session_id: SessionId,
+    app: ModelApp,
+    owner: Owner,
+    rig: str | None = None,
+    client_id: str | None = None,
 ) -> dict[str, Any]:
     if not rig:
         raise InvalidInput("rig is missing; send a model label or slug from GET /api/control/models.")
@@ -36,4 +42,5 @@ async def control_model(
     if client_id is not None:
         check_id(client_id, "client_id")
     slug = await runtime.call(session_id, "set_model", rig, client_id, app=app, create=True)
-    return {"success": True, "rig": slug}
+    # `baml`: Aomi names the BAML client behind the model there; this runtime has none, so null, never a guess.
+    return {"success": True, "rig": slug, "baml": None, "created": owner is None}

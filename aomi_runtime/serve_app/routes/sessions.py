@@ -11,9 +11,9 @@ from pydantic.json_schema import SkipJsonSchema
 from ...actors.app_actors import AppActors
 from ...actors.runtime import Runtime
 from ...agent.apps import utf8_size
-from ...agent.errors import InvalidInput, SessionNotFound
+from ...agent.errors import InvalidInput
 from ...agent.records import SessionInfo
-from ..auth import NamedApp, OwnAppByPath, RuntimeDep, VisibleApps
+from ..auth import ApiKey, KeysDep, OwnAppByPath, RuntimeDep, VisibleApps, acting_app
 from ..params import SESSION_HEADER, PathId, check_session_id, json_content
 from ..schema import NOT_BLANK, SessionArchived, SessionCreated, SessionDeleted, answers
 
@@ -50,22 +50,28 @@ async def list_sessions(
 
 JSON_BODY = [Depends(json_content)]
 CREATED = answers(SessionCreated, 401, 403, 409, 415, 422, 429, 503)
-RENAMED = answers(SessionCreated, 401, 403, 404, 415, 422, 503)
+RENAMED = answers(SessionCreated, 404, 415, 422, 503)
 
 
 @router.post("/api/sessions", dependencies=JSON_BODY, response_model=None, responses=CREATED)
 async def create_session(
     runtime: RuntimeDep,
-    app: NamedApp,
+    keys: KeysDep,
+    key: ApiKey,
+    app: str | None = None,
     x_session_id: Annotated[str | None, SESSION_HEADER] = None,
     body: Annotated[CreateSession | None, Body()] = None,
 ) -> dict[str, Any]:
+    """Makes the session (in the App named, `default` if none; a keyed App's key needed), or warms a stored one in
+    its own App (the widget names no App: its id is enough)."""
     body = body or CreateSession()
     session_id = check_session_id(body.session_id or x_session_id)
+    owner = await runtime.owner(session_id)
+    actors = await acting_app(runtime, keys, session_id, owner, app, key, key_needed=False)
     for what, text in (("public_key", body.public_key), ("The title", body.title)):
         if text is not None:
             utf8_size(text, what)  # before anything is made: a lone surrogate cannot be stored
-    info = await runtime.call(session_id, "info", app=app, create=True, public_key=body.public_key)
+    info = await runtime.call(session_id, "info", app=actors, create=True, public_key=body.public_key)
     if body.title is not None:
         info = await runtime.call(session_id, "rename", body.title)
     return {"session_id": info.session_id, "title": info.title}
@@ -86,14 +92,13 @@ async def rename_session(
     return {"session_id": info.session_id, "title": info.title}
 
 
-@router.delete("/api/sessions/{session_id}", response_model=None, responses=answers(SessionDeleted, 401, 403, 404, 503))
-async def delete_session(runtime: RuntimeDep, session_id: PathId, app: OwnAppByPath) -> dict[str, Any]:
-    if not await runtime.delete(session_id, app):
-        raise SessionNotFound(f"No session {session_id!r} exists.")
-    return {"deleted": True}
+@router.delete("/api/sessions/{session_id}", response_model=None, responses=answers(SessionDeleted, 503))
+async def delete_session(runtime: RuntimeDep, session_id: PathId) -> dict[str, Any]:
+    """Idempotent: an id never stored (a thread the widget made and never chatted in) answers `deleted: false`."""
+    return {"deleted": await runtime.delete(check_session_id(session_id))}
 
 
-ARCHIVED = answers(SessionArchived, 401, 403, 404, 503)
+ARCHIVED = answers(SessionArchived, 404, 503)
 
 
 @router.post("/api/sessions/{session_id}/archive", response_model=None, responses=ARCHIVED)
