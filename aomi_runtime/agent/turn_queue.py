@@ -98,15 +98,7 @@ class TurnQueue:
         self._follow_up = queued.follow_up
         journal.event("processing_started", **({"request_id": queued.request_id} if queued.request_id else {}))
         if not queued.follow_up:
-            journal.add_message(
-                Message(
-                    id=len(journal.messages),
-                    sender="user",
-                    content=queued.content,
-                    timestamp=queued.timestamp,
-                    request_id=queued.request_id,
-                )
-            )
+            self._add_user_message(queued)
         journal.add_message(Message(id=len(journal.messages), sender="agent", is_streaming=True), announce=False)
         await journal.flush()
         self._check_open()  # closed while storing: its next holder finishes the turn's bookkeeping
@@ -180,6 +172,19 @@ class TurnQueue:
             record.is_processing = False
             await journal.flush()
 
+    def _add_user_message(self, queued: QueuedMessage, *, unanswered: bool = False) -> None:
+        journal = self._journal
+        journal.add_message(
+            Message(
+                id=len(journal.messages),
+                sender="user",
+                content=queued.content,
+                timestamp=queued.timestamp,
+                request_id=queued.request_id,
+                unanswered=unanswered,
+            )
+        )
+
     def _leave_unanswered(self) -> None:
         """Store the messages queued when the user interrupted as unanswered; each one's wait ends too."""
         journal, queue = self._journal, self._journal.record.queue
@@ -188,16 +193,7 @@ class TurnQueue:
         for q in dropped:
             if q.follow_up:
                 continue  # what it would have answered stays stored for the next turn
-            journal.add_message(
-                Message(
-                    id=len(journal.messages),
-                    sender="user",
-                    content=q.content,
-                    timestamp=q.timestamp,
-                    request_id=q.request_id,
-                    unanswered=True,
-                )
-            )
+            self._add_user_message(q, unanswered=True)
             journal.event("processing_done", **({"request_id": q.request_id} if q.request_id else {}), unanswered=True)
 
 

@@ -50,27 +50,6 @@ def types(events: list[Event]) -> list[str]:
 
 
 @pytest.fixture
-def history() -> InMemoryHistory:
-    return InMemoryHistory()
-
-
-@pytest.fixture
-async def closing() -> AsyncIterator[Callable[[LiveSession], LiveSession]]:
-    """Closes each session handed to it when the test ends, however it ends (closing twice is harmless)."""
-    opened: list[LiveSession] = []
-
-    def close_at_end(session: LiveSession) -> LiveSession:
-        opened.append(session)
-        return session
-
-    try:
-        yield close_at_end
-    finally:
-        for session in opened:
-            await session.close()
-
-
-@pytest.fixture
 async def session(
     history: InMemoryHistory, closing: Callable[[LiveSession], LiveSession]
 ) -> AsyncIterator[LiveSession]:

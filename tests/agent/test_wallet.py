@@ -69,28 +69,15 @@ def app_with(model: ScriptedModel, *extra: Tool) -> App:
 
 
 @pytest.fixture
-def history() -> InMemoryHistory:
-    return InMemoryHistory()
-
-
-@pytest.fixture
 def model() -> RecordingModel:
     return RecordingModel()
 
 
 @pytest.fixture
-async def opened() -> AsyncIterator[Callable[[LiveSession], LiveSession]]:
-    sessions: list[LiveSession] = []
-    yield lambda s: sessions.append(s) or s  # type: ignore[func-returns-value]
-    for s in sessions:
-        await s.close()
-
-
-@pytest.fixture
 async def session(
-    history: InMemoryHistory, model: RecordingModel, opened: Callable[[LiveSession], LiveSession]
+    history: InMemoryHistory, model: RecordingModel, closing: Callable[[LiveSession], LiveSession]
 ) -> LiveSession:
-    return opened(await LiveSession.create(app_with(model, waits_then_wakes), history, "w1"))
+    return closing(await LiveSession.create(app_with(model, waits_then_wakes), history, "w1"))
 
 
 async def idle(session: LiveSession) -> None:
@@ -189,14 +176,14 @@ async def test_a_signature_request_and_its_response(session: LiveSession) -> Non
 
 
 async def test_a_pending_request_survives_the_session_stopping(
-    session: LiveSession, history: InMemoryHistory, model: RecordingModel, opened: Callable[[LiveSession], LiveSession]
+    session: LiveSession, history: InMemoryHistory, model: RecordingModel, closing: Callable[[LiveSession], LiveSession]
 ) -> None:
     await session.chat(SEND)
     await idle(session)
     await session.close()
     stored = await history.load("default", "w1")
     assert stored is not None
-    again = opened(await LiveSession.restore(app_with(model, waits_then_wakes), history, stored))
+    again = closing(await LiveSession.restore(app_with(model, waits_then_wakes), history, stored))
     assert (await again.snapshot({"address": "0xme"})).user_state == {
         "address": "0xme",
         "pending_txs": {"1": {"to": "0xabc", "value": "1000", "data": "0x", "chain_id": None, "label": "Send ETH"}},
@@ -257,14 +244,14 @@ async def test_a_background_call_may_start_a_turn_and_keeps_the_session_busy(ses
 
 
 async def test_a_background_call_cut_short_by_its_session_stopping_ends_with_an_error(
-    session: LiveSession, history: InMemoryHistory, model: RecordingModel, opened: Callable[[LiveSession], LiveSession]
+    session: LiveSession, history: InMemoryHistory, model: RecordingModel, closing: Callable[[LiveSession], LiveSession]
 ) -> None:
     await session.chat("/tool waits_then_wakes")
     await events_until(session, "tool_update")
     await session.close()  # as a killed actor: the call never ended
     stored = await history.load("default", "w1")
     assert stored is not None and [b.call.name for b in stored.record.background] == ["waits_then_wakes"]
-    again = opened(await LiveSession.restore(app_with(model, waits_then_wakes), history, stored))
+    again = closing(await LiveSession.restore(app_with(model, waits_then_wakes), history, stored))
     ended = [e for e in await again.last_events(5) if e.type == "tool_complete"]
     assert ended[-1].data["result"]["error"].startswith("The background call was cut short")
     last: Message = (await again.snapshot()).messages[-1]
