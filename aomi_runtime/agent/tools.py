@@ -26,7 +26,8 @@ async def _no_progress(_: Any) -> None:
     return None
 
 
-async def _no_wallet(kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+async def no_wallet(kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where no wallet can be asked: a background call outlives the turn that could end to wait for one."""
     raise InvalidInput("This tool runs where no wallet can be asked (in the background, or outside a session).")
 
 
@@ -42,7 +43,7 @@ class ToolContext:
     app: str
     user_state: dict[str, Any] | None = None
     progress: Progress = _no_progress
-    wallet: WalletStage = _no_wallet
+    wallet: WalletStage = no_wallet
 
     async def request_transactions(self, transactions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Ask the wallet to send a batch: each `{to, value (wei), data?, chain_id?, label?}`."""

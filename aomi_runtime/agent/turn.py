@@ -6,13 +6,14 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 from .apps import App
 from .errors import InvalidInput, ModelUnavailable
 from .protocols import ModelMessage, ModelRequest, TextDelta, ToolCallRequest
 from .records import Message, ToolCall
-from .tools import Progress, ToolContext
+from .tools import Progress, ToolContext, no_wallet
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ async def _run_tool(
     given_topic = args.pop("topic", None)
     topic = given_topic if isinstance(given_topic, str) and given_topic else call.name
     tool = app.tools.get(request.name)
+    ctx = ToolContext(session_id=session_id, app=app.name, user_state=user_state, progress=progress, wallet=wallet)
     result: Any
     if tool is None:
         result = {"error": f"Unknown tool {request.name!r}; this App offers: {', '.join(app.tools.names) or 'none'}."}
@@ -181,20 +183,14 @@ async def _run_tool(
         found = tool
 
         def run(progress: Progress) -> Awaitable[Any]:
-            return found.run(
-                args, ToolContext(session_id=session_id, app=app.name, user_state=user_state, progress=progress)
-            )
+            # The same context, but progress goes out on its own, and no wallet: the turn that could wait is over.
+            return found.run(args, replace(ctx, progress=progress, wallet=no_wallet))
 
         sink.start_background(call, topic, run, tool.starts_turn)
         result = {"status": "queued", "id": call.id}
     else:
         try:
-            result = await tool.run(
-                args,
-                ToolContext(
-                    session_id=session_id, app=app.name, user_state=user_state, progress=progress, wallet=wallet
-                ),
-            )
+            result = await tool.run(args, ctx)
         except Exception as exc:  # the model sees a tool's failure as its result
             log.info("tool %s failed: %s", request.name, type(exc).__name__)
             result = {"error": f"{type(exc).__name__}: {exc}"}

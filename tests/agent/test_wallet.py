@@ -56,6 +56,12 @@ async def waits_then_wakes(args: dict[str, Any], ctx: ToolContext) -> str:
     return "woke"
 
 
+@tool(background=True)
+async def pays_later(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """A background call that asks the wallet: it cannot, its turn being over."""
+    return await ctx.request_transaction(to="0xabc", value=1)
+
+
 @pytest.fixture(autouse=True)
 async def gate() -> None:
     Gate.opened = asyncio.Event()
@@ -77,7 +83,7 @@ def model() -> RecordingModel:
 async def session(
     history: InMemoryHistory, model: RecordingModel, closing: Callable[[LiveSession], LiveSession]
 ) -> LiveSession:
-    return closing(await LiveSession.create(app_with(model, waits_then_wakes), history, "w1"))
+    return closing(await LiveSession.create(app_with(model, waits_then_wakes, pays_later), history, "w1"))
 
 
 async def idle(session: LiveSession) -> None:
@@ -183,7 +189,7 @@ async def test_a_pending_request_survives_the_session_stopping(
     await session.close()
     stored = await history.load("default", "w1")
     assert stored is not None
-    again = closing(await LiveSession.restore(app_with(model, waits_then_wakes), history, stored))
+    again = closing(await LiveSession.restore(app_with(model, waits_then_wakes, pays_later), history, stored))
     assert (await again.snapshot({"address": "0xme"})).user_state == {
         "address": "0xme",
         "pending_txs": {"1": {"to": "0xabc", "value": "1000", "data": "0x", "chain_id": None, "label": "Send ETH"}},
@@ -251,9 +257,16 @@ async def test_a_background_call_cut_short_by_its_session_stopping_ends_with_an_
     await session.close()  # as a killed actor: the call never ended
     stored = await history.load("default", "w1")
     assert stored is not None and [b.call.name for b in stored.record.background] == ["waits_then_wakes"]
-    again = closing(await LiveSession.restore(app_with(model, waits_then_wakes), history, stored))
+    again = closing(await LiveSession.restore(app_with(model, waits_then_wakes, pays_later), history, stored))
     ended = [e for e in await again.last_events(5) if e.type == "tool_complete"]
     assert ended[-1].data["result"]["error"].startswith("The background call was cut short")
     last: Message = (await again.snapshot()).messages[-1]
     assert last.sender == "system" and last.tool_result is not None and "cut short" in last.tool_result[1]
     assert again.record.background == [] and not again.is_busy
+
+
+async def test_a_background_call_cannot_ask_the_wallet(session: LiveSession) -> None:
+    await session.chat("/tool pays_later")
+    events = await events_until(session, "tool_complete")
+    assert events[-1].data["result"]["error"].startswith("InvalidInput: This tool runs where no wallet can be asked")
+    assert session.record.wallet_requests == []
