@@ -117,7 +117,7 @@ class AppSpec(BaseModel):
     public: bool = True
     models: tuple[ModelSpec, ...] = (SCRIPTED_MODEL,)
     default_model: str | None = None
-    tools: tuple[str, ...] = ("time_now", "long_task", "always_fails")
+    tools: tuple[str, ...] = ("time_now", "long_task", "always_fails", "send_eth", "sign_typed_data", "background_task")
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     limits: Limits = Field(default_factory=Limits)
 

@@ -16,6 +16,7 @@ from .errors import SessionClosed
 from .event_log import EventLog
 from .protocols import HistoryBackend
 from .records import Commit, Event, Message, StoredSession, ToolCall, utcnow
+from .wallet import staged_state
 
 
 class Journal:
@@ -41,9 +42,11 @@ class Journal:
         self._record_dirty = True
 
     def set_user_state(self, user_state: dict[str, Any] | None) -> None:
-        """Keep the user_state a client sent, if any, in place of the stored one."""
-        if user_state is not None and user_state != self.record.user_state:
-            self.record.user_state = user_state
+        """Keep the user_state a client sent, if any, in place of the stored one; the wallet requests the runtime
+        staged in it (`pending_txs`, `pending_eip712s`) are the runtime's, whatever the client sent."""
+        staged = staged_state(self.record.user_state if user_state is None else user_state, self.record.wallet_requests)
+        if staged != self.record.user_state:
+            self.record.user_state = staged
             self._record_dirty = True
 
     def event(self, type_: str, **fields: Any) -> None:
@@ -74,6 +77,16 @@ class Journal:
         self.finish_streaming()
         self.add_message(Message(id=len(self.messages), sender="agent", tool_result=(topic, text), tool_call=call))
         self.add_message(Message(id=len(self.messages), sender="agent", is_streaming=True), announce=False)
+
+    def set_tool_result(self, call_id: str, text: str) -> None:
+        """Replace the result of the tool call `call_id` (a wallet request's pending result by its outcome)."""
+        for m in reversed(self.messages):
+            if m.tool_call is not None and m.tool_call.id == call_id and m.tool_result is not None:
+                m.tool_result = (m.tool_result[0], text)
+                assert m.id is not None
+                self._dirty_messages.add(m.id)
+                self.event("message", message=m.model_dump(mode="json", exclude={"queued"}))
+                return
 
     def finish_streaming(self) -> bool:
         """End every streaming agent message and announce it; return whether there was one."""

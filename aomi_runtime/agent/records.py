@@ -43,7 +43,8 @@ class Message(BaseModel):
     """One message of a conversation, in the shape clients expect.
 
     Our additions: `id`, its place in the session (None while queued); `tool_call`, the call behind a tool
-    result; `queued`, true for a message acknowledged during a turn and waiting for its own.
+    result; `queued`, true for a message acknowledged during a turn and waiting for its own; `unanswered`, true
+    for a user message that was queued when the user interrupted, so no turn ran for it.
     """
 
     id: int | None = None
@@ -55,14 +56,42 @@ class Message(BaseModel):
     tool_call: ToolCall | None = None
     queued: bool = False
     request_id: str | None = None
+    unanswered: bool = False
 
 
 class QueuedMessage(BaseModel):
-    """A user message acknowledged while a turn was running; it gets its turn in arrival order."""
+    """A user message acknowledged while a turn was running; it gets its turn in arrival order.
+
+    A `follow_up` has no text of its own: its turn answers what arrived since (a wallet's outcome, a background
+    tool's result) and adds no user message.
+    """
 
     content: str
     timestamp: datetime = Field(default_factory=utcnow)
     request_id: str | None = None
+    follow_up: bool = False
+
+
+class WalletRequest(BaseModel):
+    """A tool's request to the user's wallet, waiting for its outcome (posted to /api/system) or answered.
+
+    `kind` is `tx` (transactions, one id each) or `eip712` (one signature); `staged` maps each id, as a string,
+    to the entry staged in the session's user_state; `outcome` is the payload posted, once answered.
+    """
+
+    kind: Literal["tx", "eip712"]
+    ids: list[int]
+    call: ToolCall
+    staged: dict[str, dict[str, Any]]
+    outcome: dict[str, Any] | None = None
+
+
+class BackgroundCall(BaseModel):
+    """A tool call running in the background; stored until it ends, so that a crash ends it with an error."""
+
+    call: ToolCall
+    topic: str
+    starts_turn: bool = False
 
 
 class Snapshot(BaseModel):
@@ -116,6 +145,9 @@ class SessionRecord(BaseModel):
     pending_system_events: list[SystemEvent] = Field(default_factory=list)
     model_notes: list[str] = Field(default_factory=list)
     queue: list[QueuedMessage] = Field(default_factory=list)
+    wallet_requests: list[WalletRequest] = Field(default_factory=list)
+    last_wallet_id: int = 0
+    background: list[BackgroundCall] = Field(default_factory=list)
 
 
 class SessionInfo(BaseModel):

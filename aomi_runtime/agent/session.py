@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from typing import Any
+from typing import Any, Literal
 
 from .apps import App, compact_json, utf8_size
+from .background import BackgroundCalls
 from .errors import InvalidInput, SessionClosed
 from .event_log import EventLog
 from .journal import Journal
@@ -33,7 +34,9 @@ from .records import (
 )
 from .streams import Streams
 from .titles import AutoTitle
+from .tools import Progress
 from .turn_queue import TurnQueue
+from .wallet import OUTCOME_TYPES, WalletDesk
 
 CUT_SHORT = (
     "The previous turn was cut short when its session stopped unexpectedly; "
@@ -69,6 +72,8 @@ class LiveSession:
         self._streams = Streams()
         self._title = AutoTitle(app, self._journal)
         self._turns = TurnQueue(app, self._journal, self, self._title, self.check_open, self._turn_ended)
+        self._wallet = WalletDesk(self._journal)
+        self._background = BackgroundCalls(self._journal, self._turns.follow_up)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -87,12 +92,14 @@ class LiveSession:
     async def restore(cls, app: App, history: HistoryBackend, stored: StoredSession) -> LiveSession:
         """The reconstructor: a stored session made live, a turn left open closed, its queue resumed."""
         session = cls(app, history, stored)
+        await session._background.end_cut_short()
         await session._turns.resume(cut_short=CUT_SHORT)
         return session
 
     async def close(self) -> None:
         """Stop the running turn and title task, store what is left, and refuse further calls."""
         self._journal.closed = True
+        await self._background.close()
         for task in (self._turns.task, self._title.task):
             if task is not None and not task.done():
                 task.cancel()
@@ -118,8 +125,9 @@ class LiveSession:
 
     @property
     def is_busy(self) -> bool:
-        """A turn or a title is being made, or a stream is watching: the session should not be evicted."""
-        return self.is_processing or self.subscribers > 0 or self._title.is_running
+        """A turn, a background call or a title is running, or a stream is watching: the session should not be
+        evicted."""
+        return self.is_processing or self.subscribers > 0 or self._title.is_running or self._background.running > 0
 
     # --- what clients call ----------------------------------------------------------------------
 
@@ -168,6 +176,7 @@ class LiveSession:
         queued = [
             Message(sender="user", content=q.content, timestamp=q.timestamp, queued=True, request_id=q.request_id)
             for q in self.record.queue
+            if not q.follow_up
         ]
         return Snapshot(
             messages=[*self.messages, *queued],
@@ -179,15 +188,21 @@ class LiveSession:
         )
 
     async def interrupt(self) -> Snapshot:
-        """Stop the running turn at once; idempotent. Messages queued behind it still get their turns."""
+        """Stop the running turn at once; idempotent. Messages queued behind it get no turn: they stay in the
+        history, marked `unanswered`."""
         self.check_open()
         await self._turns.interrupt()
         return await self.snapshot()
 
     async def post_system(self, message: str) -> Message:
         """Text becomes a `system_notice`; a JSON object is published as-is. The model sees either next turn.
-        Returns the message as a snapshot shows one (sender `system`, the text as posted), as Aomi answers it."""
+        Returns the message as a snapshot shows one (sender `system`, the text as posted), as Aomi answers it.
+
+        A wallet outcome (`wallet:tx_complete`, `wallet_eip712_response`) answers its pending request: it becomes
+        the tool call's result and starts a follow-up turn; a duplicate of an outcome taken has no effect.
+        """
         self.check_open()
+        posted = Message(sender="system", content=message)
         try:
             parsed = json.loads(message)
         except ValueError:
@@ -199,15 +214,21 @@ class LiveSession:
             if type_ in RUNTIME_EVENTS:
                 # Readers of the stream (the Python client among them) trust these to come from the runtime.
                 raise InvalidInput(f"The event type {type_!r} is the runtime's own; post it under another type.")
+            outcome = type_ in OUTCOME_TYPES
+            if outcome and not self._wallet.answer(type_, parsed.get("payload")):
+                return posted  # answered once already
             self._journal.event(type_, **{k: v for k, v in parsed.items() if k not in ("type", "session_id")})
             self.record.pending_system_events.append(inline_call(type_, parsed))
+            if outcome:
+                await self._turns.follow_up()  # stored with the outcome, in one commit
+                return posted
             self.record.model_notes.append(json.dumps(parsed, ensure_ascii=False))
         else:
             self._journal.event("system_notice", message=message)
             self.record.pending_system_events.append(system_notice(message))
             self.record.model_notes.append(message)
         await self._journal.flush()
-        return Message(sender="system", content=message)
+        return posted
 
     async def rename(self, title: str) -> None:
         """Set a title by hand; the automatic title never replaces it."""
@@ -284,8 +305,18 @@ class LiveSession:
             await self._journal.flush()
 
     async def add_tool_result(self, call: ToolCall, topic: str, text: str) -> None:
-        self._journal.add_tool_result(call, topic, text)
+        self._journal.add_tool_result(call, topic, self._wallet.result_for(call.id, text))
         await self._journal.flush()
+
+    async def stage_wallet_request(
+        self, call: ToolCall, kind: Literal["tx", "eip712"], entries: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        return await self._wallet.stage(call, kind, entries)
+
+    def start_background(
+        self, call: ToolCall, topic: str, run: Callable[[Progress], Awaitable[Any]], starts_turn: bool
+    ) -> None:
+        self._background.start(call, topic, run, starts_turn)
 
     async def emit(self, type_: str, **fields: Any) -> None:
         self._journal.event(type_, **fields)

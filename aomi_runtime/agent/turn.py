@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Any, Literal, Protocol
 
 from .apps import App
-from .errors import ModelUnavailable
+from .errors import InvalidInput, ModelUnavailable
 from .protocols import ModelMessage, ModelRequest, TextDelta, ToolCallRequest
 from .records import Message, ToolCall
-from .tools import ToolContext
+from .tools import Progress, ToolContext, no_wallet
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,16 @@ class TurnSink(Protocol):
 
     async def emit(self, type_: str, **fields: Any) -> None:
         """Append an event to the session's log."""
+
+    async def stage_wallet_request(
+        self, call: ToolCall, kind: Literal["tx", "eip712"], entries: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Stage and announce a wallet request for `call`, stored; return the pending result the model is shown."""
+
+    def start_background(
+        self, call: ToolCall, topic: str, run: Callable[[Progress], Awaitable[Any]], starts_turn: bool
+    ) -> None:
+        """Run a background tool call on after the turn, stored as running until it ends."""
 
 
 def to_model_messages(messages: Sequence[Message]) -> list[ModelMessage]:
@@ -85,7 +96,7 @@ def build_system_prompt(app: App, user_state: dict[str, Any] | None, notes: Sequ
     return "\n\n".join(parts)
 
 
-def _result_text(result: Any) -> str:
+def result_text(result: Any) -> str:
     return result if isinstance(result, str) else json.dumps(result, default=str, ensure_ascii=False)
 
 
@@ -123,11 +134,15 @@ async def run_turn(
             return
         await sink.end_text()
         request.messages.append(ModelMessage(role="assistant", content="".join(text), tool_calls=calls))
+        asked_wallet = False
         for call in calls:
-            result = await _run_tool(app, sink, call, session_id=session_id, user_state=user_state)
+            result, staged = await _run_tool(app, sink, call, session_id=session_id, user_state=user_state)
+            asked_wallet |= staged
             request.messages.append(
                 ModelMessage(role="tool", content=result, tool_call_id=call.call_id, name=call.name)
             )
+        if asked_wallet:
+            return  # no turn holds the session while a human decides: the outcome starts the next one
     raise ModelUnavailable(
         f"The model kept calling tools for more than {app.spec.limits.max_tool_rounds} rounds; the turn was stopped."
     )
@@ -135,31 +150,59 @@ async def run_turn(
 
 async def _run_tool(
     app: App, sink: TurnSink, request: ToolCallRequest, *, session_id: str, user_state: dict[str, Any] | None
-) -> str:
+) -> tuple[str, bool]:
+    """Run one call; return its result as the model sees it, and whether it asked the wallet."""
     call = ToolCall(
         id=f"tool_{uuid.uuid4().hex[:16]}", call_id=request.call_id, name=request.name, arguments=request.arguments
     )
     event = {"id": call.id, "call_id": call.call_id, "tool_name": call.name}
+    reported = staged = False
 
     async def progress(update: Any) -> None:
+        nonlocal reported
+        reported = True
         await sink.emit("tool_update", **event, result=update)
 
+    async def wallet(kind: Literal["tx", "eip712"], entries: list[dict[str, Any]]) -> dict[str, Any]:
+        nonlocal staged
+        if staged:
+            raise InvalidInput("A tool call asks the wallet once; ask for a batch of transactions instead.")
+        pending = await sink.stage_wallet_request(call, kind, entries)
+        staged = True
+        return pending
+
     args = dict(request.arguments)
-    topic = args.pop("topic", None)
+    given_topic = args.pop("topic", None)
+    topic = given_topic if isinstance(given_topic, str) and given_topic else call.name
     tool = app.tools.get(request.name)
+    ctx = ToolContext(session_id=session_id, app=app.name, user_state=user_state, progress=progress, wallet=wallet)
     result: Any
     if tool is None:
         result = {"error": f"Unknown tool {request.name!r}; this App offers: {', '.join(app.tools.names) or 'none'}."}
+    elif tool.background:
+        found = tool
+
+        def run(progress: Progress) -> Awaitable[Any]:
+            # The same context, but progress goes out on its own, and no wallet: the turn that could wait is over.
+            return found.run(args, replace(ctx, progress=progress, wallet=no_wallet))
+
+        sink.start_background(call, topic, run, tool.starts_turn)
+        result = {"status": "queued", "id": call.id}
     else:
         try:
-            result = await tool.run(
-                args, ToolContext(session_id=session_id, app=app.name, user_state=user_state, progress=progress)
-            )
+            result = await tool.run(args, ctx)
         except Exception as exc:  # the model sees a tool's failure as its result
             log.info("tool %s failed: %s", request.name, type(exc).__name__)
             result = {"error": f"{type(exc).__name__}: {exc}"}
-    text = _result_text(result)
-    # Events carry JSON: a result of another type goes out as its JSON form, as the model sees it.
-    await sink.emit("tool_complete", **event, result=result if isinstance(result, str) else json.loads(text))
-    await sink.add_tool_result(call, topic if isinstance(topic, str) and topic else call.name, text)
-    return text
+    text = result_text(result)
+    if reported:
+        # Only a call that reported progress ends with `tool_complete` (Aomi's widget shows each as a toast); a
+        # quick call's result is in its `message` event and the snapshot.
+        await sink.emit("tool_complete", **event, result=json_result(result))
+    await sink.add_tool_result(call, topic, text)
+    return text, staged
+
+
+def json_result(result: Any) -> Any:
+    """A result as events carry it: JSON, so a result of another type goes out as its JSON form."""
+    return result if isinstance(result, str) else json.loads(result_text(result))

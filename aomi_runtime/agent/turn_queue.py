@@ -48,6 +48,8 @@ class TurnQueue:
         self._check_open = check_open
         self._ended = ended  # told each finished turn's duration, in seconds
         self._interrupted = False
+        self._dropping = 0  # how many queued messages an interrupt leaves unanswered, from the queue's front
+        self._follow_up = False  # the running turn is a follow-up, with no user message of its own
         self._model_task: asyncio.Task[None] | None = None
 
     async def resume(self, *, cut_short: str) -> None:
@@ -79,32 +81,37 @@ class TurnQueue:
         else:
             await self._start(queued)
 
+    async def follow_up(self) -> None:
+        """Start a turn that answers what arrived since the last one (a wallet's outcome, a background result),
+        or queue it; one waiting follow-up answers everything that arrives before it starts. Stores what the
+        session changed with it."""
+        if any(q.follow_up for q in self._journal.record.queue):
+            await self._journal.flush()
+        else:
+            await self.submit(QueuedMessage(content="", follow_up=True))
+
     async def _start(self, queued: QueuedMessage) -> None:
         """Store `queued` as the user's message, with the empty agent message that will hold the answer, and
         start its turn."""
         journal = self._journal
         journal.record.is_processing = True
+        self._follow_up = queued.follow_up
         journal.event("processing_started", **({"request_id": queued.request_id} if queued.request_id else {}))
-        journal.add_message(
-            Message(
-                id=len(journal.messages),
-                sender="user",
-                content=queued.content,
-                timestamp=queued.timestamp,
-                request_id=queued.request_id,
-            )
-        )
+        if not queued.follow_up:
+            self._add_user_message(queued)
         journal.add_message(Message(id=len(journal.messages), sender="agent", is_streaming=True), announce=False)
         await journal.flush()
         self._check_open()  # closed while storing: its next holder finishes the turn's bookkeeping
         self.task = asyncio.create_task(self._run(), name=f"turn:{journal.record.session_id}")
 
     async def interrupt(self) -> None:
-        """Stop the running turn at once and wait for its end to be stored; idempotent."""
+        """Stop the running turn at once and wait for its end to be stored; idempotent. The messages queued
+        behind it now get no turn: they are stored as unanswered (the user stopped what they saw as the turn)."""
         if self._journal.record.is_processing:
             # Wherever the turn is (starting, in the model or a tool, storing its end), it ends interrupted: the
             # model task is cancelled if it runs, and a turn not yet started skips the model.
             self._interrupted = True
+            self._dropping = max(self._dropping, len(self._journal.record.queue))
             if self._model_task is not None:
                 self._model_task.cancel()
         turn = self.task
@@ -154,7 +161,9 @@ class TurnQueue:
         journal.finish_streaming()
         self._title.start()
         outcome = {"error": error} if error else {"interrupted": True} if interrupted else {}
-        journal.event("processing_done", **_turn_request(journal.messages), **outcome)
+        journal.event("processing_done", **({} if self._follow_up else _turn_request(journal.messages)), **outcome)
+        if interrupted:
+            self._leave_unanswered()
         self._ended(time.perf_counter() - started)
         if record.queue and not journal.closed:
             # The next queued message gets its turn as a task of its own, so an interrupt stops only this one.
@@ -162,6 +171,30 @@ class TurnQueue:
         else:
             record.is_processing = False
             await journal.flush()
+
+    def _add_user_message(self, queued: QueuedMessage, *, unanswered: bool = False) -> None:
+        journal = self._journal
+        journal.add_message(
+            Message(
+                id=len(journal.messages),
+                sender="user",
+                content=queued.content,
+                timestamp=queued.timestamp,
+                request_id=queued.request_id,
+                unanswered=unanswered,
+            )
+        )
+
+    def _leave_unanswered(self) -> None:
+        """Store the messages queued when the user interrupted as unanswered; each one's wait ends too."""
+        journal, queue = self._journal, self._journal.record.queue
+        dropped, queue[: self._dropping] = queue[: self._dropping], []
+        self._dropping = 0
+        for q in dropped:
+            if q.follow_up:
+                continue  # what it would have answered stays stored for the next turn
+            self._add_user_message(q, unanswered=True)
+            journal.event("processing_done", **({"request_id": q.request_id} if q.request_id else {}), unanswered=True)
 
 
 def _cancelling() -> bool:

@@ -40,6 +40,9 @@ class TurnProgress:
                 self._tools[str(event.data.get("id"))] = (name, "failed" if failed else "done", 1.0)
             else:
                 self._tools[str(event.data.get("id"))] = (name, *describe(result))
+        elif kind == "message" and isinstance(call := event.data.get("message", {}).get("tool_call"), dict):
+            # A quick call (no progress) has no tool events: its result message says it ran.
+            self._tools.setdefault(str(call.get("id")), (str(call.get("name", "tool")), "done", 1.0))
         elif kind != "processing_started":
             return
         self._render()

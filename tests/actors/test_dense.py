@@ -386,8 +386,8 @@ async def test_a_cpu_bound_sync_tool_does_not_stall_its_neighbours_reads_or_stre
         await state(runtime, reader)
         counting = (await state(runtime, counter))["messages"][-1]["content"]
         seen.append((time.time(), len(counting.split())))
-    (done,) = [e for e in await runtime.call(spinner, "last_events", 100) if e.type == "tool_complete"]
-    started, ended = done.data["result"]["started"], done.data["result"]["ended"]
+    (done,) = [m["tool_result"] for m in (await state(runtime, spinner))["messages"] if m["tool_result"]]
+    started, ended = json.loads(done[1])["started"], json.loads(done[1])["ended"]
     during = [count for at, count in seen if started < at < ended]
     # Reads answered while the tool ran, and the count went on meanwhile: the tool did not hold the actor.
     assert len(during) >= 2 and during[-1] > during[0], (started, ended, seen)
@@ -416,6 +416,6 @@ async def test_a_tool_that_never_returns_does_not_stop_other_sessions_of_its_act
         finally:
             fcntl.flock(held, fcntl.LOCK_UN)
     after = await idle(runtime, stuck)
-    (done,) = [e for e in await runtime.call(stuck, "last_events", 100) if e.type == "tool_complete"]
-    assert done.data["result"] == "released" and after["messages"][-1]["content"]
+    (done,) = [m["tool_result"] for m in after["messages"] if m["tool_result"]]
+    assert done[1] == "released" and after["messages"][-1]["content"]
     assert sorted(await worker.held.remote()) == sorted([stuck, failing, talking])

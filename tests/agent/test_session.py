@@ -50,27 +50,6 @@ def types(events: list[Event]) -> list[str]:
 
 
 @pytest.fixture
-def history() -> InMemoryHistory:
-    return InMemoryHistory()
-
-
-@pytest.fixture
-async def closing() -> AsyncIterator[Callable[[LiveSession], LiveSession]]:
-    """Closes each session handed to it when the test ends, however it ends (closing twice is harmless)."""
-    opened: list[LiveSession] = []
-
-    def close_at_end(session: LiveSession) -> LiveSession:
-        opened.append(session)
-        return session
-
-    try:
-        yield close_at_end
-    finally:
-        for session in opened:
-            await session.close()
-
-
-@pytest.fixture
 async def session(
     history: InMemoryHistory, closing: Callable[[LiveSession], LiveSession]
 ) -> AsyncIterator[LiveSession]:
@@ -135,9 +114,12 @@ async def test_topic_argument_names_the_tool_result(session: LiveSession) -> Non
 async def test_failing_and_unknown_tools_reach_the_model_as_errors(session: LiveSession) -> None:
     await session.chat("/tool always_fails")
     events = await events_until(session, "processing_done")
-    complete = next(e.data for e in events if e.data["type"] == "tool_complete")
-    assert complete["result"] == {"error": "RuntimeError: always_fails failed, as it always does"}
+    assert "tool_complete" not in types(events)  # a quick tool: its result is its message
     snap = await session.snapshot()
+    assert snap.messages[2].tool_result == (
+        "always_fails",
+        '{"error": "RuntimeError: always_fails failed, as it always does"}',
+    )
     assert snap.messages[-1].content.startswith("The always_fails tool failed: RuntimeError")
     assert snap.system_events == []
 
@@ -195,13 +177,32 @@ async def test_interrupt_stops_the_turn_keeps_its_text_and_is_idempotent(session
     assert (await session.snapshot()).messages[-1].content == 'You said: "still there?"'
 
 
-async def test_interrupt_leaves_queued_messages_their_turn(session: LiveSession) -> None:
+async def test_interrupt_leaves_the_messages_queued_behind_the_turn_unanswered(
+    session: LiveSession, history: InMemoryHistory
+) -> None:
     await session.chat("count to 1000")
-    await session.chat("next")
-    await session.interrupt()
-    after = (await session.last_events(1))[0].seq
-    await events_until(session, "processing_done", after=after)
-    assert (await session.snapshot()).messages[-1].content == 'You said: "next"'
+    await session.chat("next", request_id="r-next")
+    await session.chat("and then", request_id="r-then")
+    snap = await session.interrupt()
+    assert not snap.is_processing
+    assert [(m.sender, m.content, m.unanswered, m.queued) for m in snap.messages[2:]] == [
+        ("user", "next", True, False),
+        ("user", "and then", True, False),
+    ]
+    events = await session.last_events(10)
+    # each one's wait ends (the Python client waits for its request's processing_done)
+    assert [e.data for e in events if e.data.get("unanswered")] == [
+        {"type": "processing_done", "session_id": "s1", "request_id": r, "unanswered": True}
+        for r in ("r-next", "r-then")
+    ]
+    await asyncio.sleep(0.1)
+    assert not session.is_processing and session.record.queue == []  # no turn ran for them
+    stored = await history.load("default", "s1")
+    assert stored is not None and [m.unanswered for m in stored.messages] == [False, False, True, True]
+
+    await session.chat("after")  # a message sent after the interrupt gets its turn
+    await events_until(session, "processing_done", after=events[-1].seq)
+    assert (await session.snapshot()).messages[-1].content == 'You said: "after"'
 
 
 async def test_title_is_made_after_the_first_turn_and_a_manual_one_stays(session: LiveSession) -> None:

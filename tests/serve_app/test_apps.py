@@ -137,7 +137,7 @@ async def test_each_apps_model_sees_only_its_own_tools(
     assert offered("fake-gpt-research") == {"time_now", "long_task"}
     assert offered("fake-gpt-helpdesk") == {"always_fails"}
     last = (await client.get("/api/state", headers=h(default))).json()["messages"][-1]["content"]
-    assert last == "Tools: time_now, long_task, always_fails"
+    assert last == "Tools: time_now, long_task, always_fails, send_eth, sign_typed_data, background_task"
 
 
 async def test_a_remote_model_calls_a_tool_and_answers_about_it(

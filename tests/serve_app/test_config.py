@@ -29,7 +29,11 @@ def write(tmp_path: Path, text: str, name: str = "apps.yaml") -> Path:
 
 def test_the_smallest_form_is_valid(tmp_path: Path) -> None:
     default, research = load_apps(write(tmp_path, SMALLEST), {})
-    assert (default.name, default.public, default.tools) == ("default", True, ("time_now", "long_task", "always_fails"))
+    assert (default.name, default.public, default.tools) == (
+        "default",
+        True,
+        ("time_now", "long_task", "always_fails", "send_eth", "sign_typed_data", "background_task"),
+    )
     assert (research.name, research.public, research.tools) == ("research", False, ("time_now", "long_task"))
     assert [m.provider for m in research.models] == ["scripted"]
 

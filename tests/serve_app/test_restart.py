@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 import uuid
 from collections.abc import Collection
 from pathlib import Path
+from unittest.mock import ANY
 
 import httpx
 
@@ -89,6 +91,8 @@ async def test_everything_is_back_after_a_restart_and_the_stream_resumes_without
     config.write_text(CONFIG.format(base=fake_provider[1]))
     s = str(uuid.uuid4())
     h = {"X-Session-Id": s}
+    wallet = {"X-Session-Id": str(uuid.uuid4())}  # a session waiting for the user's wallet across the restart
+    send = {"message": '/tool send_eth {"to": "0xabc", "value": "5"}', "user_state": '{"theme": "dark"}'}
 
     first = Server(database_url, ray_tmp, config)
     try:
@@ -104,6 +108,8 @@ async def test_everything_is_back_after_a_restart_and_the_stream_resumes_without
             switched = await client.post("/api/control/model", params={"rig": "Fake GPT"}, headers=h)
             assert switched.json() == {"success": True, "rig": "fake-gpt", "baml": None, "created": False}
             state_before = (await client.get("/api/state", headers=h)).json()
+            await client.post("/api/chat", params=send, headers=wallet)
+            asked = (await read_until(client, wallet["X-Session-Id"], "processing_done", after=0)).seqs[-1]
         assert processes_using(ray_tmp), "the check below would prove nothing: no Ray process found by its temp dir"
     finally:
         assert first.stop() == 0, "".join(first.output)
@@ -127,6 +133,17 @@ async def test_everything_is_back_after_a_restart_and_the_stream_resumes_without
             stored_rest = [f for f in before.frames if f[0] > cut]
             assert resumed.frames[: len(stored_rest)] == stored_rest
             assert resumed.types[len(stored_rest) :][0] == "processing_started"
+            # The wallet request is still staged; its outcome, posted now, is answered by a follow-up turn.
+            staged = (await client.get("/api/state", headers=wallet)).json()["user_state"]
+            assert staged == {"theme": "dark", "pending_txs": {"1": ANY}}
+            posted = {
+                "type": "wallet:tx_complete",
+                "payload": {"txHash": "0x77", "status": "success", "pending_tx_ids": [1]},
+            }
+            assert (await client.post("/api/system", params={"message": json.dumps(posted)}, headers=wallet)).is_success
+            await read_until(client, wallet["X-Session-Id"], "processing_done", after=asked)
+            answered = (await client.get("/api/state", headers=wallet)).json()
+            assert "0x77" in answered["messages"][-1]["content"] and answered["user_state"] == {"theme": "dark"}
             final = (await client.get("/api/state", headers=h)).json()
             assert final["messages"][: len(state_before["messages"])] == state_before["messages"]
             assert final["messages"][-1]["content"] == "Echo: after the restart"  # the model chosen before

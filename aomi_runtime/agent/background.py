@@ -1,0 +1,100 @@
+"""A session's background tool calls: each runs as a task of its own after the turn that made it, is stored as
+running until it ends, and ends with a result the model is given at the next turn (an error if its session
+stopped meanwhile: never a silent loss)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from typing import Any
+
+from .errors import SessionClosed
+from .journal import Journal
+from .records import BackgroundCall, Message, ToolCall
+from .tools import Progress
+from .turn import json_result, result_text
+
+log = logging.getLogger(__name__)
+
+CUT_SHORT_RESULT = {"error": "The background call was cut short when its session stopped; run it again if needed."}
+
+
+class BackgroundCalls:
+    """The background calls of one session."""
+
+    def __init__(self, journal: Journal, follow_up: Callable[[], Awaitable[None]]) -> None:
+        self._journal = journal
+        self._follow_up = follow_up  # starts a turn that answers what arrived
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    def start(self, call: ToolCall, topic: str, run: Callable[[Progress], Awaitable[Any]], starts_turn: bool) -> None:
+        """Record the call as running (stored with the turn's next commit, which holds its queued result) and start
+        it."""
+        entry = BackgroundCall(call=call, topic=topic, starts_turn=starts_turn)
+        self._journal.record.background.append(entry)
+        self._journal.record_changed()
+        self._tasks[call.id] = asyncio.create_task(self._run(entry, run), name=f"background:{call.id}")
+
+    async def end_cut_short(self) -> None:
+        """After a restore: end each call its last process left running with an error result."""
+        for entry in list(self._journal.record.background):
+            await self._finish(entry, CUT_SHORT_RESULT, follow_up=False)
+
+    async def close(self) -> None:
+        """Stop every running call; each stays stored as running, so the next restore ends it with an error."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with suppress(asyncio.CancelledError, SessionClosed):
+                await task
+
+    async def _run(self, entry: BackgroundCall, run: Callable[[Progress], Awaitable[Any]]) -> None:
+        event = _event_fields(entry.call)
+
+        async def progress(update: Any) -> None:
+            self._journal.event("tool_update", **event, result=update)
+            await self._journal.flush()
+
+        try:
+            try:
+                result = await run(progress)
+            except asyncio.CancelledError:
+                raise  # the session is closing: the call stays stored as running
+            except Exception as exc:  # the model sees a tool's failure as its result
+                log.info("background tool %s failed: %s", entry.call.name, type(exc).__name__)
+                result = {"error": f"{type(exc).__name__}: {exc}"}
+            await self._finish(entry, result, follow_up=entry.starts_turn)
+        except SessionClosed:
+            pass  # closed while storing: the call is still stored as running, and its next restore ends it
+        finally:
+            self._tasks.pop(entry.call.id, None)
+
+    async def _finish(self, entry: BackgroundCall, result: Any, *, follow_up: bool) -> None:
+        """Store the call's end: `tool_complete`, and its result as a system message the model reads next turn."""
+        journal = self._journal
+        text = result_text(result)
+        journal.record.background.remove(entry)
+        journal.record_changed()
+        journal.event("tool_complete", **_event_fields(entry.call), result=json_result(result))
+        journal.add_message(
+            Message(
+                id=len(journal.messages),
+                sender="system",
+                content=f"The background call {entry.call.id} of the {entry.call.name} tool ended: {text}",
+                tool_result=(entry.topic, text),
+            )
+        )
+        await journal.flush()
+        if follow_up:
+            await self._follow_up()
+
+
+def _event_fields(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "call_id": call.call_id, "tool_name": call.name}
