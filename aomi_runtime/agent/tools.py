@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import InvalidInput
 from .protocols import ToolSpec
+from .secrets import ClientSecrets
 
 Progress = Callable[[Any], Awaitable[None]]
 
@@ -32,6 +33,15 @@ class ToolContext:
     app: str
     user_state: dict[str, Any] | None = None
     progress: Progress = _no_progress
+    secrets: ClientSecrets | None = None  # the session's own client's, if it is bound to one
+
+    async def secret(self, name: str) -> str:
+        """The value of a secret the session's client set (`POST /api/secrets`). Raises `InvalidInput` if the
+        session has no client, or its client no secret of that name: another client's is never read."""
+        value = await self.secrets.get(name) if self.secrets is not None else None
+        if value is None:
+            raise InvalidInput(f"No secret {name!r}: the session's client has not set it (POST /api/secrets).")
+        return value
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,10 @@ async def _run_tool(
     else:
         try:
             result = await tool.run(
-                args, ToolContext(session_id=session_id, app=app.name, user_state=user_state, progress=progress)
+                args,
+                ToolContext(
+                    session_id=session_id, app=app.name, user_state=user_state, progress=progress, secrets=app.client
+                ),
             )
         except Exception as exc:  # the model sees a tool's failure as its result
             log.info("tool %s failed: %s", request.name, type(exc).__name__)

@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import chat, control, ops, sessions, streams
+from . import chat, control, ops, provider_keys, secrets, sessions, streams
 
-ROUTERS: tuple[APIRouter, ...] = (ops.router, chat.router, streams.router, sessions.router, control.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    ops.router,
+    chat.router,
+    streams.router,
+    sessions.router,
+    control.router,
+    provider_keys.router,
+    secrets.router,
+)
