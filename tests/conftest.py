@@ -101,7 +101,7 @@ def shared_apps(provider_url: str) -> tuple[object, ...]:
 
     scripted = ModelSpec(label="Scripted", slug="scripted", options={"count_pause": 0.05})
     return (
-        AppSpec(name="default"),
+        AppSpec(name="default", simulator="demo"),
         AppSpec(
             name="research",
             public=False,

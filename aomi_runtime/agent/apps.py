@@ -138,6 +138,9 @@ class AppSpec(BaseModel):
     tools: tuple[str, ...] = ("time_now", "long_task", "always_fails")
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     limits: Limits = Field(default_factory=Limits)
+    # What answers POST /api/simulate: `demo` (offline, deterministic) or an import path `package.module:name`
+    # (agent/simulation.py). None: the App simulates nothing, and the route answers 501.
+    simulator: str | None = Field(None, pattern=r"^(demo|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
 
     @field_validator("name")
     @classmethod
@@ -170,7 +173,7 @@ class AppSpec(BaseModel):
         return next((m for m in self.models if label_or_slug in (m.slug, m.label)), None)
 
 
-DEFAULT_APP_SPEC = AppSpec(name=DEFAULT_APP)
+DEFAULT_APP_SPEC = AppSpec(name=DEFAULT_APP, simulator="demo")
 
 
 @dataclass

@@ -95,6 +95,7 @@ WHY: dict[int, str] = {
     429: "A limit is reached: the App holds its limits.max_sessions (a new session), or the session has its "
     "AOMI_MAX_STREAMS_PER_SESSION streams open (a new stream).",
     500: "An internal error; it was logged.",
+    501: "The App offers no such feature: it names no simulator.",
     503: "The session's process stopped, no node had room for it, or the history database failed; nothing was "
     "lost, try again.",
 }

@@ -428,6 +428,7 @@ JSON_CT = {"Content-Type": "application/json"}
         ("PATCH", "/api/sessions/{s}"),
         ("POST", "/api/secrets"),
         ("POST", "/api/control/provider-keys"),
+        ("POST", "/api/simulate"),
     ],
 )
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import chat, control, ops, provider_keys, secrets, sessions, streams
+from . import chat, control, ops, provider_keys, secrets, sessions, simulate, streams
 
 ROUTERS: tuple[APIRouter, ...] = (
     ops.router,
@@ -15,4 +15,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     control.router,
     provider_keys.router,
     secrets.router,
+    simulate.router,
 )
