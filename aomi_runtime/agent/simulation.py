@@ -8,7 +8,6 @@ Tenderly) and runs the batch there; the demo computes the same answer from the i
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 from collections.abc import Awaitable, Callable
 from functools import cache
@@ -17,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import InvalidInput
+from .imports import import_named
 
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"
 HEX_DATA = r"^0x([0-9a-fA-F]{2})*$"
@@ -123,13 +123,7 @@ def resolve_simulator(path: str) -> Simulator:
     """The simulator an App names: built in by name, else imported once per process (`package.module:name`)."""
     if path in BUILT_IN:
         return BUILT_IN[path]
-    module_name, _, attribute = path.partition(":")
-    if not attribute:
-        raise InvalidInput(f"Unknown simulator {path!r}: not a built-in one, nor an import path 'package.module:name'.")
-    try:
-        found = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidInput(f"Cannot import simulator {path!r}: {exc}") from exc
+    found = import_named(path, "simulator")
     if not callable(found):
         raise InvalidInput(f"{path!r} is a {type(found).__name__}, not a function.")
     simulator: Simulator = found

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidInput
+from .imports import import_named
 from .protocols import ToolSpec
 from .secrets import ClientSecrets
 
@@ -110,13 +110,7 @@ class ToolRegistry:
 
 
 def _import_tool(path: str) -> Tool:
-    module_name, _, attribute = path.partition(":")
-    if not attribute:
-        raise InvalidInput(f"Unknown tool {path!r}: not a built-in tool, nor an import path 'package.module:name'.")
-    try:
-        found = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidInput(f"Cannot import tool {path!r}: {exc}") from exc
+    found = import_named(path, "tool")
     if not isinstance(found, Tool):
         raise InvalidInput(f"{path!r} is a {type(found).__name__}, not a Tool; decorate it with @tool.")
     return found
