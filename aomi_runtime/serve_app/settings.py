@@ -27,7 +27,8 @@ DEFAULT_STREAM_MAX_BYTES = 4 << 20  # live events one stream carries before it e
 class Settings(BaseSettings):
     """Everything the runtime is started with. Environment: `AOMI_DATABASE_URL`, `AOMI_PORT`, ..."""
 
-    model_config = SettingsConfigDict(env_prefix="AOMI_", extra="forbid")
+    # Errors name the setting and what is wrong, never the value sent: it may be a key or a database password.
+    model_config = SettingsConfigDict(env_prefix="AOMI_", extra="forbid", hide_input_in_errors=True)
 
     database_url: str = DEFAULT_DATABASE_URL
     host: str = DEFAULT_HOST

@@ -93,3 +93,16 @@ def test_a_key_that_is_not_32_bytes_is_refused_without_its_value(value: str) -> 
     with pytest.raises(ConfigError, match="AOMI_SECRETS_KEY") as refused:
         parse_key(SecretStr(value))
     assert not value or value not in str(refused.value)
+
+
+def test_a_bad_secrets_key_in_the_environment_stops_the_start_without_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aomi_runtime.serve_app.settings import Settings
+
+    monkeypatch.setenv("AOMI_SECRETS_KEY", "my-plain-secret-value")
+    with pytest.raises(ValueError, match="AOMI_SECRETS_KEY must be 32 random bytes") as refused:
+        Settings()
+    assert "my-plain-secret-value" not in str(refused.value)
+    monkeypatch.setenv("AOMI_SECRETS_KEY", str(new_key().get_secret_value()))
+    assert Settings().secrets_key is not None
