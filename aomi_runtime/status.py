@@ -18,6 +18,7 @@ STATUS: dict[type[AomiError], int] = {
     errors.StorageError: 503,
     errors.NoCapacity: 503,
     errors.LimitReached: 429,
+    errors.NotConfigured: 501,
 }
 
 

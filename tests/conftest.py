@@ -101,26 +101,35 @@ def shared_apps(provider_url: str) -> tuple[object, ...]:
 
     scripted = ModelSpec(label="Scripted", slug="scripted", options={"count_pause": 0.05})
     return (
-        AppSpec(name="default"),
+        AppSpec(name="default", simulator="demo"),
         AppSpec(
             name="research",
             public=False,
             tools=("time_now", "long_task"),
             models=(remote("openai", "research"), scripted),
         ),
-        AppSpec(name="billing", public=False, tools=("time_now",), limits=Limits(max_message_bytes=SMALL_LIMIT)),
+        AppSpec(
+            name="billing",
+            public=False,
+            tools=("time_now", SECRET_TOOL),
+            limits=Limits(max_message_bytes=SMALL_LIMIT),
+        ),
         AppSpec(
             name="helpdesk",
             tools=("always_fails",),
             models=(
-                remote("openai", "helpdesk", timeout_seconds=1.5, max_retries=1),
-                remote("anthropic", "helpdesk", timeout_seconds=1.5, max_retries=1),
+                # The fake provider stands for the providers' own APIs: a client's own key may be sent to it.
+                remote("openai", "helpdesk", timeout_seconds=1.5, max_retries=1, client_keys="openai"),
+                remote("anthropic", "helpdesk", timeout_seconds=1.5, max_retries=1, client_keys="anthropic"),
             ),
         ),
     )
 
 
 FAKE_KEY_ENV = "AOMI_TEST_FAKE_PROVIDER_KEY"
+SECRET_TOOL = "tests.serve_app.secret_tools:secret_digest"  # billing's: reads a client secret
+# The shared runtime seals client secrets with a key: they are in its SQLite file, encrypted (test_secrets.py).
+SECRETS_KEY = "ZGlmZmVyZW50LWtleS1mb3ItdGVzdHMtb25seS0zMmI="
 SMALL_LIMIT = 4096  # billing's max_message_bytes
 
 
@@ -137,6 +146,7 @@ def runtime_settings(tmp_path_factory: pytest.TempPathFactory, fake_provider: tu
         keepalive_seconds=1,
         key_cache_seconds=0.5,
         apps=shared_apps(fake_provider[1]),
+        secrets_key=SECRETS_KEY,
     )
 
 

@@ -37,6 +37,7 @@ from tests.conftest import free_port
 class FakeProvider:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.keys: list[tuple[str, str]] = []  # (the last user message, the API key it was sent with), in order
         self._tries: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.app = Starlette(
@@ -73,8 +74,13 @@ class FakeProvider:
 
     async def _record(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = await request.json()
+        # OpenAI's SDK sends the key as a bearer token, Anthropic's in x-api-key.
+        key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        last = users[-1]["content"] if users else ""
         with self._lock:
             self.requests.append(body)
+            self.keys.append((last if isinstance(last, str) else str(last), key))
         return body
 
     # --- OpenAI ----------------------------------------------------------------------------------

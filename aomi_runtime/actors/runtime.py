@@ -43,9 +43,12 @@ class Runtime:
         namespace: str = DEFAULT_NAMESPACE,
         model_keys: Mapping[str, SecretStr] | None = None,
         placement: SessionPlacement | None = None,
+        secrets_key: SecretStr | None = None,
     ) -> None:
         self.apps = {
-            s.name: AppActors.start(s, database_url, app_namespace(namespace, s.name), model_keys or {}, placement)
+            s.name: AppActors.start(
+                s, database_url, app_namespace(namespace, s.name), model_keys or {}, placement, secrets_key
+            )
             for s in specs
         }
         self._handles: OrderedDict[str, _Found] = OrderedDict()

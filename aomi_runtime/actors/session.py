@@ -14,6 +14,7 @@ milliseconds. A caller holding a handle from before a session left gets `Session
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Mapping
@@ -44,7 +45,7 @@ def assemble_app(spec: AppSpec, model_keys: Mapping[str, SecretStr]) -> App:
         m.slug: load_model(m, key.get_secret_value() if (key := model_keys.get(m.api_key_env or "")) else None)
         for m in spec.models
     }
-    return App(spec=spec, providers=providers, tools=spec.tool_registry)
+    return App(spec=spec, providers=providers, tools=spec.tool_registry, make_provider=load_model)
 
 
 def private_bytes() -> int:
@@ -72,8 +73,8 @@ class SessionActor:
         capacity: int = 1,
     ) -> None:
         configure_logging()
-        self._app = assemble_app(spec, model_keys)
         self._history = StoreClient(store)
+        self._app = dataclasses.replace(assemble_app(spec, model_keys), secrets=self._history)
         self._directory = directory
         self._capacity = capacity
         self._sessions: dict[str, LiveSession] = {}

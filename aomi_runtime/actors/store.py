@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import ray
+from pydantic import SecretStr
 
 from ..agent.errors import AppMismatch
 from ..agent.logs import configure_logging
@@ -16,6 +17,7 @@ from ..agent.records import Commit, Event, SessionRecord
 from ..agent.stats import SIZE_BUCKETS, Histogram
 from ..backends.history import GroupCommit, open_history
 from ..backends.keys import SqlKeys
+from ..backends.secrets import SecretInfo, SqlSecrets
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -23,11 +25,13 @@ class HistoryStore:
     """A `HistoryBackend` behind an actor, bound to one App. Its writes are idempotent, so Ray may retry
     them after a restart (`max_task_retries=-1`) without duplicating anything."""
 
-    def __init__(self, app: str, url: str) -> None:
+    def __init__(self, app: str, url: str, secrets_key: SecretStr | None = None) -> None:
         configure_logging()
         self._app = app
         self._backend = open_history(url)
         self._keys = SqlKeys.from_url(url)
+        # Every replica and session actor of the App reaches the same secrets here, in memory without a key.
+        self._secrets = SqlSecrets.open(url, secrets_key)
         self._write_seconds = Histogram()
         self._batch_sizes = Histogram(SIZE_BUCKETS)
         self._commits_per_transaction = Histogram(SIZE_BUCKETS)
@@ -104,6 +108,21 @@ class HistoryStore:
         """Whether `key` is a live key of this store's App."""
         return await self._keys.check(self._app, key)
 
+    # --- client secrets: of this store's App only, per client ---------------------------------------------------
+
+    async def put_secrets(self, client_id: str, values: dict[str, str], label: str = "") -> None:
+        await self._secrets.put(self._app, client_id, values, label)
+
+    async def secret(self, client_id: str, name: str) -> str | None:
+        return await self._secrets.get(self._app, client_id, name)
+
+    async def describe_secrets(self, client_id: str, prefix: str = "") -> builtins.list[SecretInfo]:
+        return await self._secrets.describe(self._app, client_id, prefix)
+
+    async def delete_secrets(self, client_id: str, name: str | None = None) -> int:
+        return await self._secrets.delete(self._app, client_id, name)
+
     async def close(self) -> None:
         await self._backend.close()
         await self._keys.close()
+        await self._secrets.close()

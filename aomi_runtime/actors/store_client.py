@@ -13,7 +13,8 @@ from ..agent.records import Commit, Event, SessionRecord, StoredSession
 
 
 class StoreClient:
-    """The `HistoryBackend` a session actor sees: each call goes to the App's store actor."""
+    """The `HistoryBackend` a session actor sees: each call goes to the App's store actor. Also the App's
+    `SecretSource`: the store holds its clients' secrets."""
 
     def __init__(self, store: Any) -> None:
         # A Ray actor handle: its calls return Any, so each method below names the type the store returns.
@@ -63,3 +64,7 @@ class StoreClient:
     async def count(self, app: str) -> int:
         stored: int = await self._store.count.remote(app)
         return stored
+
+    async def secret(self, client_id: str, name: str) -> str | None:
+        value: str | None = await self._store.secret.remote(client_id, name)
+        return value

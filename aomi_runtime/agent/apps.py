@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -15,6 +17,7 @@ from .demo_tools import DEMO_TOOLS
 from .errors import InvalidInput, MessageTooLarge, ModelUnavailable
 from .logs import log_failure
 from .protocols import ModelProvider
+from .secrets import ClientKeyProvider, ClientSecrets, SecretSource
 from .tools import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,10 @@ class ModelSpec(BaseModel):
     `provider` is `scripted` (offline), `openai` (any OpenAI-compatible chat completions API: OpenAI, vLLM,
     Ollama, LiteLLM, ...) or `anthropic` (the Messages API). The key is read from the environment variable
     `api_key_env`, never from the file. `options` go to the provider (for example `temperature`).
+
+    `client_keys` names the provider whose key a client may bring (`PROVIDER_KEY:<provider>`), which then replaces
+    the operator's for that client's sessions; `none` refuses them. Unset, it is the provider whose own API the
+    model calls (no `base_url`, or OpenRouter's): a client's key is never sent to another host unless said here.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,6 +51,17 @@ class ModelSpec(BaseModel):
     timeout_seconds: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
     options: dict[str, Any] = Field(default_factory=dict)
+    client_keys: ClientKeyProvider | Literal["none"] | None = None
+
+    @property
+    def client_key_provider(self) -> ClientKeyProvider | None:
+        """The provider whose client-set key this model is called with, if any (`client_keys`)."""
+        if self.client_keys is not None:
+            return None if self.client_keys == "none" else self.client_keys
+        host = urlsplit(self.base_url).hostname if self.base_url else None
+        if self.provider == "openai":
+            return "openai" if host is None else "openrouter" if host == "openrouter.ai" else None
+        return "anthropic" if self.provider == "anthropic" and host is None else None
 
 
 class Limits(BaseModel):
@@ -120,6 +138,9 @@ class AppSpec(BaseModel):
     tools: tuple[str, ...] = ("time_now", "long_task", "always_fails", "send_eth", "sign_typed_data", "background_task")
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     limits: Limits = Field(default_factory=Limits)
+    # What answers POST /api/simulate: `demo` (offline, deterministic) or an import path `package.module:name`
+    # (agent/simulation.py). None: the App simulates nothing, and the route answers 501.
+    simulator: str | None = Field(None, pattern=r"^(demo|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
 
     @field_validator("name")
     @classmethod
@@ -152,7 +173,7 @@ class AppSpec(BaseModel):
         return next((m for m in self.models if label_or_slug in (m.slug, m.label)), None)
 
 
-DEFAULT_APP_SPEC = AppSpec(name=DEFAULT_APP)
+DEFAULT_APP_SPEC = AppSpec(name=DEFAULT_APP, simulator="demo")
 
 
 @dataclass
@@ -162,6 +183,9 @@ class App:
     spec: AppSpec
     providers: dict[str, ModelProvider]
     tools: ToolRegistry = field(default_factory=ToolRegistry)
+    secrets: SecretSource | None = None  # the App's client secrets (its store), where sessions run
+    make_provider: Callable[[ModelSpec, str | None], ModelProvider] | None = None  # builds one for a client's key
+    client: ClientSecrets | None = None  # set for a turn of a session bound to a client (`secrets.for_client`)
 
     @property
     def name(self) -> str:

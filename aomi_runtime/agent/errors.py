@@ -12,6 +12,7 @@
     ├── StorageError          the history backend could not store or read
     ├── NoCapacity            no node had room for another live session in time
     ├── LimitReached          a limit the operator set for the App (sessions it holds, streams on a session)
+    ├── NotConfigured         the App offers no such feature (no simulator)
     ├── ServerError           an error answer the client has no class of its own for (carries `status`)
     ├── ConfigError           the configuration cannot be used (also a ValueError)
     └── DeploymentError       the runtime cannot be started or reached where asked (also a RuntimeError)
@@ -84,6 +85,10 @@ class NoCapacity(AomiError):
 class LimitReached(AomiError):
     """A limit the operator set was reached (the sessions an App holds, the streams open on a session); the
     message names it, and what frees room."""
+
+
+class NotConfigured(AomiError):
+    """The App does not offer what was asked (a transaction simulator); the message says what to configure."""
 
 
 class ServerError(AomiError):

@@ -11,6 +11,7 @@ from .journal import Journal
 from .logs import fingerprint, log_failure
 from .protocols import ModelProvider, ModelRequest, TextDelta
 from .records import DEFAULT_TITLE, Message
+from .secrets import for_client
 from .turn import to_model_messages
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ class AutoTitle:
     async def _make(self) -> None:
         journal, record = self._journal, self._journal.record
         try:
-            title = await generate_title(self._app.provider(record.model), journal.messages)
+            async with for_client(self._app, record) as app:  # the client's own key, if it set one
+                title = await generate_title(app.provider(record.model), journal.messages)
         except Exception as exc:  # a title is a nicety: a failing model must not break the session
             log_failure(log, f"title of session {fingerprint(record.session_id)}", exc, logging.WARNING)
             return

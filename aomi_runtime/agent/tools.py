@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import InvalidInput
+from .imports import import_named
 from .protocols import ToolSpec
+from .secrets import ClientSecrets
 
 Progress = Callable[[Any], Awaitable[None]]
 WalletStage = Callable[[Literal["tx", "eip712"], list[dict[str, Any]]], Awaitable[dict[str, Any]]]
@@ -44,6 +45,15 @@ class ToolContext:
     user_state: dict[str, Any] | None = None
     progress: Progress = _no_progress
     wallet: WalletStage = no_wallet
+    secrets: ClientSecrets | None = None  # the session's own client's, if it is bound to one
+
+    async def secret(self, name: str) -> str:
+        """The value of a secret the session's client set (`POST /api/secrets`). Raises `InvalidInput` if the
+        session has no client, or its client no secret of that name: another client's is never read."""
+        value = await self.secrets.get(name) if self.secrets is not None else None
+        if value is None:
+            raise InvalidInput(f"No secret {name!r}: the session's client has not set it (POST /api/secrets).")
+        return value
 
     async def request_transactions(self, transactions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Ask the wallet to send a batch: each `{to, value (wei), data?, chain_id?, label?}`."""
@@ -148,13 +158,7 @@ class ToolRegistry:
 
 
 def _import_tool(path: str) -> Tool:
-    module_name, _, attribute = path.partition(":")
-    if not attribute:
-        raise InvalidInput(f"Unknown tool {path!r}: not a built-in tool, nor an import path 'package.module:name'.")
-    try:
-        found = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidInput(f"Cannot import tool {path!r}: {exc}") from exc
+    found = import_named(path, "tool")
     if not isinstance(found, Tool):
         raise InvalidInput(f"{path!r} is a {type(found).__name__}, not a Tool; decorate it with @tool.")
     return found

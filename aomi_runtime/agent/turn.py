@@ -175,7 +175,14 @@ async def _run_tool(
     given_topic = args.pop("topic", None)
     topic = given_topic if isinstance(given_topic, str) and given_topic else call.name
     tool = app.tools.get(request.name)
-    ctx = ToolContext(session_id=session_id, app=app.name, user_state=user_state, progress=progress, wallet=wallet)
+    ctx = ToolContext(
+        session_id=session_id,
+        app=app.name,
+        user_state=user_state,
+        progress=progress,
+        wallet=wallet,
+        secrets=app.client,
+    )
     result: Any
     if tool is None:
         result = {"error": f"Unknown tool {request.name!r}; this App offers: {', '.join(app.tools.names) or 'none'}."}

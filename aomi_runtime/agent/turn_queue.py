@@ -13,6 +13,7 @@ from .errors import AomiError
 from .journal import Journal
 from .logs import fingerprint, log_failure
 from .records import INTERRUPTION, Message, QueuedMessage, system_error
+from .secrets import for_client
 from .titles import AutoTitle
 from .turn import TurnSink, run_turn
 
@@ -118,6 +119,19 @@ class TurnQueue:
         if turn is not None and not turn.done():
             await asyncio.shield(turn)
 
+    async def _answer(self, history: list[Message], notes: list[str]) -> None:
+        record = self._journal.record
+        async with for_client(self._app, record) as app:  # the client's secrets and own provider key, if any
+            await run_turn(
+                app,
+                self._sink,
+                session_id=record.session_id,
+                history=history,
+                model=record.model,
+                user_state=record.user_state,
+                notes=notes,
+            )
+
     def _interrupt_asked(self) -> bool:
         # Read through a call: `interrupt` sets the flag while `_run` awaits, which a narrowed read would not see.
         return self._interrupted
@@ -130,17 +144,7 @@ class TurnQueue:
         # The model and tools run as a task of their own, so that an interrupt cancels them and not the
         # bookkeeping below; an interrupt that comes before they start means they never do.
         if not self._interrupted:
-            self._model_task = asyncio.create_task(
-                run_turn(
-                    self._app,
-                    self._sink,
-                    session_id=record.session_id,
-                    history=journal.messages[:],
-                    model=record.model,
-                    user_state=record.user_state,
-                    notes=notes,
-                )
-            )
+            self._model_task = asyncio.create_task(self._answer(journal.messages[:], notes))
             try:
                 await self._model_task
             except asyncio.CancelledError:

@@ -37,6 +37,29 @@ class SessionDeleted(BaseModel):
     deleted: bool
 
 
+class SecretHandles(BaseModel):
+    handles: dict[str, str] = Field(description='Each name sent, with the handle "$SECRET:<name>" that stands for it.')
+
+
+class SecretsCleared(BaseModel):
+    cleared: int = Field(description="How many secrets the client had.")
+
+
+class ProviderKey(BaseModel):
+    provider: str
+    key_prefix: str = Field(description="A few characters of the key, never more than a quarter of it.")
+    label: str
+    is_active: bool = Field(description="Whether the session's model is called with this key.")
+
+
+class ProviderKeys(BaseModel):
+    provider_keys: list[ProviderKey]
+
+
+class ProviderKeySet(BaseModel):
+    key: ProviderKey
+
+
 class ModelChosen(BaseModel):
     success: bool
     rig: str = Field(description="The slug of the model later turns use.")
@@ -74,6 +97,7 @@ WHY: dict[int, str] = {
     429: "A limit is reached: the App holds its limits.max_sessions (a new session), or the session has its "
     "AOMI_MAX_STREAMS_PER_SESSION streams open (a new stream).",
     500: "An internal error; it was logged.",
+    501: "The App offers no such feature: it names no simulator.",
     503: "The session's process stopped, no node had room for it, or the history database failed; nothing was "
     "lost, try again.",
 }
@@ -117,7 +141,10 @@ REQUIRED: dict[tuple[str, str], set[str]] = {
     ("/api/system", "post"): {"message"},
     ("/api/sessions", "get"): {"public_key"},
     ("/api/control/model", "post"): {"rig"},
+    ("/api/secrets", "delete"): {"client_id"},
+    ("/api/secrets/{name}", "delete"): {"client_id"},
 }
+IDS = ("request_id", "client_id")  # written like a session id
 NOT_BLANK = {"pattern": r"\S"}  # text that is not only whitespace
 
 
@@ -143,10 +170,10 @@ def describe(api: FastAPI, app_names: list[str]) -> None:
                             parameter["schema"] = required_string(parameter["schema"])
                         if name in ("app", "namespace"):
                             parameter["schema"] = {"anyOf": [{"type": "string", "enum": app_names}, {"type": "null"}]}
-                        if name == "message" or name == "request_id":
+                        if name == "message" or name in IDS:
                             parameter["schema"].update(NOT_BLANK if name == "message" else SESSION_ID_SCHEMA)
-            rename = schema["paths"]["/api/sessions/{session_id}"]["patch"]["requestBody"]
-            rename["required"] = True
+            for path, method in (("/api/sessions/{session_id}", "patch"), ("/api/secrets", "post")):
+                schema["paths"][path][method]["requestBody"]["required"] = True
             api.openapi_schema = schema
         return api.openapi_schema
 

@@ -12,6 +12,7 @@ from ..actors.app_actors import DEFAULT_NAMESPACE
 from ..actors.placement import DEFAULT_PLACEMENT_SECONDS, SessionPlacement
 from ..actors.runtime import Runtime
 from ..agent.apps import DEFAULT_APP_SPEC, AppSpec
+from ..backends.secrets import parse_key
 from .config import load_apps
 
 DEFAULT_DATABASE_URL = "sqlite:///aomi.db"
@@ -26,7 +27,8 @@ DEFAULT_STREAM_MAX_BYTES = 4 << 20  # live events one stream carries before it e
 class Settings(BaseSettings):
     """Everything the runtime is started with. Environment: `AOMI_DATABASE_URL`, `AOMI_PORT`, ..."""
 
-    model_config = SettingsConfigDict(env_prefix="AOMI_", extra="forbid")
+    # Errors name the setting and what is wrong, never the value sent: it may be a key or a database password.
+    model_config = SettingsConfigDict(env_prefix="AOMI_", extra="forbid", hide_input_in_errors=True)
 
     database_url: str = DEFAULT_DATABASE_URL
     host: str = DEFAULT_HOST
@@ -41,6 +43,9 @@ class Settings(BaseSettings):
     config: Path | None = None
     apps: tuple[AppSpec, ...] = (DEFAULT_APP_SPEC,)
     model_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    # Seals clients' secrets (POST /api/secrets, provider keys) in the database: 32 random bytes, URL-safe base64.
+    # Unset, each App's store holds them in memory only, lost when it restarts (SECURITY.md).
+    secrets_key: SecretStr | None = None
     # On an autoscaling cluster: the custom resource each session actor asks for, as JSON in the environment
     # (`AOMI_SESSION_RESOURCES='{"aomi_session": 1}'`), which nodes declare as their session slots. Empty: no ask.
     session_resources: dict[str, float] = Field(default_factory=dict)
@@ -80,6 +85,13 @@ class Settings(BaseSettings):
                 return prefix + str(Path(url[len(prefix) :]).resolve())
         return url
 
+    @field_validator("secrets_key")
+    @classmethod
+    def _a_secrets_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None:
+            parse_key(key)  # refused where the runtime starts, not in each store
+        return key
+
     @field_validator("session_resources")
     @classmethod
     def _custom_resources(cls, resources: dict[str, float]) -> dict[str, float]:
@@ -92,4 +104,4 @@ class Settings(BaseSettings):
 
     def runtime(self) -> Runtime:
         """The runtime these settings describe: its Apps' actors found, or started if none run yet."""
-        return Runtime(self.apps, self.database_url, self.namespace, self.model_keys, self.placement)
+        return Runtime(self.apps, self.database_url, self.namespace, self.model_keys, self.placement, self.secrets_key)

@@ -38,6 +38,9 @@ HEADER_ROUTES: list[tuple[str, str, dict[str, str]]] = [
     ("POST", "/api/system", {"message": "hi"}),
     ("POST", "/api/control/model", {"rig": "scripted"}),
     ("POST", "/api/sessions", {}),
+    ("GET", "/api/control/provider-keys", {}),
+    ("POST", "/api/control/provider-keys", {}),
+    ("DELETE", "/api/control/provider-keys/openai", {}),
 ]
 # Routes that take it in the path: (method, suffix after /api/sessions/{id}).
 PATH_ROUTES: list[tuple[str, str]] = [
@@ -419,7 +422,14 @@ JSON_CT = {"Content-Type": "application/json"}
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/api/chat"), ("POST", "/api/sessions"), ("PATCH", "/api/sessions/{s}")],
+    [
+        ("POST", "/api/chat"),
+        ("POST", "/api/sessions"),
+        ("PATCH", "/api/sessions/{s}"),
+        ("POST", "/api/secrets"),
+        ("POST", "/api/control/provider-keys"),
+        ("POST", "/api/simulate"),
+    ],
 )
 @pytest.mark.parametrize(
     ("content", "headers", "status", "word"),
@@ -469,6 +479,42 @@ async def test_json_of_the_wrong_shape_is_refused(
     assert_error(r, status)
     assert (await client.get(f"/api/sessions/{s}")).json()["title"] == "Kept"
     assert (await client.get("/api/state", headers=h(fresh))).json() == EMPTY
+
+
+# --- client secrets -----------------------------------------------------------------------------------------------
+
+CLIENT = "c-0123"
+BAD_SECRETS: list[tuple[str, str, dict[str, str], object, int, str]] = [
+    ("POST", "/api/secrets", {}, {"secrets": {"A": "b"}}, 400, "client_id"),
+    ("POST", "/api/secrets", {}, {"client_id": CLIENT}, 400, "secrets"),
+    ("POST", "/api/secrets", {}, {"client_id": CLIENT, "secrets": {}}, 400, "secrets"),
+    ("POST", "/api/secrets", {}, {"client_id": "a b", "secrets": {"A": "b"}}, 400, "client_id"),
+    ("POST", "/api/secrets", {}, {"client_id": CLIENT, "secrets": {"A B": "b"}}, 400, "name"),
+    ("POST", "/api/secrets", {}, {"client_id": CLIENT, "secrets": {"N" * 129: "b"}}, 400, "name"),
+    ("POST", "/api/secrets", {}, {"client_id": CLIENT, "secrets": {"A": ""}}, 422, "secrets"),
+    ("POST", "/api/secrets", {}, {"client_id": CLIENT, "secrets": {"A": "x" * 8193}}, 422, "secrets"),
+    ("POST", "/api/secrets", {}, {"client_id": CLIENT, "secrets": {"A": "\udc00"}}, 422, "string"),
+    ("POST", "/api/secrets", {}, {"client_id": CLIENT, "secrets": {"A": 5}}, 422, "secrets"),
+    ("POST", "/api/secrets", {}, {"client_id": CLIENT, "secrets": ["A"]}, 422, "secrets"),
+    ("POST", "/api/secrets", {}, {"client_id": CLIENT, "secrets": {f"S{i}": "v" for i in range(65)}}, 429, "64"),
+    ("DELETE", "/api/secrets", {}, None, 400, "client_id"),
+    ("DELETE", "/api/secrets", {"client_id": "../x"}, None, 400, "client_id"),
+    ("DELETE", "/api/secrets/A", {}, None, 400, "client_id"),
+    ("DELETE", "/api/secrets/A%20B", {"client_id": CLIENT}, None, 400, "name"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "body", "status", "word"), BAD_SECRETS, ids=[f"{b[0]} {b[1]} {i}" for i, b in
+    enumerate(BAD_SECRETS)]
+)  # fmt: skip
+async def test_bad_secrets_are_refused_and_nothing_is_kept(
+    client: httpx.AsyncClient, method: str, path: str, params: dict[str, str], body: object, status: int, word: str
+) -> None:
+    content = None if body is None else json.dumps(body).encode()  # ASCII: a lone surrogate travels escaped
+    headers = JSON_CT if content is not None else {}
+    assert_error(await client.request(method, path, params=params, content=content, headers=headers), status, word)
+    assert (await client.delete("/api/secrets", params={"client_id": CLIENT})).json() == {"cleared": 0}
 
 
 # --- query parameters -------------------------------------------------------------------------------------------

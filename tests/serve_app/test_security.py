@@ -73,11 +73,23 @@ def test_nothing_a_user_sent_reaches_the_logs(runtime_url: str, runtime_settings
     ):
         wrong.session()
 
+    # A client's secret, and its own provider key, which a turn of its session then calls the model with.
+    client_id = f"client-{uuid.uuid4()}"
+    byok = str(uuid.uuid4())
+    with httpx.Client(base_url=runtime_url, timeout=30, headers={"X-Session-Id": byok}) as raw:
+        assert raw.post("/api/secrets", json={"client_id": client_id, "secrets": {"T": f"{secret}-secret"}}).is_success
+        assert raw.post("/api/chat", params={"message": "hi", "app": "helpdesk", "client_id": client_id}).is_success
+        key_sent = {"provider": "openai", "api_key": f"{secret}-provider-key", "label": f"{secret}-label"}
+        assert raw.post("/api/control/provider-keys", json=key_sent).is_success
+        asyncio.run(eventually(lambda: not raw.get("/api/state").json()["is_processing"]))
+        assert raw.post("/api/chat", params={"message": "again", "app": "helpdesk"}).is_success
+        asyncio.run(eventually(lambda: not raw.get("/api/state").json()["is_processing"]))
+
     # The logs are searched, and do hold what the runtime says at the default level: each failure above, by class.
     for line, count in before.items():
         asyncio.run(eventually(lambda line=line, count=count: count_logged(ray_instance, line) > count, timeout=60))
     secret_part = key.split("_", 2)[-1]
-    assert logs_matching(ray_instance, secret, secret_part, session.id, keyed_session.id) == ""
+    assert logs_matching(ray_instance, secret, secret_part, session.id, keyed_session.id, client_id, byok) == ""
 
 
 def test_a_failure_is_logged_without_its_text_at_the_default_level(caplog: pytest.LogCaptureFixture) -> None:

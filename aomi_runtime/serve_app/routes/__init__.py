@@ -5,6 +5,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import chat, control, ops, sessions, streams
+from . import chat, control, ops, provider_keys, secrets, sessions, simulate, streams
 
-ROUTERS: tuple[APIRouter, ...] = (ops.router, chat.router, streams.router, sessions.router, control.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    ops.router,
+    chat.router,
+    streams.router,
+    sessions.router,
+    control.router,
+    provider_keys.router,
+    secrets.router,
+    simulate.router,
+)
