@@ -47,6 +47,7 @@ PUBLIC = {
     "MessageTooLarge",
     "ModelUnavailable",
     "NoCapacity",
+    "NotConfigured",
     "ServerError",
     "SessionClosed",
     "SessionNotFound",
