@@ -21,6 +21,7 @@ from aomi_runtime.agent.turn_queue import FOLLOW_UP_CUT_SHORT
 from aomi_runtime.agent.wallet import outcome_text
 from aomi_runtime.backends.history import InMemoryHistory
 from aomi_runtime.backends.models import ScriptedModel
+from aomi_runtime.backends.models.anthropic import to_anthropic_messages
 from tests.agent.test_session import FailingHistory, events_until, types
 from tests.helpers import eventually
 
@@ -272,7 +273,9 @@ async def test_a_failing_background_call_ends_with_an_error(session: LiveSession
     }
 
 
-async def test_a_background_call_may_start_a_turn_and_keeps_the_session_busy(session: LiveSession) -> None:
+async def test_a_background_call_may_start_a_turn_and_keeps_the_session_busy(
+    session: LiveSession, model: RecordingModel
+) -> None:
     await session.chat("/tool waits_then_wakes")
     await events_until(session, "tool_update")
     await idle(session)
@@ -283,6 +286,12 @@ async def test_a_background_call_may_start_a_turn_and_keeps_the_session_busy(ses
     assert types(events)[:2] == ["tool_complete", "message"] and "processing_started" in types(events)
     snap = await session.snapshot()
     assert "woke" in snap.messages[-1].content  # the model answered the result
+    # As an Anthropic model is sent it: the result is the last turn's (the user's) tool result, in order, and
+    # not in the system prompt (the follow-up would then end with the model's own message: a prefill).
+    system, turns = to_anthropic_messages(model.requests[-1])
+    assert "woke" not in system
+    assert turns[-1]["role"] == "user" and turns[-1]["content"][-1]["type"] == "tool_result"
+    assert turns[-1]["content"][-1]["content"] == "woke"
 
 
 async def test_a_background_call_cut_short_by_its_session_stopping_ends_with_an_error(
