@@ -116,9 +116,14 @@ async def idle(session: LiveSession) -> None:
     await eventually(lambda: not session.is_processing)
 
 
-async def test_a_transaction_request_is_staged_announced_and_ends_the_turn(session: LiveSession) -> None:
+async def asked_to_send(session: LiveSession) -> None:
+    """The model called `send_eth`: a request for wallet id 1 is pending, and no turn runs."""
     await session.chat(SEND)
     await idle(session)
+
+
+async def test_a_transaction_request_is_staged_announced_and_ends_the_turn(session: LiveSession) -> None:
+    await asked_to_send(session)
     snap = await session.snapshot({"address": "0xme", "pending_txs": {}, "theme": "dark"})
     staged = {"to": "0xabc", "value": "1000", "data": "0x", "chain_id": None, "label": "Send ETH"}
     assert snap.system_events == [
@@ -135,8 +140,7 @@ async def test_a_transaction_request_is_staged_announced_and_ends_the_turn(sessi
 async def test_the_outcome_becomes_the_tool_result_and_a_follow_up_turn_answers_it(
     session: LiveSession, model: RecordingModel
 ) -> None:
-    await session.chat(SEND)
-    await idle(session)
+    await asked_to_send(session)
     asked = len(model.requests)
     posted = await session.post_system(tx_complete([1]))
     assert posted.sender == "system" and json.loads(posted.content)["payload"]["txHash"] == "0xfeed"
@@ -161,8 +165,7 @@ async def test_the_outcome_becomes_the_tool_result_and_a_follow_up_turn_answers_
 
 
 async def test_a_rejected_request_reaches_the_model_as_an_error(session: LiveSession) -> None:
-    await session.chat(SEND)
-    await idle(session)
+    await asked_to_send(session)
     await session.post_system(tx_complete([1], "failed", error="User rejected the request"))
     await idle(session)
     snap = await session.snapshot()
@@ -210,8 +213,7 @@ async def test_a_signature_request_and_its_response(session: LiveSession) -> Non
 async def test_a_pending_request_survives_the_session_stopping(
     session: LiveSession, history: InMemoryHistory, model: RecordingModel, closing: Callable[[LiveSession], LiveSession]
 ) -> None:
-    await session.chat(SEND)
-    await idle(session)
+    await asked_to_send(session)
     await session.close()
     stored = await history.load("default", "w1")
     assert stored is not None
@@ -359,8 +361,7 @@ async def test_an_outcome_posted_while_its_tool_still_runs_is_the_call_result_it
 
 
 async def test_outcomes_posted_during_a_turn_start_one_follow_up(session: LiveSession, model: RecordingModel) -> None:
-    await session.chat(SEND)
-    await idle(session)
+    await asked_to_send(session)
     await session.chat(SEND.replace("1000", "2000"))
     await idle(session)
     asked = len(model.requests)
@@ -378,8 +379,7 @@ async def test_outcomes_posted_during_a_turn_start_one_follow_up(session: LiveSe
 async def test_a_user_message_queued_before_an_outcome_answers_it_and_no_follow_up_runs_after(
     session: LiveSession, model: RecordingModel
 ) -> None:
-    await session.chat(SEND)
-    await idle(session)
+    await asked_to_send(session)
     asked = len(model.requests)
     await session.chat("count to 10")
     await session.chat("and now?")  # queued
@@ -393,8 +393,7 @@ async def test_a_user_message_queued_before_an_outcome_answers_it_and_no_follow_
 async def test_a_chat_during_a_follow_up_gets_its_own_turn_after_it(
     session: LiveSession, model: RecordingModel
 ) -> None:
-    await session.chat(SEND)
-    await idle(session)
+    await asked_to_send(session)
     model.chunk_pause = 0.05  # the follow-up takes a while
     after = (await session.last_events(1))[0].seq
     await session.post_system(tx_complete([1]))
@@ -410,8 +409,7 @@ async def test_a_chat_during_a_follow_up_gets_its_own_turn_after_it(
 async def test_an_interrupt_during_a_follow_up_stops_it_and_keeps_the_outcome(
     session: LiveSession, model: RecordingModel
 ) -> None:
-    await session.chat(SEND)
-    await idle(session)
+    await asked_to_send(session)
     model.chunk_pause = 0.05
     after = (await session.last_events(1))[0].seq
     await session.post_system(tx_complete([1]))
@@ -431,8 +429,7 @@ async def test_an_interrupt_during_a_follow_up_stops_it_and_keeps_the_outcome(
 async def test_a_follow_up_cut_short_by_its_session_stopping_runs_again_when_it_is_restored(
     session: LiveSession, history: InMemoryHistory, model: RecordingModel, closing: Callable[[LiveSession], LiveSession]
 ) -> None:
-    await session.chat(SEND)
-    await idle(session)
+    await asked_to_send(session)
     model.chunk_pause = 0.2
     asked = len(model.requests)
     await session.post_system(tx_complete([1]))
@@ -498,8 +495,7 @@ async def test_a_malformed_transaction_is_the_tool_s_error_and_nothing_is_staged
 async def test_an_interrupt_with_a_follow_up_queued_adds_no_message_for_it(
     session: LiveSession, model: RecordingModel
 ) -> None:
-    await session.chat(SEND)
-    await idle(session)
+    await asked_to_send(session)
     await session.chat("count to 50")
     await session.post_system(tx_complete([1]))  # its follow-up waits behind the count
     snap = await session.interrupt()
