@@ -1,6 +1,10 @@
 """A session's background tool calls: each runs as a task of its own after the turn that made it, is stored as
 running until it ends, and ends with a result the model is given at the next turn (an error if its session
-stopped meanwhile: never a silent loss)."""
+stopped meanwhile: never a silent loss).
+
+The model is given the result as a call of the tool and its result, after the call's first, queued result: a
+tool result is what every provider reads in order and answers (a system message would be moved into an
+Anthropic model's system prompt, leaving a follow-up turn to continue the model's own last message)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from .errors import SessionClosed
 from .journal import Journal
 from .records import BackgroundCall, Message, ToolCall
 from .tools import Progress
-from .turn import json_result, result_text
+from .turn import result_text, tool_event
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +50,26 @@ class BackgroundCalls:
         for entry in list(self._journal.record.background):
             await self._finish(entry, CUT_SHORT_RESULT, follow_up=False)
 
+    def cancel(self) -> None:
+        """Stop every running call where it is (the session is given up); a call not ended stays stored as running,
+        so the next holder ends it with an error and the call never runs in two places."""
+        for task in self._tasks.values():
+            if task is not asyncio.current_task():
+                task.cancel()
+
     async def close(self) -> None:
-        """Stop every running call; each stays stored as running, so the next restore ends it with an error."""
+        """Stop every running call and wait for it. One not ended stays stored as running, so the next restore ends
+        it with an error; one ending as the session closes is stored as ended, with its follow-up queued, by the
+        session's final commit."""
         tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
+        self.cancel()
         for task in tasks:
             with suppress(asyncio.CancelledError, SessionClosed):
                 await task
 
     async def _run(self, entry: BackgroundCall, run: Callable[[Progress], Awaitable[Any]]) -> None:
-        event = _event_fields(entry.call)
-
         async def progress(update: Any) -> None:
-            self._journal.event("tool_update", **event, result=update)
+            self._journal.event("tool_update", **tool_event(entry.call, update))
             await self._journal.flush()
 
         try:
@@ -72,29 +82,30 @@ class BackgroundCalls:
                 result = {"error": f"{type(exc).__name__}: {exc}"}
             await self._finish(entry, result, follow_up=entry.starts_turn)
         except SessionClosed:
-            pass  # closed while storing: the call is still stored as running, and its next restore ends it
+            pass  # closed while storing its end: the session's final commit stores it (see `close`)
         finally:
             self._tasks.pop(entry.call.id, None)
 
     async def _finish(self, entry: BackgroundCall, result: Any, *, follow_up: bool) -> None:
-        """Store the call's end: `tool_complete`, and its result as a system message the model reads next turn."""
-        journal = self._journal
+        """Store the call's end: `tool_complete`, and its result as a message the model reads next turn, in one
+        commit with the follow-up turn, if one is asked for."""
+        journal, call = self._journal, entry.call
         text = result_text(result)
         journal.record.background.remove(entry)
         journal.record_changed()
-        journal.event("tool_complete", **_event_fields(entry.call), result=json_result(result))
+        journal.event("tool_complete", **tool_event(call, result, ended=True))
         journal.add_message(
             Message(
                 id=len(journal.messages),
                 sender="system",
-                content=f"The background call {entry.call.id} of the {entry.call.name} tool ended: {text}",
+                content=f"The background call {call.id} of the {call.name} tool ended: {text}",
                 tool_result=(entry.topic, text),
+                # A call of its own (the model's call id with a suffix: each call has one result), so the model
+                # reads the result where it arrived.
+                tool_call=call.model_copy(update={"call_id": f"{call.call_id or call.id}_ended"}),
             )
         )
-        await journal.flush()
         if follow_up:
-            await self._follow_up()
-
-
-def _event_fields(call: ToolCall) -> dict[str, Any]:
-    return {"id": call.id, "call_id": call.call_id, "tool_name": call.name}
+            await self._follow_up()  # stores the above with the follow-up
+        else:
+            await journal.flush()

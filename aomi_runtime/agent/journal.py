@@ -73,20 +73,28 @@ class Journal:
         last.content += text
 
     def add_tool_result(self, call: ToolCall, topic: str, text: str) -> None:
-        """End the streaming agent message, add a finished tool call as its own, and start the next one."""
+        """End the streaming agent message, add a finished tool call as its own, and start the next one. A call
+        whose message is stored already (a wallet request stores it with the request) gets its result replaced."""
+        if self._tool_message(call.id) is not None:
+            self.set_tool_result(call.id, text)
+            return
         self.finish_streaming()
         self.add_message(Message(id=len(self.messages), sender="agent", tool_result=(topic, text), tool_call=call))
         self.add_message(Message(id=len(self.messages), sender="agent", is_streaming=True), announce=False)
 
     def set_tool_result(self, call_id: str, text: str) -> None:
         """Replace the result of the tool call `call_id` (a wallet request's pending result by its outcome)."""
-        for m in reversed(self.messages):
-            if m.tool_call is not None and m.tool_call.id == call_id and m.tool_result is not None:
-                m.tool_result = (m.tool_result[0], text)
-                assert m.id is not None
-                self._dirty_messages.add(m.id)
-                self.event("message", message=m.model_dump(mode="json", exclude={"queued"}))
-                return
+        m = self._tool_message(call_id)
+        if m is None or m.tool_result is None or m.tool_result[1] == text:
+            return
+        m.tool_result = (m.tool_result[0], text)
+        assert m.id is not None
+        self._dirty_messages.add(m.id)
+        self.event("message", message=m.model_dump(mode="json", exclude={"queued"}))
+
+    def _tool_message(self, call_id: str) -> Message | None:
+        # The first: a background call's final result comes later, in a message that names the same call.
+        return next((m for m in self.messages if m.tool_call is not None and m.tool_call.id == call_id), None)
 
     def finish_streaming(self) -> bool:
         """End every streaming agent message and announce it; return whether there was one."""

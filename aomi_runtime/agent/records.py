@@ -145,6 +145,7 @@ class SessionRecord(BaseModel):
     pending_system_events: list[SystemEvent] = Field(default_factory=list)
     model_notes: list[str] = Field(default_factory=list)
     queue: list[QueuedMessage] = Field(default_factory=list)
+    follow_up_running: bool = False  # the running turn is a follow-up: a restore runs it again (it has no message)
     wallet_requests: list[WalletRequest] = Field(default_factory=list)
     last_wallet_id: int = 0
     background: list[BackgroundCall] = Field(default_factory=list)

@@ -309,9 +309,9 @@ class LiveSession:
         await self._journal.flush()
 
     async def stage_wallet_request(
-        self, call: ToolCall, kind: Literal["tx", "eip712"], entries: list[dict[str, Any]]
+        self, call: ToolCall, topic: str, kind: Literal["tx", "eip712"], entries: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        return await self._wallet.stage(call, kind, entries)
+        return await self._wallet.stage(call, topic, kind, entries)
 
     def start_background(
         self, call: ToolCall, topic: str, run: Callable[[Progress], Awaitable[Any]], starts_turn: bool
@@ -329,7 +329,9 @@ class LiveSession:
             self.on_turn(seconds)
 
     def _stop_tasks(self) -> None:
-        """A commit failed and the session is given up: its turn and title stop where they are."""
+        """A commit failed and the session is given up: its turn, title and background calls stop where they are
+        (its next holder ends a call left running with an error: it must not run on here too)."""
         for task in (self._turns.task, self._title.task):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
+        self._background.cancel()

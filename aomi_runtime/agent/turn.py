@@ -28,15 +28,17 @@ class TurnSink(Protocol):
         """Finish the streaming agent message, if any: it is stored and announced."""
 
     async def add_tool_result(self, call: ToolCall, topic: str, text: str) -> None:
-        """Add a finished tool call as its own message."""
+        """Add a finished tool call as its own message (a wallet request's call has one already: its result is
+        replaced)."""
 
     async def emit(self, type_: str, **fields: Any) -> None:
         """Append an event to the session's log."""
 
     async def stage_wallet_request(
-        self, call: ToolCall, kind: Literal["tx", "eip712"], entries: list[dict[str, Any]]
+        self, call: ToolCall, topic: str, kind: Literal["tx", "eip712"], entries: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        """Stage and announce a wallet request for `call`, stored; return the pending result the model is shown."""
+        """Stage and announce a wallet request for `call`, stored with the call's pending result (`add_tool_result`
+        replaces it later); return the pending result the model is shown."""
 
     def start_background(
         self, call: ToolCall, topic: str, run: Callable[[Progress], Awaitable[Any]], starts_turn: bool
@@ -155,25 +157,24 @@ async def _run_tool(
     call = ToolCall(
         id=f"tool_{uuid.uuid4().hex[:16]}", call_id=request.call_id, name=request.name, arguments=request.arguments
     )
-    event = {"id": call.id, "call_id": call.call_id, "tool_name": call.name}
+    args = dict(request.arguments)
+    given_topic = args.pop("topic", None)
+    topic = given_topic if isinstance(given_topic, str) and given_topic else call.name
     reported = staged = False
 
     async def progress(update: Any) -> None:
         nonlocal reported
         reported = True
-        await sink.emit("tool_update", **event, result=update)
+        await sink.emit("tool_update", **tool_event(call, update))
 
     async def wallet(kind: Literal["tx", "eip712"], entries: list[dict[str, Any]]) -> dict[str, Any]:
         nonlocal staged
         if staged:
             raise InvalidInput("A tool call asks the wallet once; ask for a batch of transactions instead.")
-        pending = await sink.stage_wallet_request(call, kind, entries)
+        pending = await sink.stage_wallet_request(call, topic, kind, entries)
         staged = True
         return pending
 
-    args = dict(request.arguments)
-    given_topic = args.pop("topic", None)
-    topic = given_topic if isinstance(given_topic, str) and given_topic else call.name
     tool = app.tools.get(request.name)
     ctx = ToolContext(
         session_id=session_id,
@@ -205,9 +206,33 @@ async def _run_tool(
     if reported:
         # Only a call that reported progress ends with `tool_complete` (Aomi's widget shows each as a toast); a
         # quick call's result is in its `message` event and the snapshot.
-        await sink.emit("tool_complete", **event, result=json_result(result))
+        await sink.emit("tool_complete", **tool_event(call, result, ended=True))
     await sink.add_tool_result(call, topic, text)
     return text, staged
+
+
+MAX_EVENT_MESSAGE = 200  # characters of a tool event's `message`: a toast's line
+
+
+def tool_event(call: ToolCall, result: Any, *, ended: bool = False) -> dict[str, Any]:
+    """The fields of a `tool_update` (`ended` False) or `tool_complete` event: the call, `status` (running,
+    completed, failed), a short `message` for a toast (Aomi's widget shows both), and `result` as JSON."""
+    error = result.get("error") if ended and isinstance(result, dict) else None
+    if error is not None:
+        status, message = "failed", f"{call.name} failed: {error}"
+    elif ended:
+        status, message = "completed", f"{call.name} completed"
+    else:
+        status = "running"
+        message = result if isinstance(result, str) and result else f"{call.name} is running"
+    return {
+        "id": call.id,
+        "call_id": call.call_id,
+        "tool_name": call.name,
+        "status": status,
+        "message": message[:MAX_EVENT_MESSAGE],
+        "result": json_result(result),
+    }
 
 
 def json_result(result: Any) -> Any:

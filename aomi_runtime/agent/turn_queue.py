@@ -20,6 +20,7 @@ from .turn import TurnSink, run_turn
 log = logging.getLogger(__name__)
 
 RETRY_WINDOW = 64  # how far back a retried chat request is looked for
+FOLLOW_UP_CUT_SHORT = "The follow-up turn was cut short when its session stopped; it runs again."
 
 
 def _turn_request(messages: Sequence[Message]) -> dict[str, str]:
@@ -50,7 +51,6 @@ class TurnQueue:
         self._ended = ended  # told each finished turn's duration, in seconds
         self._interrupted = False
         self._dropping = 0  # how many queued messages an interrupt leaves unanswered, from the queue's front
-        self._follow_up = False  # the running turn is a follow-up, with no user message of its own
         self._model_task: asyncio.Task[None] | None = None
 
     async def resume(self, *, cut_short: str) -> None:
@@ -59,9 +59,14 @@ class TurnQueue:
         journal, record = self._journal, self._journal.record
         if record.is_processing or any(m.is_streaming for m in journal.messages):
             journal.finish_streaming()
-            record.pending_system_events.append(system_error(cut_short))
-            record.is_processing = False
-            journal.event("processing_done", **_turn_request(journal.messages), error=cut_short)
+            if record.follow_up_running:
+                # No user message to send again: the follow-up runs again, so what it answers gets its answer.
+                record.queue.insert(0, QueuedMessage(content="", follow_up=True))
+                journal.event("processing_done", error=FOLLOW_UP_CUT_SHORT)
+            else:
+                record.pending_system_events.append(system_error(cut_short))
+                journal.event("processing_done", **_turn_request(journal.messages), error=cut_short)
+            record.is_processing = record.follow_up_running = False
             await journal.flush()
         if record.queue:
             await self._start(record.queue.pop(0))
@@ -94,9 +99,13 @@ class TurnQueue:
     async def _start(self, queued: QueuedMessage) -> None:
         """Store `queued` as the user's message, with the empty agent message that will hold the answer, and
         start its turn."""
-        journal = self._journal
-        journal.record.is_processing = True
-        self._follow_up = queued.follow_up
+        journal, record = self._journal, self._journal.record
+        record.is_processing = True
+        record.follow_up_running = queued.follow_up
+        if not queued.follow_up:
+            # This turn's history holds every outcome and result stored so far: a follow-up queued for them
+            # would answer nothing new (and ask the model to go on from its own answer).
+            record.queue[:] = [q for q in record.queue if not q.follow_up]
         journal.event("processing_started", **({"request_id": queued.request_id} if queued.request_id else {}))
         if not queued.follow_up:
             self._add_user_message(queued)
@@ -165,7 +174,9 @@ class TurnQueue:
         journal.finish_streaming()
         self._title.start()
         outcome = {"error": error} if error else {"interrupted": True} if interrupted else {}
-        journal.event("processing_done", **({} if self._follow_up else _turn_request(journal.messages)), **outcome)
+        journal.event(
+            "processing_done", **({} if record.follow_up_running else _turn_request(journal.messages)), **outcome
+        )
         if interrupted:
             self._leave_unanswered()
         self._ended(time.perf_counter() - started)
@@ -173,7 +184,7 @@ class TurnQueue:
             # The next queued message gets its turn as a task of its own, so an interrupt stops only this one.
             await self._start(record.queue.pop(0))
         else:
-            record.is_processing = False
+            record.is_processing = record.follow_up_running = False
             await journal.flush()
 
     def _add_user_message(self, queued: QueuedMessage, *, unanswered: bool = False) -> None:

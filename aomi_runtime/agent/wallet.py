@@ -8,6 +8,7 @@ stored with the session. Its outcome, posted to `/api/system`, becomes the tool 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +25,7 @@ EIP712_RESPONSE = "wallet_eip712_response"
 OUTCOME_TYPES = frozenset({TX_COMPLETE, EIP712_RESPONSE})
 KEEP_ANSWERED = 64  # answered requests kept, so that a duplicate outcome is told from an unknown one
 TX_FIELDS = ("to", "value", "data", "chain_id", "label")
+WEI = re.compile(r"[0-9]+")  # ASCII digits only: `str.isdigit` takes other scripts' digits too
 
 
 def transaction(entry: dict[str, Any]) -> dict[str, Any]:
@@ -32,15 +34,26 @@ def transaction(entry: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(to, str) or not to:
         raise InvalidInput("A transaction needs `to`, an address.")
     value = entry.get("value", "0")
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise InvalidInput("A transaction's `value` is an amount in wei, as an integer or a decimal string.")
+    if not (value >= 0 if _is_int(value) else isinstance(value, str) and WEI.fullmatch(value) is not None):
+        raise InvalidInput("A transaction's `value` is wei: an integer of 0 or more, or a string of digits.")
     return {
         "to": to,
         "value": str(value),
         "data": entry.get("data") or "0x",
-        "chain_id": entry.get("chain_id"),
+        "chain_id": _chain_id(entry),
         "label": entry.get("label"),
     }
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _chain_id(entry: dict[str, Any]) -> int | None:
+    chain_id = entry.get("chain_id")
+    if chain_id is not None and not _is_int(chain_id):
+        raise InvalidInput("A wallet request's `chain_id` is an integer, or absent.")
+    return chain_id
 
 
 def announcement(request: WalletRequest) -> SystemEvent:
@@ -130,9 +143,11 @@ class WalletDesk:
         self._journal = journal
 
     async def stage(
-        self, call: ToolCall, kind: Literal["tx", "eip712"], entries: list[dict[str, Any]]
+        self, call: ToolCall, topic: str, kind: Literal["tx", "eip712"], entries: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        """Stage a request for `call` in user_state, announce it, store it; return the model's pending result."""
+        """Stage a request for `call` in user_state, announce it, store it with the call's pending result message;
+        return that result. One commit: a turn stopped after it (an interrupt, a crash) leaves a message its outcome
+        replaces, so the follow-up's model sees the outcome and does not ask the wallet again."""
         staged = [transaction(e) for e in entries] if kind == "tx" else [_typed_data(e) for e in entries]
         record = self._journal.record
         ids = list(range(record.last_wallet_id + 1, record.last_wallet_id + 1 + len(staged)))
@@ -142,10 +157,12 @@ class WalletDesk:
         )
         record.wallet_requests.append(request)
         record.pending_system_events.append(announcement(request))
+        pending = pending_result(request)
+        self._journal.add_tool_result(call, topic, json.dumps(pending, ensure_ascii=False))
         self._journal.set_user_state(None)
         self._journal.record_changed()
         await self._journal.flush()
-        return pending_result(request)
+        return pending
 
     def answer(self, type_: str, payload: Any) -> bool:
         """Take a posted outcome as its request's answer: the staged entries cleared, the outcome the tool call's
@@ -185,5 +202,5 @@ def _typed_data(entry: dict[str, Any]) -> dict[str, Any]:
     return {
         "typed_data": typed_data,
         "description": str(entry.get("description") or ""),
-        "chain_id": entry.get("chain_id"),
+        "chain_id": _chain_id(entry),
     }

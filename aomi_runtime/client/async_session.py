@@ -17,7 +17,7 @@ from ..agent.records import Event, Message, SessionInfo, Snapshot, SystemEvent, 
 from .answers import error_of_answer, retried
 from .frames import messages_frame
 from .progress import TurnProgress, progress_for
-from .reply import Reply, ends_turn, turn_finished
+from .reply import Reply, ended_by_interrupt, ends_turn, turn_finished
 
 if TYPE_CHECKING:
     import pandas
@@ -125,13 +125,9 @@ class AsyncSession:
                 shown.update(event)
                 if ends_turn(event, request_id):
                     data = event.data
-                    return (
-                        f"error: {data['error']}"
-                        if "error" in data
-                        else "interrupted"
-                        if data.get("interrupted")
-                        else "done"
-                    )
+                    if "error" in data:
+                        return f"error: {data['error']}"
+                    return "interrupted" if ended_by_interrupt(event) else "done"
             raise AssertionError("an event stream does not end")  # pragma: no cover
 
         follow = asyncio.create_task(until_done())
@@ -203,7 +199,8 @@ class AsyncSession:
         return list(await self._call("GET", "/api/events", params={"count": count}))
 
     async def interrupt(self) -> Snapshot:
-        """Stop the running turn now (messages queued behind it still get theirs)."""
+        """Stop the running turn now; messages queued behind it get no turn (they stay in the history, marked
+        `unanswered`, and a `send` waiting for one ends with `Reply.interrupted` true)."""
         return Snapshot.model_validate(await self._call("POST", "/api/interrupt"))
 
     async def system(self, message: str | dict[str, Any]) -> Message:

@@ -51,12 +51,19 @@ class Reply:
 
     @property
     def interrupted(self) -> bool:
-        return self.done is not None and bool(self.done.data.get("interrupted"))
+        """Whether an interrupt stopped the turn, or left the message unanswered (it was queued behind the turn
+        the interrupt stopped, so no turn ran for it)."""
+        return self.done is not None and ended_by_interrupt(self.done)
 
 
 def ends_turn(event: Event, request_id: str) -> bool:
     """Whether `event` is the `processing_done` of the turn of the message sent with `request_id`."""
     return event.type == "processing_done" and event.data.get("request_id") == request_id
+
+
+def ended_by_interrupt(done: Event) -> bool:
+    """Whether a `processing_done` says an interrupt stopped its turn or left its message without one."""
+    return bool(done.data.get("interrupted") or done.data.get("unanswered"))
 
 
 def turn_finished(snapshot: Snapshot, request_id: str) -> bool:

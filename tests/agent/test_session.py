@@ -92,6 +92,7 @@ async def test_tool_turn_has_the_shapes_clients_expect(session: LiveSession) -> 
     updates = [e.data for e in events if e.data["type"] == "tool_update"]
     complete = next(e.data for e in events if e.data["type"] == "tool_complete")
     assert [u["result"] for u in updates] == [{"step": i, "of": 3} for i in (1, 2, 3)]
+    assert {(u["status"], u["message"]) for u in updates} == {("running", "long_task is running")}
     assert {u["id"] for u in updates} == {complete["id"]} == {result.tool_call.id}
     assert complete == {
         "type": "tool_complete",
@@ -99,6 +100,8 @@ async def test_tool_turn_has_the_shapes_clients_expect(session: LiveSession) -> 
         "id": result.tool_call.id,
         "call_id": "call_1",
         "tool_name": "long_task",
+        "status": "completed",
+        "message": "long_task completed",
         "result": {"steps": 3, "status": "done"},
     }
 

@@ -35,7 +35,9 @@ class RecordingSink:
     async def emit(self, type_: str, **fields: Any) -> None:
         self.log.append((type_, fields.get("result")))
 
-    async def stage_wallet_request(self, call: ToolCall, kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    async def stage_wallet_request(
+        self, call: ToolCall, topic: str, kind: str, entries: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         self.log.append(("wallet", (call.name, kind, entries)))
         return {"status": "pending"}
 

@@ -100,6 +100,17 @@ async def test_a_queued_message_waits_for_its_own_turn(aclient: AsyncClient) -> 
     assert done_first.done.seq < second.done.seq
 
 
+async def test_a_send_whose_message_an_interrupt_left_unanswered_says_so(aclient: AsyncClient) -> None:
+    session = await aclient.session()
+    await session.send("count to 200", wait=False, progress=False)
+    queued = asyncio.create_task(session.send("later", progress=False))
+    await asyncio.sleep(0.3)  # the message is queued, its send waiting for its turn
+    await session.interrupt()
+    reply = await asyncio.wait_for(queued, 10)
+    assert reply.interrupted and reply.done is not None and reply.done.data.get("unanswered")
+    assert reply.messages[0].unanswered and reply.text == ""
+
+
 async def test_events_resume_after_the_last_one_seen(aclient: AsyncClient) -> None:
     session = await aclient.session()
     await session.send("count to 3", progress=False)

@@ -164,6 +164,10 @@ async def test_a_background_tool_answers_queued_and_its_progress_and_end_are_pus
     assert [d["type"] for d in pushed] == ["tool_update"] * 3 + ["tool_complete"]
     assert {d["id"] for d in pushed} == {queued["id"]}
     assert pushed[-1]["tool_name"] == "background_task" and pushed[-1]["result"] == {"steps": 3, "status": "done"}
+    # what Aomi's widget shows as each toast
+    assert [(d["status"], d["message"]) for d in pushed] == [("running", "background_task is running")] * 3 + [
+        ("completed", "background_task completed")
+    ]
     stored = (await poller.state())["messages"][-1]
     assert stored["sender"] == "system" and json.loads(stored["tool_result"][1]) == {"steps": 3, "status": "done"}
 
