@@ -41,6 +41,15 @@ async def session_header(x_session_id: Annotated[str | None, SESSION_HEADER] = N
 SessionId = Annotated[str, Depends(session_header)]
 
 
+async def client_id_query(client_id: str | None = None) -> str | None:
+    return None if client_id is None else check_id(client_id, "client_id")
+
+
+ClientId = Annotated[str | None, Depends(client_id_query)]
+"""The optional `client_id` query parameter (the client whose secrets and provider keys a session uses), checked
+as an id: 400 if malformed. Its pattern is in the OpenAPI description (`schema.IDS`)."""
+
+
 def parse_user_state(raw: str | None) -> dict[str, Any] | None:
     if raw is None:
         return None

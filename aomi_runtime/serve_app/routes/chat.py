@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from ...agent.errors import InvalidInput, SessionNotFound
 from ...agent.records import EMPTY_SNAPSHOT, Message
 from ..auth import ChatApp, OwnApp, RuntimeDep, SystemApp
-from ..params import SessionId, check_id, message_from_body, parse_user_state
+from ..params import ClientId, SessionId, check_id, message_from_body, parse_user_state
 from ..schema import StreamEvent, SystemPosted, answers, snapshot_answers
 
 router = APIRouter()
@@ -29,10 +29,10 @@ async def chat(
     runtime: RuntimeDep,
     session_id: SessionId,
     app: ChatApp,
+    client_id: ClientId,
     message: str | None = None,
     public_key: str | None = None,
     user_state: str | None = None,
-    client_id: str | None = None,
     request_id: str | None = None,
 ) -> Response:
     """Our addition: `request_id`, chosen by the client, makes a retried request add its message once, and
@@ -41,9 +41,8 @@ async def chat(
         message = await message_from_body(request)
     if message is None:
         raise InvalidInput("The message is missing; send it as the `message` query parameter.")
-    for value, what in ((request_id, "request_id"), (client_id, "client_id")):
-        if value is not None:
-            check_id(value, what)
+    if request_id is not None:
+        check_id(request_id, "request_id")
     state = parse_user_state(user_state)
     # Limits are checked here, at the edge, before any actor is found or made; the session trusts them.
     app.spec.limits.check_message(message)
@@ -65,11 +64,10 @@ async def chat(
 async def state(
     runtime: RuntimeDep,
     session_id: SessionId,
+    client_id: ClientId,
     user_state: str | None = None,
-    client_id: str | None = None,
 ) -> Response:
-    if client_id is not None:
-        check_id(client_id, "client_id")
+    """A `client_id` is bound only to a session bound to none: this route takes no key (see `LiveSession.bind`)."""
     given = parse_user_state(user_state)
     owner = None
     if given is not None:  # checked at the edge, as chat's is: the session stores what it is given
