@@ -9,8 +9,10 @@ from urllib.parse import unquote_to_bytes
 from fastapi import Depends, Header, Path, Request
 from starlette.exceptions import HTTPException
 
+from ..agent.apps import compact_json, utf8_size
 from ..agent.errors import InvalidInput
 from ..agent.records import is_valid_session_id
+from ..agent.session import RUNTIME_EVENTS
 from .schema import SESSION_ID_SCHEMA
 
 
@@ -92,3 +94,21 @@ async def message_from_body(request: Request) -> str | None:
     if message is not None and not isinstance(message, str):
         raise HTTPException(422, "`message` must be a string.")  # a wrong type: 422, as FastAPI answers elsewhere
     return message
+
+
+def system_type(message: str) -> str | None:
+    """The event type of a message posted to `/api/system`: a JSON object's `type` (`system` if it names none),
+    None for text. Checked before the session is found or made, so a refused message makes nothing: a type the
+    runtime emits itself, or an escape that decodes to a lone surrogate, answers 400 (the session checks again)."""
+    try:
+        parsed = json.loads(message)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    utf8_size(compact_json(parsed), "The message")
+    named = parsed.get("type")
+    type_ = named if isinstance(named, str) else "system"
+    if type_ in RUNTIME_EVENTS:  # readers of the stream trust these to come from the runtime
+        raise InvalidInput(f"The event type {type_!r} is the runtime's own; post it under another type.")
+    return type_

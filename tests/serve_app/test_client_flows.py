@@ -98,6 +98,7 @@ async def test_system_before_the_first_chat_makes_the_session_then_chat_goes_on(
     assert set(r.json()) == {"res"}
     assert_system_message(r.json()["res"], text)
     assert (await client.get(f"/api/sessions/{s}")).status_code == 200  # made, in `default`
+    assert_error(await client.post("/api/system", params={"message": "x", "app": "research"}, headers=h(s)), 409)
     snap = (await client.post("/api/chat", params={"message": "hi"}, headers=h(s))).json()
     assert snap["system_events"] == [{"InlineCall": {"type": "wallet:state_changed", "payload": wallet}}]
     done = await finished(client, s)
