@@ -153,6 +153,12 @@ async def header_session_app(owner: Owner, session_id: SessionId) -> AppActors:
     return _existing(owner, session_id)
 
 
+async def keyed_session_app(keys: KeysDep, owner: Owner, session_id: SessionId, key: ApiKey) -> AppActors:
+    app = _existing(owner, session_id)
+    await keys.authorize(app, key)
+    return app
+
+
 async def path_session_app(owner: Annotated[AppActors | None, Depends(path_owner)], session_id: PathId) -> AppActors:
     return _existing(owner, session_id)
 
@@ -242,6 +248,9 @@ OwnApp = Annotated[AppActors, Depends(header_session_app)]
 none has it."""
 OwnAppByPath = Annotated[AppActors, Depends(path_session_app)]
 """The same for the session named in the path."""
+OwnAppKeyed = Annotated[AppActors, Depends(keyed_session_app)]
+"""The App of the session named in `X-Session-Id`, the caller authorized for it (a control route: Aomi's client
+sends the key there); `SessionNotFound` if none has it."""
 SystemMaker = Annotated[Maker, Depends(system_maker)]
 """The session's App, no key asked; for a session not made yet, the App named by `app` (or `default`), authorized;
 and the call that makes the session only so."""

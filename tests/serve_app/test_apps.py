@@ -301,3 +301,22 @@ async def test_a_session_gone_behind_the_cache_is_made_again_only_as_a_new_one(
     r = await client.post("/api/system", params={"message": "hello", "app": "research"}, headers={**h(s), **research})
     assert r.status_code == 200, r.text
     assert (await client.post("/api/chat", params={"message": "hi"}, headers={**h(s), **research})).status_code == 200
+
+
+async def test_a_keyed_apps_provider_keys_need_its_key(client: httpx.AsyncClient, keys: dict[str, str]) -> None:
+    # The control routes take the key, as Aomi's client sends it there: a session's id alone must not set the key
+    # its client's turns call the provider with (nor read or delete its keys).
+    s, research, mine = sid(), k(keys["research"]), str(uuid.uuid4())
+    r = await client.post("/api/chat", params={"message": "hi", "app": "research", "client_id": mine},
+                          headers={**h(s), **research})  # fmt: skip
+    assert r.status_code == 200, r.text
+    await finished(client, s)
+    path, body = "/api/control/provider-keys", {"provider": "openai", "api_key": "sk-not-the-clients"}
+    for wrong, status in (({}, 401), (k(keys["billing"]), 403)):
+        assert (await client.post(path, json=body, headers={**h(s), **wrong})).status_code == status
+        assert (await client.get(path, headers={**h(s), **wrong})).status_code == status
+        assert (await client.delete(f"{path}/openai", headers={**h(s), **wrong})).status_code == status
+    assert (await client.get(path, headers={**h(s), **research})).json() == {"provider_keys": []}  # none was set
+    r = await client.post(path, json=body, headers={**h(s), **research})
+    assert r.status_code == 200 and r.json()["key"]["provider"] == "openai", r.text
+    assert (await client.delete(f"{path}/openai", headers={**h(s), **research})).json() == {"deleted": True}
