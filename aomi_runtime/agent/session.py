@@ -152,19 +152,23 @@ class LiveSession:
         await self._turns.submit(QueuedMessage(content=text, request_id=request_id))
         return await self.snapshot()
 
-    def bind(self, public_key: str | None = None, client_id: str | None = None) -> None:
+    def bind(self, public_key: str | None = None, client_id: str | None = None, *, rebind: bool = True) -> None:
         """Make the wallet (`public_key`) and the client a request names the session's, as Aomi rebinds them on
         every request: the session is listed under the wallet connected last, and its turns use that client's
-        secrets and provider keys. Stored with the next commit."""
+        secrets and provider keys. Stored with the next commit.
+
+        `rebind=False`, for a request that took no key (state): a session bound already keeps its own, so its id
+        alone cannot move its turns (follow-ups too) onto another client's secrets and provider keys."""
         for name, value in (("public_key", public_key), ("client_id", client_id)):
-            if value and getattr(self.record, name) != value:
+            bound = getattr(self.record, name)
+            if value and bound != value and (rebind or not bound):
                 setattr(self.record, name, value)
                 self._journal.record_changed()
 
     async def snapshot(self, user_state: dict[str, Any] | None = None, client_id: str | None = None) -> Snapshot:
         """The whole session; system events are handed out once, so they are stored as taken."""
         self.check_open()
-        self.bind(client_id=client_id)
+        self.bind(client_id=client_id, rebind=False)
         self._journal.set_user_state(user_state)
         events = self.record.pending_system_events
         if events:

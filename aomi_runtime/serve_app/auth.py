@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
@@ -118,7 +119,7 @@ async def acting_app(
         InvalidInput: the App named is unknown.
     """
     if owner is None:
-        app = runtime.app(named or DEFAULT_APP)
+        app = runtime.app(DEFAULT_APP if named is None else named)  # an empty name is an unknown App, as elsewhere
         await keys.authorize(app, key)
         return app
     if named is not None and runtime.app(named).spec.name != owner.spec.name:
@@ -152,14 +153,60 @@ async def header_session_app(owner: Owner, session_id: SessionId) -> AppActors:
     return _existing(owner, session_id)
 
 
+async def keyed_session_app(keys: KeysDep, owner: Owner, session_id: SessionId, key: ApiKey) -> AppActors:
+    app = _existing(owner, session_id)
+    await keys.authorize(app, key)
+    return app
+
+
 async def path_session_app(owner: Annotated[AppActors | None, Depends(path_owner)], session_id: PathId) -> AppActors:
     return _existing(owner, session_id)
 
 
-async def system_app(
-    runtime: RuntimeDep, keys: KeysDep, session_id: SessionId, owner: Owner, key: ApiKey, app: str | None = None
-) -> AppActors:
-    return await acting_app(runtime, keys, session_id, owner, app, key, key_needed=False)
+@dataclass
+class Maker:
+    """A keyless request that makes its session if it does not exist yet (system, `POST /api/sessions`): `app`,
+    the App it acts on (`acting_app`), and `call`, which makes the session only where `app`'s key was checked."""
+
+    runtime: Runtime
+    keys: Keys
+    session_id: str
+    named: str | None
+    key: str | None
+    owner: AppActors | None
+    app: AppActors
+
+    @classmethod
+    async def of(cls, runtime: Runtime, keys: Keys, session_id: str, named: str | None, key: str | None) -> Maker:
+        owner = await runtime.owner(session_id)
+        app = await acting_app(runtime, keys, session_id, owner, named, key, key_needed=False)
+        return cls(runtime, keys, session_id, named, key, owner, app)
+
+    async def call(self, method: str, *args: Any, make: bool = True, **kwargs: Any) -> Any:
+        """Call the session's `method`; if it does not exist, make it in `app` first (`make`), else raise
+        `SessionNotFound`.
+
+        The owner found (maybe from this replica's handle cache) took no key; if the session is gone by the call
+        (deleted, swept, by another replica), making it again is making a new session: it needs the key of the App
+        it would be made in, as any new one (401/403, nothing made).
+        """
+        if self.owner is not None:
+            try:
+                return await self.runtime.call(self.session_id, method, *args, app=self.app, **kwargs)
+            except SessionNotFound:
+                if not make:
+                    raise
+            self.owner = None
+            self.app = await acting_app(
+                self.runtime, self.keys, self.session_id, None, self.named, self.key, key_needed=False
+            )
+        return await self.runtime.call(self.session_id, method, *args, app=self.app, create=make, **kwargs)
+
+
+async def system_maker(
+    runtime: RuntimeDep, keys: KeysDep, session_id: SessionId, key: ApiKey, app: str | None = None
+) -> Maker:
+    return await Maker.of(runtime, keys, session_id, app, key)
 
 
 async def chat_app(
@@ -172,7 +219,8 @@ async def chat_app(
     namespace: str | None = None,
 ) -> AppActors:
     """Chat also takes the App as `namespace`, as Aomi's client sends it."""
-    return await acting_app(runtime, keys, session_id, owner, app or namespace, key, key_needed=True)
+    named = app if app is not None else namespace
+    return await acting_app(runtime, keys, session_id, owner, named, key, key_needed=True)
 
 
 async def model_app(
@@ -182,7 +230,7 @@ async def model_app(
 
 
 async def named_app(runtime: Runtime, keys: Keys, key: str | None, app: str | None) -> AppActors:
-    actors = runtime.app(app or DEFAULT_APP)
+    actors = runtime.app(DEFAULT_APP if app is None else app)
     await keys.authorize(actors, key)
     return actors
 
@@ -200,8 +248,12 @@ OwnApp = Annotated[AppActors, Depends(header_session_app)]
 none has it."""
 OwnAppByPath = Annotated[AppActors, Depends(path_session_app)]
 """The same for the session named in the path."""
-SystemApp = Annotated[AppActors, Depends(system_app)]
-"""The session's App, no key asked; for a session not made yet, the App named by `app` (or `default`), authorized."""
+OwnAppKeyed = Annotated[AppActors, Depends(keyed_session_app)]
+"""The App of the session named in `X-Session-Id`, the caller authorized for it (a control route: Aomi's client
+sends the key there); `SessionNotFound` if none has it."""
+SystemMaker = Annotated[Maker, Depends(system_maker)]
+"""The session's App, no key asked; for a session not made yet, the App named by `app` (or `default`), authorized;
+and the call that makes the session only so."""
 ChatApp = Annotated[AppActors, Depends(chat_app)]
 """The App a turn runs in: the session's own, or the one named by `app` (or `namespace`) for a new session,
 the caller authorized for it."""

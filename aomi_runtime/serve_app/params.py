@@ -9,8 +9,10 @@ from urllib.parse import unquote_to_bytes
 from fastapi import Depends, Header, Path, Request
 from starlette.exceptions import HTTPException
 
+from ..agent.apps import compact_json, utf8_size
 from ..agent.errors import InvalidInput
 from ..agent.records import is_valid_session_id
+from ..agent.session import RUNTIME_EVENTS
 from .schema import SESSION_ID_SCHEMA
 
 
@@ -39,6 +41,15 @@ async def session_header(x_session_id: Annotated[str | None, SESSION_HEADER] = N
 
 
 SessionId = Annotated[str, Depends(session_header)]
+
+
+async def client_id_query(client_id: str | None = None) -> str | None:
+    return None if client_id is None else check_id(client_id, "client_id")
+
+
+ClientId = Annotated[str | None, Depends(client_id_query)]
+"""The optional `client_id` query parameter (the client whose secrets and provider keys a session uses), checked
+as an id: 400 if malformed. Its pattern is in the OpenAPI description (`schema.IDS`)."""
 
 
 def parse_user_state(raw: str | None) -> dict[str, Any] | None:
@@ -83,3 +94,21 @@ async def message_from_body(request: Request) -> str | None:
     if message is not None and not isinstance(message, str):
         raise HTTPException(422, "`message` must be a string.")  # a wrong type: 422, as FastAPI answers elsewhere
     return message
+
+
+def system_type(message: str) -> str | None:
+    """The event type of a message posted to `/api/system`: a JSON object's `type` (`system` if it names none),
+    None for text. Checked before the session is found or made, so a refused message makes nothing: a type the
+    runtime emits itself, or an escape that decodes to a lone surrogate, answers 400 (the session checks again)."""
+    try:
+        parsed = json.loads(message)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    utf8_size(compact_json(parsed), "The message")
+    named = parsed.get("type")
+    type_ = named if isinstance(named, str) else "system"
+    if type_ in RUNTIME_EVENTS:  # readers of the stream trust these to come from the runtime
+        raise InvalidInput(f"The event type {type_!r} is the runtime's own; post it under another type.")
+    return type_

@@ -280,13 +280,18 @@ async def test_the_session_follows_the_wallet_and_client_a_request_names(
     history: InMemoryHistory, closing: Callable[[LiveSession], LiveSession]
 ) -> None:
     session = closing(await LiveSession.create(scripted_app(), history, "unbound"))
-    await session.chat("hi", public_key="0xfirst", client_id="browser-1")
+    await session.snapshot(client_id="browser-1")  # bound to none yet: bound
+    await session.chat("hi", public_key="0xfirst")
     assert [r.session_id for r in await history.list("default", "0xfirst", 10)] == ["unbound"]
     # Aomi rebinds on every request: the wallet connected last owns the session, and the change is stored.
     await session.chat("again", public_key="0xsecond")
     assert [r.session_id for r in await history.list("default", "0xsecond", 10)] == ["unbound"]
     assert await history.list("default", "0xfirst", 10) == []
+    # A snapshot (state, which takes no key) binds a client only to a session bound to none; a chat rebinds.
     await session.snapshot(client_id="cli-2")
+    stored = await history.get("default", "unbound")
+    assert stored is not None and stored.client_id == "browser-1"
+    await session.chat("client named", client_id="cli-2")
     stored = await history.get("default", "unbound")
     assert stored is not None and (stored.public_key, stored.client_id) == ("0xsecond", "cli-2")
     await session.chat("no wallet named")  # a request naming none leaves the binding as it is

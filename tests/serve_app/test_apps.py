@@ -12,8 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+import ray
 
+from aomi_runtime.actors.app_actors import app_namespace
 from aomi_runtime.serve_app.settings import Settings
+from tests.conftest import TEST_NAMESPACE
 from tests.fake_provider import FakeProvider
 from tests.helpers import eventually
 from tests.serve_app.conftest import h, k, sid
@@ -257,3 +260,63 @@ async def test_who_may_is_checked_before_what_was_sent(client: httpx.AsyncClient
     # once the caller may, what was sent is checked
     r = await client.post("/api/chat", headers=h(sid()))
     assert r.status_code == 400 and "message is missing" in r.json()["error"]
+
+
+async def deleted_behind_the_cache(client: httpx.AsyncClient, research: dict[str, str]) -> str:
+    """A research session this replica has found (its handle cached), then deleted through the directory actor, as
+    the retention sweep or another replica's DELETE does: the replica's cache still names research as its App."""
+    s = sid()
+    r = await client.post("/api/chat", params={"message": "hi", "app": "research"}, headers={**h(s), **research})
+    assert r.status_code == 200, r.text
+    await finished(client, s)
+    directory = ray.get_actor("directory", namespace=app_namespace(TEST_NAMESPACE, "research"))
+    assert await directory.delete.remote(s)
+    assert (await client.get(f"/api/sessions/{s}")).status_code == 404
+    return s
+
+
+async def test_a_session_gone_behind_the_cache_is_made_again_only_as_a_new_one(
+    client: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    research = k(keys["research"])
+    # Keyless routes that make a session found no key to check for a session that exists: gone by their call,
+    # it is a new session, which a keyed App makes only with its key.
+    s = await deleted_behind_the_cache(client, research)
+    r = await client.post("/api/system", params={"message": "hello", "app": "research"}, headers=h(s))
+    assert r.status_code == 401 and "X-API-Key" in r.json()["error"], r.text
+    assert (await client.get(f"/api/sessions/{s}")).status_code == 404  # nothing made
+    s = await deleted_behind_the_cache(client, research)
+    r = await client.post("/api/sessions", params={"app": "research"}, json={}, headers=h(s))
+    assert r.status_code == 401 and "X-API-Key" in r.json()["error"], r.text
+    assert (await client.get(f"/api/sessions/{s}")).status_code == 404
+    # Naming no App, as the widget does, makes it new in `default`, never in research without its key.
+    for path, params, body in (("/api/system", {"message": "hello"}, None), ("/api/sessions", {}, {})):
+        s = await deleted_behind_the_cache(client, research)
+        r = await client.post(path, params=params, json=body, headers=h(s))
+        assert r.status_code == 200, r.text
+        r = await client.post("/api/sessions", params={"app": "research"}, json={}, headers={**h(s), **research})
+        assert r.status_code == 409 and "another App" in r.json()["error"], r.text
+    # With the key, it is made again in research.
+    s = await deleted_behind_the_cache(client, research)
+    r = await client.post("/api/system", params={"message": "hello", "app": "research"}, headers={**h(s), **research})
+    assert r.status_code == 200, r.text
+    assert (await client.post("/api/chat", params={"message": "hi"}, headers={**h(s), **research})).status_code == 200
+
+
+async def test_a_keyed_apps_provider_keys_need_its_key(client: httpx.AsyncClient, keys: dict[str, str]) -> None:
+    # The control routes take the key, as Aomi's client sends it there: a session's id alone must not set the key
+    # its client's turns call the provider with (nor read or delete its keys).
+    s, research, mine = sid(), k(keys["research"]), str(uuid.uuid4())
+    r = await client.post("/api/chat", params={"message": "hi", "app": "research", "client_id": mine},
+                          headers={**h(s), **research})  # fmt: skip
+    assert r.status_code == 200, r.text
+    await finished(client, s)
+    path, body = "/api/control/provider-keys", {"provider": "openai", "api_key": "sk-not-the-clients"}
+    for wrong, status in (({}, 401), (k(keys["billing"]), 403)):
+        assert (await client.post(path, json=body, headers={**h(s), **wrong})).status_code == status
+        assert (await client.get(path, headers={**h(s), **wrong})).status_code == status
+        assert (await client.delete(f"{path}/openai", headers={**h(s), **wrong})).status_code == status
+    assert (await client.get(path, headers={**h(s), **research})).json() == {"provider_keys": []}  # none was set
+    r = await client.post(path, json=body, headers={**h(s), **research})
+    assert r.status_code == 200 and r.json()["key"]["provider"] == "openai", r.text
+    assert (await client.delete(f"{path}/openai", headers={**h(s), **research})).json() == {"deleted": True}

@@ -216,6 +216,12 @@ async def test_raw_non_utf8_and_control_bytes_in_the_path_are_refused(runtime_ur
         ("POST", "/api/control/model", {"rig": "scripted", "app": "nope"}),
         ("GET", "/api/control/models", {"app": "nope"}),
         ("POST", "/api/sessions", {"app": "nope"}),
+        ("POST", "/api/system", {"message": "hi", "app": "nope"}),
+        # an empty name is no App's, on a new id as on an existing session (not `default` by accident)
+        ("POST", "/api/chat", {"message": "hi", "app": ""}),
+        ("POST", "/api/system", {"message": "hi", "app": ""}),
+        ("POST", "/api/sessions", {"app": ""}),
+        ("GET", "/api/control/models", {"app": ""}),
     ],
 )
 async def test_an_unknown_app_is_refused(
@@ -290,6 +296,28 @@ async def test_a_system_message_over_the_limit_or_empty_is_refused_not_stored(
     assert (await client.get("/api/events", params={"count": 1000}, headers=h(s))).json() == before
     ok = await client.post("/api/system", params={"message": "é" * (SMALL_LIMIT // 2)}, headers={**h(s), **key})
     assert ok.status_code == 200, ok.text  # at the limit: taken
+
+
+TX_OUTCOME = {"txHash": "0x1", "status": "success", "pending_tx_ids": [1]}
+SIGNED = {"status": "success", "signature": "0x2", "pending_eip712_id": 1}
+
+
+@pytest.mark.parametrize(
+    ("posted", "word"),
+    [
+        pytest.param({"type": "processing_done", "request_id": "x"}, "runtime's own", id="a runtime event type"),
+        pytest.param({"type": "wallet:tx_complete", "payload": TX_OUTCOME}, "wallet request", id="a tx's outcome"),
+        pytest.param({"type": "wallet_eip712_response", "payload": SIGNED}, "wallet request", id="a signature's"),
+        pytest.param({"type": "note", "text": "\ud800"}, "surrogate", id="a lone surrogate"),
+    ],
+)
+async def test_a_system_message_refused_on_a_new_id_makes_no_session(
+    client: httpx.AsyncClient, posted: dict[str, Any], word: str
+) -> None:
+    # Checked before the session is made: a refused message leaves no empty session counting toward max_sessions.
+    s = sid()
+    assert_error(await client.post("/api/system", params={"message": json.dumps(posted)}, headers=h(s)), 400, word)
+    assert_error(await client.get(f"/api/sessions/{s}"), 404)
 
 
 @pytest.mark.parametrize("text", ["x" * LIMIT, "😀" * (LIMIT // 4)], ids=["ASCII", "4-byte characters"])

@@ -13,8 +13,10 @@ import httpx
 
 from tests.helpers import eventually
 from tests.serve_app.conftest import h, k, sid
+from tests.serve_app.secret_tools import digest
 from tests.serve_app.sse_client import Stream, frames
 from tests.serve_app.test_routes import assert_error, finished
+from tests.serve_app.test_secrets import new_client, secret_value, set_secrets, tool_result
 
 WIDGET_STREAM = {"Accept": "text/event-stream"}  # with X-Session-Id, all the widget sends: no Last-Event-ID, no key
 
@@ -96,6 +98,7 @@ async def test_system_before_the_first_chat_makes_the_session_then_chat_goes_on(
     assert set(r.json()) == {"res"}
     assert_system_message(r.json()["res"], text)
     assert (await client.get(f"/api/sessions/{s}")).status_code == 200  # made, in `default`
+    assert_error(await client.post("/api/system", params={"message": "x", "app": "research"}, headers=h(s)), 409)
     snap = (await client.post("/api/chat", params={"message": "hi"}, headers=h(s))).json()
     assert snap["system_events"] == [{"InlineCall": {"type": "wallet:state_changed", "payload": wallet}}]
     done = await finished(client, s)
@@ -166,6 +169,31 @@ async def test_a_keyed_apps_session_is_changed_by_its_id_alone(client: httpx.Asy
     assert_error(r, 401, "X-API-Key")
     assert (await client.delete(f"/api/sessions/{s}")).json() == {"deleted": True}
     assert_error(await client.get(f"/api/sessions/{s}"), 404)
+
+
+async def test_state_binds_a_client_only_to_a_session_bound_to_none(
+    client: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    billing = k(keys["billing"])
+    mine, other = new_client(), new_client()
+    value, others_value = secret_value("mine"), secret_value("other")
+    await set_secrets(client, mine, {"TOKEN": value}, **billing)
+    await set_secrets(client, other, {"TOKEN": others_value}, **billing)
+    s = sid()
+    assert digest(value) in await tool_result(client, s, billing, client_id=mine)
+    # Polling state takes no key: naming another client there, with the id alone, leaves the session's own, so
+    # its later turns (follow-ups no chat started too) never read another client's secrets or use its keys.
+    r = await client.get("/api/state", params={"client_id": other}, headers=h(s))
+    assert r.status_code == 200, r.text
+    assert digest(value) in await tool_result(client, s, billing)
+    # A chat, which takes the key in a keyed App, rebinds it.
+    assert digest(others_value) in await tool_result(client, s, billing, client_id=other)
+    # A session bound to no client is bound by state, as the client polls it before its first chat.
+    fresh = sid()
+    r = await client.post("/api/sessions", params={"app": "billing"}, json={}, headers={**h(fresh), **billing})
+    assert r.status_code == 200, r.text
+    assert (await client.get("/api/state", params={"client_id": mine}, headers=h(fresh))).status_code == 200
+    assert digest(value) in await tool_result(client, fresh, billing)
 
 
 async def test_deleting_an_id_never_stored_answers_200_deleted_false(client: httpx.AsyncClient) -> None:

@@ -9,8 +9,9 @@ from fastapi.responses import Response
 
 from ...agent.errors import InvalidInput, SessionNotFound
 from ...agent.records import EMPTY_SNAPSHOT, Message
-from ..auth import ChatApp, OwnApp, RuntimeDep, SystemApp
-from ..params import SessionId, check_id, message_from_body, parse_user_state
+from ...agent.wallet import OUTCOME_TYPES
+from ..auth import ChatApp, OwnApp, RuntimeDep, SystemMaker
+from ..params import ClientId, SessionId, check_id, message_from_body, parse_user_state, system_type
 from ..schema import StreamEvent, SystemPosted, answers, snapshot_answers
 
 router = APIRouter()
@@ -29,10 +30,10 @@ async def chat(
     runtime: RuntimeDep,
     session_id: SessionId,
     app: ChatApp,
+    client_id: ClientId,
     message: str | None = None,
     public_key: str | None = None,
     user_state: str | None = None,
-    client_id: str | None = None,
     request_id: str | None = None,
 ) -> Response:
     """Our addition: `request_id`, chosen by the client, makes a retried request add its message once, and
@@ -41,9 +42,8 @@ async def chat(
         message = await message_from_body(request)
     if message is None:
         raise InvalidInput("The message is missing; send it as the `message` query parameter.")
-    for value, what in ((request_id, "request_id"), (client_id, "client_id")):
-        if value is not None:
-            check_id(value, what)
+    if request_id is not None:
+        check_id(request_id, "request_id")
     state = parse_user_state(user_state)
     # Limits are checked here, at the edge, before any actor is found or made; the session trusts them.
     app.spec.limits.check_message(message)
@@ -65,11 +65,10 @@ async def chat(
 async def state(
     runtime: RuntimeDep,
     session_id: SessionId,
+    client_id: ClientId,
     user_state: str | None = None,
-    client_id: str | None = None,
 ) -> Response:
-    if client_id is not None:
-        check_id(client_id, "client_id")
+    """A `client_id` is bound only to a session bound to none: this route takes no key (see `LiveSession.bind`)."""
     given = parse_user_state(user_state)
     owner = None
     if given is not None:  # checked at the edge, as chat's is: the session stores what it is given
@@ -96,13 +95,21 @@ async def events(
 
 
 @router.post("/api/system", response_model=None, responses=answers(SystemPosted, 401, 403, 409, 413, 429, 503))
-async def system(
-    runtime: RuntimeDep, session_id: SessionId, app: SystemApp, message: str | None = None
-) -> dict[str, Any]:
+async def system(maker: SystemMaker, message: str | None = None) -> dict[str, Any]:
     """Makes the session if it does not exist yet: the widget posts the wallet's state before a thread's first
-    message. The answer is the message as a snapshot shows one."""
+    message; but for a wallet outcome, which answers a request of an existing session. The answer is the message
+    as a snapshot shows one. All that would refuse the message is checked first: a refused one makes nothing."""
     if not message:
         raise InvalidInput("The message is missing; send text or a JSON object as the `message` query parameter.")
-    app.spec.limits.check_message(message)  # stored and shown to the model like a user's message
-    posted: Message = await runtime.call(session_id, "post_system", message, app=app, create=True)
+    maker.app.spec.limits.check_message(message)  # stored and shown to the model like a user's message
+    outcome = system_type(message) in OUTCOME_TYPES
+    try:
+        posted: Message = await maker.call("post_system", message, make=not outcome)
+    except SessionNotFound:
+        if not outcome:
+            raise
+        raise InvalidInput(
+            f"No session {maker.session_id!r} exists, so no wallet request of it is pending: a wallet outcome "
+            "answers a request a session's tool made."
+        ) from None
     return {"res": posted.model_dump(mode="json")}

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from ...agent.errors import InvalidInput
 from ..auth import CallerApp, ModelApp, Owner, RuntimeDep, VisibleApps
-from ..params import SessionId, check_id
+from ..params import ClientId, SessionId
 from ..schema import ModelChosen, answers
 
 router = APIRouter()
@@ -31,16 +31,14 @@ async def control_model(
     session_id: SessionId,
     app: ModelApp,
     owner: Owner,
+    client_id: ClientId,
     rig: str | None = None,
-    client_id: str | None = None,
 ) -> dict[str, Any]:
     if not rig:
         raise InvalidInput("rig is missing; send a model label or slug from GET /api/control/models.")
     if app.spec.model(rig) is None:
         offered = ", ".join(m.slug for m in app.spec.models)
         raise InvalidInput(f"Unknown model {rig!r}; the App {app.spec.name!r} offers: {offered}.")
-    if client_id is not None:
-        check_id(client_id, "client_id")
     slug = await runtime.call(session_id, "set_model", rig, client_id, app=app, create=True)
     # `baml`: Aomi names the BAML client behind the model there; this runtime has none, so null, never a guess.
     return {"success": True, "rig": slug, "baml": None, "created": owner is None}

@@ -1,6 +1,8 @@
 """Bring your own provider key: a client's own key for a model provider, which its sessions' turns then call that
 provider with instead of the operator's. Kept as the client's secret `PROVIDER_KEY:<provider>`, as Aomi's widget
 keeps it; the client is the one the session in `X-Session-Id` is bound to (its `client_id`), or `client_id` sent.
+Control routes: a keyed App's key is needed, as for its secrets (a session's id alone would otherwise choose the key
+its client's turns call the provider with).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from ...agent.secrets import (
     provider_key_name,
 )
 from ...backends.secrets import SecretInfo
-from ..auth import OwnApp
-from ..params import SessionId, check_id, json_content
+from ..auth import OwnAppKeyed
+from ..params import ClientId, SessionId, json_content
 from ..schema import ProviderKeys, ProviderKeySet, SessionDeleted, answers
 
 router = APIRouter()
@@ -44,7 +46,7 @@ async def _session(app: AppActors, session_id: str, client_id: str | None) -> tu
     record: SessionRecord | None = await app.store.get.remote(app.spec.name, session_id)
     if record is None:
         raise SessionNotFound(f"No session {session_id!r} exists.")
-    client_id = check_id(client_id, "client_id") if client_id is not None else record.client_id
+    client_id = client_id or record.client_id
     if not client_id:
         raise InvalidInput(
             "This session is bound to no client: send client_id (here, or on chat, state or control/model) first; "
@@ -64,7 +66,7 @@ KEYS = "/api/control/provider-keys"
 
 
 @router.get(KEYS, response_model=None, responses=answers(ProviderKeys, 401, 403, 404, 503))
-async def list_provider_keys(app: OwnApp, session_id: SessionId, client_id: str | None = None) -> dict[str, Any]:
+async def list_provider_keys(app: OwnAppKeyed, session_id: SessionId, client_id: ClientId) -> dict[str, Any]:
     record, client = await _session(app, session_id, client_id)
     found: list[SecretInfo] = await app.store.describe_secrets.remote(client, PROVIDER_KEY_PREFIX)
     return {"provider_keys": [_shown(app, record, i) for i in found]}
@@ -77,10 +79,10 @@ async def list_provider_keys(app: OwnApp, session_id: SessionId, client_id: str 
     responses=answers(ProviderKeySet, 401, 403, 404, 415, 422, 429, 503),
 )
 async def set_provider_key(
-    app: OwnApp,
+    app: OwnAppKeyed,
     session_id: SessionId,
+    client_id: ClientId,
     body: Annotated[SetProviderKey | None, Body()] = None,
-    client_id: str | None = None,
 ) -> dict[str, Any]:
     body = body or SetProviderKey()
     if not body.provider or not body.api_key:
@@ -95,7 +97,7 @@ async def set_provider_key(
 
 @router.delete(f"{KEYS}/{{provider}}", response_model=None, responses=answers(SessionDeleted, 401, 403, 404, 503))
 async def delete_provider_key(
-    app: OwnApp, session_id: SessionId, provider: str, client_id: str | None = None
+    app: OwnAppKeyed, session_id: SessionId, provider: str, client_id: ClientId
 ) -> dict[str, Any]:
     name = provider_key_name(provider)
     _, client = await _session(app, session_id, client_id)

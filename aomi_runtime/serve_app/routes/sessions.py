@@ -13,7 +13,7 @@ from ...actors.runtime import Runtime
 from ...agent.apps import utf8_size
 from ...agent.errors import InvalidInput
 from ...agent.records import SessionInfo
-from ..auth import ApiKey, KeysDep, OwnAppByPath, RuntimeDep, VisibleApps, acting_app
+from ..auth import ApiKey, KeysDep, Maker, OwnAppByPath, RuntimeDep, VisibleApps
 from ..params import SESSION_HEADER, PathId, check_session_id, json_content
 from ..schema import NOT_BLANK, SessionArchived, SessionCreated, SessionDeleted, answers
 
@@ -66,12 +66,11 @@ async def create_session(
     its own App (the widget names no App: its id is enough)."""
     body = body or CreateSession()
     session_id = check_session_id(body.session_id or x_session_id)
-    owner = await runtime.owner(session_id)
-    actors = await acting_app(runtime, keys, session_id, owner, app, key, key_needed=False)
+    maker = await Maker.of(runtime, keys, session_id, app, key)
     for what, text in (("public_key", body.public_key), ("The title", body.title)):
         if text is not None:
             utf8_size(text, what)  # before anything is made: a lone surrogate cannot be stored
-    info = await runtime.call(session_id, "info", app=actors, create=True, public_key=body.public_key)
+    info = await maker.call("info", public_key=body.public_key)
     if body.title is not None:
         info = await runtime.call(session_id, "rename", body.title)
     return {"session_id": info.session_id, "title": info.title}
