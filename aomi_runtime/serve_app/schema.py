@@ -123,6 +123,9 @@ def answers(model: Any, *statuses: int, description: str = "Success.") -> Answer
     return {200: {"model": model, "description": description}, **errors(422, *statuses)}
 
 
+NOT_MODIFIED = {"description": "Nothing changed since the snapshot whose ETag was sent in If-None-Match; no body."}
+
+
 def snapshot_answers(*statuses: int) -> Answers:
     return answers(Snapshot, *statuses, description="The session's snapshot.")
 

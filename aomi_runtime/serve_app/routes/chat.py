@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
 from ...agent.errors import InvalidInput, SessionNotFound
@@ -12,7 +13,7 @@ from ...agent.records import EMPTY_SNAPSHOT, Message
 from ...agent.wallet import OUTCOME_TYPES
 from ..auth import ChatApp, OwnApp, RuntimeDep, SystemMaker
 from ..params import ClientId, SessionId, check_id, message_from_body, parse_user_state, system_type
-from ..schema import StreamEvent, SystemPosted, answers, snapshot_answers
+from ..schema import NOT_MODIFIED, StreamEvent, SystemPosted, answers, snapshot_answers
 
 router = APIRouter()
 
@@ -20,8 +21,25 @@ EMPTY_SNAPSHOT_JSON = EMPTY_SNAPSHOT.model_dump_json(exclude={"last_event_id"}).
 MAX_EVENTS = 10_000
 
 
+NO_SYSTEM_EVENTS = b'"system_events":[]'
+
+
 def session_json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
+
+
+def revalidated(body: bytes, if_none_match: str | None) -> Response:
+    """A snapshot with its version as a strong ETag (a hash of all it holds), to be asked again each time
+    (`Cache-Control: no-cache`): a poll naming that version in `If-None-Match` gets 304 and no body while nothing
+    changed. Aomi's client polls the whole snapshot every 500 ms during a turn, and a browser's `fetch`
+    revalidates this way on its own. A snapshot that hands out system events is never a 304: it is their one
+    showing (and, as every system event comes with a new `last_event_id`, its version is new anyway)."""
+    etag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    asked = {t.strip().removeprefix("W/") for t in (if_none_match or "").split(",")}
+    if etag in asked and NO_SYSTEM_EVENTS in body:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.post("/api/chat", response_model=None, responses=snapshot_answers(401, 403, 409, 413, 415, 422, 429, 503))
@@ -61,25 +79,28 @@ async def chat(
     return session_json(body)
 
 
-@router.get("/api/state", response_model=None, responses=snapshot_answers(413, 503))
+@router.get("/api/state", response_model=None, responses={**snapshot_answers(413, 503), 304: NOT_MODIFIED})
 async def state(
     runtime: RuntimeDep,
     session_id: SessionId,
     client_id: ClientId,
     user_state: str | None = None,
+    if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """A `client_id` is bound only to a session bound to none: this route takes no key (see `LiveSession.bind`)."""
+    """A `client_id` is bound only to a session bound to none: this route takes no key (see `LiveSession.bind`).
+    The answer carries an `ETag`; `If-None-Match` naming it answers 304 while nothing changed."""
     given = parse_user_state(user_state)
     owner = None
     if given is not None:  # checked at the edge, as chat's is: the session stores what it is given
         owner = await runtime.owner(session_id)
         if owner is None:
-            return session_json(EMPTY_SNAPSHOT_JSON)
+            return revalidated(EMPTY_SNAPSHOT_JSON, if_none_match)
         owner.spec.limits.check_user_state(given)
     try:
-        return session_json(await runtime.call(session_id, "state", given, client_id, app=owner))
+        body: bytes = await runtime.call(session_id, "state", given, client_id, app=owner)
     except SessionNotFound:
-        return session_json(EMPTY_SNAPSHOT_JSON)
+        body = EMPTY_SNAPSHOT_JSON
+    return revalidated(body, if_none_match)
 
 
 @router.post("/api/interrupt", response_model=None, responses=snapshot_answers(404, 503))
