@@ -56,6 +56,28 @@ RUNTIME_EVENTS = frozenset(
 )
 
 
+def parse_system_message(message: str) -> tuple[dict[str, Any] | None, str | None]:
+    """A message posted to `/api/system`: a JSON object and its event type (`system` if it names none), or
+    (None, None) for text.
+
+    Raises:
+        InvalidInput: the type is one the runtime emits itself (readers of the stream, the Python client among
+            them, trust those to come from the runtime), or an escape decodes to a lone surrogate.
+    """
+    try:
+        parsed = json.loads(message)
+    except ValueError:
+        return None, None
+    if not isinstance(parsed, dict):
+        return None, None
+    utf8_size(compact_json(parsed), "The message")
+    named = parsed.get("type")
+    type_ = named if isinstance(named, str) else "system"
+    if type_ in RUNTIME_EVENTS:
+        raise InvalidInput(f"The event type {type_!r} is the runtime's own; post it under another type.")
+    return parsed, type_
+
+
 class LiveSession:
     """One conversation, live. Create it with `create` or `restore`; stop it with `close`."""
 
@@ -207,17 +229,8 @@ class LiveSession:
         """
         self.check_open()
         posted = Message(sender="system", content=message)
-        try:
-            parsed = json.loads(message)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            utf8_size(compact_json(parsed), "The message")  # its escapes may decode to a lone surrogate
-            named = parsed.get("type")
-            type_ = named if isinstance(named, str) else "system"
-            if type_ in RUNTIME_EVENTS:
-                # Readers of the stream (the Python client among them) trust these to come from the runtime.
-                raise InvalidInput(f"The event type {type_!r} is the runtime's own; post it under another type.")
+        parsed, type_ = parse_system_message(message)
+        if parsed is not None and type_ is not None:
             outcome = type_ in OUTCOME_TYPES
             if outcome and not self._wallet.answer(type_, parsed.get("payload")):
                 return posted  # answered once already

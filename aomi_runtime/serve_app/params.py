@@ -9,10 +9,9 @@ from urllib.parse import unquote_to_bytes
 from fastapi import Depends, Header, Path, Request
 from starlette.exceptions import HTTPException
 
-from ..agent.apps import compact_json, utf8_size
 from ..agent.errors import InvalidInput
 from ..agent.records import is_valid_session_id
-from ..agent.session import RUNTIME_EVENTS
+from ..agent.session import parse_system_message
 from .schema import SESSION_ID_SCHEMA
 
 
@@ -97,18 +96,6 @@ async def message_from_body(request: Request) -> str | None:
 
 
 def system_type(message: str) -> str | None:
-    """The event type of a message posted to `/api/system`: a JSON object's `type` (`system` if it names none),
-    None for text. Checked before the session is found or made, so a refused message makes nothing: a type the
-    runtime emits itself, or an escape that decodes to a lone surrogate, answers 400 (the session checks again)."""
-    try:
-        parsed = json.loads(message)
-    except ValueError:
-        return None
-    if not isinstance(parsed, dict):
-        return None
-    utf8_size(compact_json(parsed), "The message")
-    named = parsed.get("type")
-    type_ = named if isinstance(named, str) else "system"
-    if type_ in RUNTIME_EVENTS:  # readers of the stream trust these to come from the runtime
-        raise InvalidInput(f"The event type {type_!r} is the runtime's own; post it under another type.")
-    return type_
+    """The event type of a message posted to `/api/system` (None for text), checked before the session is found
+    or made, so that a refused message makes nothing (the session checks again, as it is also called directly)."""
+    return parse_system_message(message)[1]
