@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -37,6 +37,7 @@ class ClientOptions(TypedDict, total=False):
     app: str
     api_key: str | None
     public_key: str | None
+    client_id: str | None
     timeout: float
     progress: bool | None
     transport: httpx.AsyncBaseTransport | None
@@ -56,12 +57,16 @@ class AsyncClient:
         app: str = DEFAULT_APP,
         api_key: str | None = None,
         public_key: str | None = None,
+        client_id: str | None = None,
         timeout: float = 30.0,
         progress: bool | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.app = app
         self.public_key = public_key
+        # Binds the sessions this client chats in to its secrets and provider keys; a capability, as a session
+        # id is: make it unguessable (a UUID4), and keep it.
+        self.client_id = client_id
         self.progress = progress  # None: shown only where output is interactive
         headers = {"X-API-Key": api_key} if api_key else {}
         self._http = httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout, transport=transport)
@@ -108,6 +113,37 @@ class AsyncClient:
     async def models(self) -> list[str]:
         """The labels of the models this App offers."""
         return list(await self.request("GET", "/api/control/models", params={"app": self.app}))
+
+    async def set_secrets(self, secrets: Mapping[str, str]) -> dict[str, str]:
+        """Set this client's secrets in its App (each kept encrypted, or in memory only: see SECURITY.md); a tool
+        of a session this client chats in reads one with `ctx.secret(name)`. Returns the handles
+        (`{NAME: "$SECRET:NAME"}`): a value is never sent back."""
+        body = {"client_id": self._own_client_id(), "secrets": dict(secrets)}
+        return dict((await self.request("POST", "/api/secrets", params={"app": self.app}, json=body))["handles"])
+
+    async def delete_secret(self, name: str) -> bool:
+        """Delete one of this client's secrets; whether it was set."""
+        params = {"client_id": self._own_client_id(), "app": self.app}
+        return bool((await self.request("DELETE", f"/api/secrets/{name}", params=params))["deleted"])
+
+    async def clear_secrets(self) -> int:
+        """Delete all of this client's secrets in its App; how many there were."""
+        params = {"client_id": self._own_client_id(), "app": self.app}
+        return int((await self.request("DELETE", "/api/secrets", params=params))["cleared"])
+
+    async def simulate(
+        self, transactions: Sequence[Mapping[str, Any]], *, sender: str | None = None, chain_id: int | None = None
+    ) -> dict[str, Any]:
+        """Simulate a batch of transactions (`{to, value?, data?, label?, chain_id?}` each, `value` in wei) with
+        the App's simulator; the result, with its fee quote. `NotConfigured` if the App names no simulator."""
+        body = {"transactions": [dict(t) for t in transactions], "from": sender, "chain_id": chain_id}
+        body = {k: v for k, v in body.items() if v is not None}
+        return dict((await self.request("POST", "/api/simulate", params={"app": self.app}, json=body))["result"])
+
+    def _own_client_id(self) -> str:
+        if not self.client_id:
+            raise InvalidInput("Secrets belong to a client: give the client a client_id (a UUID4 you keep).")
+        return self.client_id
 
     async def health(self) -> bool:
         response = await self._http.get("/health")

@@ -83,6 +83,7 @@ class AsyncSession:
             "message": message,
             "app": self.client.app,
             "public_key": self.client.public_key,
+            "client_id": self.client.client_id,
             "user_state": None if user_state is None else json.dumps(user_state),
             "request_id": request_id,
         }

@@ -15,7 +15,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import AsyncGenerator, Coroutine, Iterator
+from collections.abc import AsyncGenerator, Coroutine, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from ..agent.records import Event, Message, SessionInfo, Snapshot, new_request_id
@@ -140,6 +140,20 @@ class Client(contextlib.AbstractContextManager["Client"]):
 
     def models(self) -> list[str]:
         return self._loop.run(self._async.models())
+
+    def set_secrets(self, secrets: Mapping[str, str]) -> dict[str, str]:
+        return self._loop.run(self._async.set_secrets(secrets))
+
+    def delete_secret(self, name: str) -> bool:
+        return self._loop.run(self._async.delete_secret(name))
+
+    def clear_secrets(self) -> int:
+        return self._loop.run(self._async.clear_secrets())
+
+    def simulate(
+        self, transactions: Sequence[Mapping[str, Any]], *, sender: str | None = None, chain_id: int | None = None
+    ) -> dict[str, Any]:
+        return self._loop.run(self._async.simulate(transactions, sender=sender, chain_id=chain_id))
 
     def health(self) -> bool:
         return self._loop.run(self._async.health())

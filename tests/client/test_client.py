@@ -29,6 +29,7 @@ from aomi_runtime.backends.models import ScriptedModel
 from aomi_runtime.client.frames import messages_frame
 from aomi_runtime.serve_app.settings import Settings
 from tests.serve_app.conftest import sid
+from tests.serve_app.secret_tools import digest
 
 COUNT_PAUSE = ScriptedModel().count_pause  # the default App's model: seconds between the numbers it counts
 SLOW_TOOL = '/tool long_task {"steps": 3, "pause": 0.05}'
@@ -399,3 +400,34 @@ def test_in_cluster_mode_behaves_as_over_http(runtime_url: str, runtime_settings
     elsewhere = runtime_settings.model_copy(update={"namespace": "nothing-deployed-here"})
     with pytest.raises(RuntimeError, match="No aomi runtime runs"):
         Client.in_cluster(elsewhere)
+
+
+def test_a_clients_secrets_reach_its_sessions_tools_and_a_batch_is_simulated(
+    runtime_url: str, runtime_settings: Settings
+) -> None:
+    async def make_key() -> str:
+        store = SqlKeys.from_url(runtime_settings.database_url)
+        try:
+            return await store.create("billing", "client tests")
+        finally:
+            await store.close()
+
+    key, client_id = asyncio.run(make_key()), sid()
+    ask = '/tool secret_digest {"name": "TOKEN"}'
+    with Client(runtime_url, app="billing", api_key=key, client_id=client_id) as client:
+        assert client.set_secrets({"TOKEN": "s3cret", "OTHER": "x"}) == {
+            "TOKEN": "$SECRET:TOKEN",
+            "OTHER": "$SECRET:OTHER",
+        }
+        session = client.session()
+        reply = session.send(ask)  # the chat names the client: its session's tool reads the client's secret
+        assert json.loads(reply.messages[2].tool_result[1]) == {"digest": digest("s3cret")}  # type: ignore[index]
+        assert "s3cret" not in session.state().model_dump_json()
+        assert client.delete_secret("TOKEN") and not client.delete_secret("TOKEN")
+        assert "No secret 'TOKEN'" in session.send(ask).messages[-2].tool_result[1]  # type: ignore[index]
+        assert client.clear_secrets() == 1
+    with Client(runtime_url, app="billing", api_key=key) as no_client, pytest.raises(InvalidInput, match="client_id"):
+        no_client.set_secrets({"TOKEN": "v"})
+    with Client(runtime_url) as client:
+        result = client.simulate([{"to": "0x" + "11" * 20, "value": "1000"}, {"to": "0x" + "22" * 20}])
+        assert result["batch_success"] and len(result["steps"]) == 2 and result["fee"]["amount_wei"]
