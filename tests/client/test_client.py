@@ -326,17 +326,23 @@ def test_history_as_plain_objects_and_as_a_dataframe(client: Client) -> None:
     assert list(messages_frame([]).columns) == list(frame.columns)
 
 
-def test_a_keyed_app_with_its_key_a_remote_model_a_model_switch_and_system_messages(
-    runtime_url: str, runtime_settings: Settings
-) -> None:
-    async def make_key() -> str:
-        store = SqlKeys.from_url(runtime_settings.database_url)
+def app_key(settings: Settings, app: str) -> str:
+    """A key for `app`, made as an operator would, in the runtime's own database."""
+
+    async def make() -> str:
+        store = SqlKeys.from_url(settings.database_url)
         try:
-            return await store.create("research", "client tests")
+            return await store.create(app, "client tests")
         finally:
             await store.close()
 
-    with Client(runtime_url, app="research", api_key=asyncio.run(make_key())) as client:
+    return asyncio.run(make())
+
+
+def test_a_keyed_app_with_its_key_a_remote_model_a_model_switch_and_system_messages(
+    runtime_url: str, runtime_settings: Settings
+) -> None:
+    with Client(runtime_url, app="research", api_key=app_key(runtime_settings, "research")) as client:
         assert client.apps() == ["default", "helpdesk", "research"]
         assert client.models() == ["Fake GPT", "Scripted"]
         session = client.session()
@@ -405,14 +411,7 @@ def test_in_cluster_mode_behaves_as_over_http(runtime_url: str, runtime_settings
 def test_a_clients_secrets_reach_its_sessions_tools_and_a_batch_is_simulated(
     runtime_url: str, runtime_settings: Settings
 ) -> None:
-    async def make_key() -> str:
-        store = SqlKeys.from_url(runtime_settings.database_url)
-        try:
-            return await store.create("billing", "client tests")
-        finally:
-            await store.close()
-
-    key, client_id = asyncio.run(make_key()), sid()
+    key, client_id = app_key(runtime_settings, "billing"), sid()
     ask = '/tool secret_digest {"name": "TOKEN"}'
     with Client(runtime_url, app="billing", api_key=key, client_id=client_id) as client:
         assert client.set_secrets({"TOKEN": "s3cret", "OTHER": "x"}) == {
