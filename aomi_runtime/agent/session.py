@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any, Literal
 
-from .apps import App, compact_json, utf8_size
+from .apps import App, utf8_size
 from .background import BackgroundCalls
 from .errors import InvalidInput, SessionClosed
 from .event_log import EventLog
@@ -33,6 +33,7 @@ from .records import (
     system_notice,
 )
 from .streams import Streams
+from .system_messages import parse_system_message
 from .titles import AutoTitle
 from .tools import Progress
 from .turn_queue import TurnQueue
@@ -42,40 +43,6 @@ CUT_SHORT = (
     "The previous turn was cut short when its session stopped unexpectedly; "
     "send the message again if it still needs an answer."
 )
-
-RUNTIME_EVENTS = frozenset(
-    {
-        "processing_started",
-        "processing_done",
-        "message",
-        "title_changed",
-        "tool_update",
-        "tool_complete",
-        "system_notice",
-    }
-)
-
-
-def parse_system_message(message: str) -> tuple[dict[str, Any] | None, str | None]:
-    """A message posted to `/api/system`: a JSON object and its event type (`system` if it names none), or
-    (None, None) for text.
-
-    Raises:
-        InvalidInput: the type is one the runtime emits itself (readers of the stream, the Python client among
-            them, trust those to come from the runtime), or an escape decodes to a lone surrogate.
-    """
-    try:
-        parsed = json.loads(message)
-    except ValueError:
-        return None, None
-    if not isinstance(parsed, dict):
-        return None, None
-    utf8_size(compact_json(parsed), "The message")
-    named = parsed.get("type")
-    type_ = named if isinstance(named, str) else "system"
-    if type_ in RUNTIME_EVENTS:
-        raise InvalidInput(f"The event type {type_!r} is the runtime's own; post it under another type.")
-    return parsed, type_
 
 
 class LiveSession:

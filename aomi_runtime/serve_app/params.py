@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 
 from ..agent.errors import InvalidInput
 from ..agent.records import is_valid_session_id
-from ..agent.session import parse_system_message
+from ..agent.system_messages import parse_system_message
 from .schema import SESSION_ID_SCHEMA
 
 
