@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import suppress
-from typing import Any, Literal
+from typing import Any
 
 from .apps import App, utf8_size
 from .background import BackgroundCalls
@@ -28,14 +28,13 @@ from .records import (
     SessionRecord,
     Snapshot,
     StoredSession,
-    ToolCall,
     inline_call,
     system_notice,
 )
 from .streams import Streams
 from .system_messages import parse_system_message
 from .titles import AutoTitle
-from .tools import Progress
+from .turn_output import TurnOutput
 from .turn_queue import TurnQueue
 from .wallet import OUTCOME_TYPES, WalletDesk
 
@@ -60,9 +59,10 @@ class LiveSession:
         self.messages = self._journal.messages
         self._streams = Streams()
         self._title = AutoTitle(app, self._journal)
-        self._turns = TurnQueue(app, self._journal, self, self._title, self.check_open, self._turn_ended)
         self._wallet = WalletDesk(self._journal)
-        self._background = BackgroundCalls(self._journal, self._turns.follow_up)
+        self._background = BackgroundCalls(self._journal, lambda: self._turns.follow_up())
+        output = TurnOutput(self._journal, self._wallet, self._background)
+        self._turns = TurnQueue(app, self._journal, output, self._title, self.check_open, self._turn_ended)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -278,33 +278,6 @@ class LiveSession:
         if self._journal.closed:
             raise SessionClosed(f"The session {self.session_id!r} is closing; look it up again.")
         self.last_active = time.monotonic()
-
-    # --- the turn sink: what the turn engine calls ----------------------------------------------
-
-    def append_text(self, text: str) -> None:
-        self._journal.append_text(text)
-
-    async def end_text(self) -> None:
-        if self._journal.finish_streaming():
-            await self._journal.flush()
-
-    async def add_tool_result(self, call: ToolCall, topic: str, text: str) -> None:
-        self._journal.add_tool_result(call, topic, self._wallet.result_for(call.id, text))
-        await self._journal.flush()
-
-    async def stage_wallet_request(
-        self, call: ToolCall, topic: str, kind: Literal["tx", "eip712"], entries: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        return await self._wallet.stage(call, topic, kind, entries)
-
-    def start_background(
-        self, call: ToolCall, topic: str, run: Callable[[Progress], Awaitable[Any]], starts_turn: bool
-    ) -> None:
-        self._background.start(call, topic, run, starts_turn)
-
-    async def emit(self, type_: str, **fields: Any) -> None:
-        self._journal.event(type_, **fields)
-        await self._journal.flush()
 
     # --- helpers ----------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class TurnSink(Protocol):
-    """Where a turn's output goes; the session implements it, and tests may record it."""
+    """Where a turn's output goes: a session's `TurnOutput`; tests may record it."""
 
     def append_text(self, text: str) -> None:
         """Add text to the newest streaming agent message, starting one if there is none."""

@@ -45,7 +45,7 @@ class TurnQueue:
         self.task: asyncio.Task[None] | None = None  # the running turn, its bookkeeping included
         self._app = app
         self._journal = journal
-        self._sink = sink  # where the turn engine's output goes: the session
+        self._sink = sink  # where the turn engine's output goes: the session's `TurnOutput`
         self._title = title
         self._check_open = check_open
         self._ended = ended  # told each finished turn's duration, in seconds

@@ -24,11 +24,12 @@ async def simulation_app(
     app: str | None = None,
 ) -> AppActors:
     """The App of the session named in `X-Session-Id` if it exists, else the caller's (`CallerApp`)."""
-    owner = await runtime.owner(check_session_id(x_session_id)) if x_session_id is not None else None
-    if owner is None:
+    session_id = check_session_id(x_session_id) if x_session_id is not None else None
+    owner = await runtime.owner(session_id) if session_id is not None else None
+    if session_id is None or owner is None:
         return await caller_app(runtime, keys, key, app)
     if app is not None and app != owner.spec.name:
-        raise AppMismatch.of(check_session_id(x_session_id), app)
+        raise AppMismatch.of(session_id, app)
     await keys.authorize(owner, key)
     return owner
 
