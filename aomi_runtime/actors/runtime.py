@@ -21,6 +21,7 @@ from .app_actors import DEFAULT_NAMESPACE, AppActors, app_namespace
 from .directory import named_actors
 from .hosts import actor_key
 from .placement import SessionPlacement
+from .snapshot_copies import Copy, Fetched, SnapshotCopies
 
 HANDLE_CACHE_SIZE = 10_000
 
@@ -53,6 +54,7 @@ class Runtime:
         }
         self._handles: OrderedDict[str, _Found] = OrderedDict()
         self.handle_counts = {"hits": 0, "misses": 0}  # of this replica's handle cache (`_handles`)
+        self.copies = SnapshotCopies()
 
     async def check_key(self, app: AppActors, key: str) -> bool:
         """Whether `key` opens `app`: asked of the App's store, which keeps its keys hashed."""
@@ -132,13 +134,39 @@ class Runtime:
         Raises:
             SessionNotFound: no App has the session, and `create` is false.
         """
+        result, _ = await self._call(session_id, method, args, app=app, create=create, public_key=public_key)
+        return result
+
+    async def read_state(self, session_id: str, client_id: str | None = None) -> Copy:
+        """A session's snapshot (as `state` with no user_state), from this process's copy where it holds a good one.
+
+        Raises:
+            SessionNotFound: no App has the session.
+        """
+
+        async def fetch() -> Fetched:
+            (body, hold, bound), found = await self._call(session_id, "read", (client_id, self.copies.reader))
+            return Fetched(body, found.handle, bound, hold)
+
+        return await self.copies.read(session_id, client_id, fetch)
+
+    async def _call(
+        self,
+        session_id: str,
+        method: str,
+        args: tuple[Any, ...],
+        *,
+        app: AppActors | None = None,
+        create: bool = False,
+        public_key: str | None = None,
+    ) -> tuple[Any, _Found]:
         stale = None
         for attempt in range(2):
             found = await self._resolve(session_id, app=app, create=create, public_key=public_key, stale=stale)
             if found is None:
                 raise SessionNotFound(f"No session {session_id!r} exists; send a chat message to start it.")
             try:
-                return await getattr(found.handle, method).remote(session_id, *args)
+                return await getattr(found.handle, method).remote(session_id, *args), found
             except _GONE:
                 if attempt:
                     raise
@@ -264,3 +292,4 @@ class Runtime:
             for actor in await asyncio.to_thread(named_actors, actors.namespace):
                 ray.kill(actor, no_restart=True)
         self._handles.clear()
+        self.copies.close()

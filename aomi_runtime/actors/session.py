@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from ..agent.logs import configure_logging
 from ..agent.records import Event, Message, SessionInfo
 from ..agent.session import LiveSession
 from ..backends.models import load_model
+from .readers import HEARTBEAT_SECONDS, Readers
 from .store_client import StoreClient
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -79,6 +81,7 @@ class SessionActor:
         self._capacity = capacity
         self._sessions: dict[str, LiveSession] = {}
         self._opening: set[str] = set()
+        self._readers = Readers()  # the ingress replicas holding copies of snapshots of these sessions
         self._stopped = False
         self._threads_set = False
 
@@ -121,6 +124,7 @@ class SessionActor:
             self._opening.discard(session_id)
         if self._directory is not None:
             session.on_turn = self._directory.record_turn.remote  # told, not awaited
+        session.on_commit(functools.partial(self._readers.drop, session_id))
         self._sessions[session_id] = session
         return "loaded" if found is not None else "created"
 
@@ -133,6 +137,7 @@ class SessionActor:
         if only_if_idle and session.is_busy:
             return False
         del self._sessions[session_id]
+        await self._readers.drop(session_id)  # its next holder does not know who holds copies
         await session.close()
         return True
 
@@ -141,6 +146,7 @@ class SessionActor:
         providers (their SDK clients' connections). The actor serves nothing afterwards."""
         self._stopped = True
         sessions, self._sessions = list(self._sessions.values()), {}
+        await self._readers.drop_all()
         try:
             await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         finally:
@@ -199,6 +205,30 @@ class SessionActor:
 
     async def state(self, session_id: str, user_state: dict[str, Any] | None, client_id: str | None = None) -> bytes:
         return (await self._live(session_id).snapshot(user_state, client_id)).model_dump_json().encode()
+
+    async def read(
+        self, session_id: str, client_id: str | None, reader: str
+    ) -> tuple[bytes, tuple[str, int] | None, bool]:
+        """`state` for an ingress replica (`snapshot_copies.py`), which may keep a copy of a session at rest: the
+        snapshot, the epoch and number its copy is counted under (None: not to be kept), and whether a client is
+        bound to the session (a read naming a client changes nothing then)."""
+        session = self._live(session_id)
+        snapshot = await session.snapshot(None, client_id)
+        bound = session.record.client_id is not None
+        keep = session.at_rest and not snapshot.system_events and (client_id is None or bound)
+        hold = self._readers.hold(reader, session_id) if keep else None
+        return snapshot.model_dump_json().encode(), hold, bound
+
+    async def watch(
+        self, reader: str, epoch: str, acked: int, released: list[str], touched: list[str]
+    ) -> tuple[str, int, dict[str, int]]:
+        """An ingress replica's long poll for the copies it must drop (`readers.py`). The sessions it answered
+        reads of from its copies (`touched`) were not idle."""
+        now = time.monotonic()
+        for session_id in touched:
+            if (session := self._sessions.get(session_id)) is not None:
+                session.last_active = now
+        return await self._readers.watch(reader, epoch, acked, released, HEARTBEAT_SECONDS)
 
     async def interrupt(self, session_id: str) -> bytes:
         return (await self._live(session_id).interrupt()).model_dump_json().encode()

@@ -9,7 +9,7 @@ message is stored, and an event a subscriber has seen can always be replayed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .errors import SessionClosed
@@ -33,6 +33,8 @@ class Journal:
         self._app = app
         self._log = log
         self._on_broken = on_broken  # told once a commit failed, to stop what still runs
+        # Awaited after each commit, before its events are published: what holds copies of the session drops them.
+        self.on_commit: Callable[[], Awaitable[None]] | None = None
         self._dirty_messages: set[int] = set()
         self._record_dirty = False
         self._pending: list[Event] = []
@@ -137,4 +139,8 @@ class Journal:
                 self._log.wake()
                 self._on_broken()
                 raise
-            self._log.publish(events)
+            try:
+                if self.on_commit is not None:
+                    await self.on_commit()
+            finally:
+                self._log.publish(events)

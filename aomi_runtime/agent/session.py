@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any
 
@@ -111,6 +111,23 @@ class LiveSession:
         """Event streams open on this session (each holds a lease it renews on every wait), and anonymous waiters:
         a session being watched is not idle."""
         return self._streams.count
+
+    @property
+    def at_rest(self) -> bool:
+        """Nothing runs or waits that changes the session without a call: its snapshot stays as it is until one
+        comes (a copy of it may be kept elsewhere until then), and reading it hands out no system event."""
+        return not (
+            self.is_processing
+            or self.record.queue
+            or self.record.pending_system_events
+            or self._title.is_running
+            or self._background.running
+            or self._journal.closed
+        )
+
+    def on_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Await `callback` after each commit, before its events are published (and its call answered)."""
+        self._journal.on_commit = callback
 
     @property
     def is_busy(self) -> bool:

@@ -53,14 +53,14 @@ class Metrics:
     async def render(self, runtime: Runtime) -> bytes:
         stats = await runtime.stats()
         scrape = CollectorRegistry()
-        scrape.register(_Snapshot(stats, runtime.handle_counts))
+        scrape.register(_Snapshot(stats, {"replica": runtime.handle_counts, "snapshot": runtime.copies.counts}))
         return generate_latest(self.registry) + generate_latest(scrape)
 
 
 class _Snapshot(Collector):
-    def __init__(self, stats: Mapping[str, Mapping[str, Any]], cache: Mapping[str, int]) -> None:
+    def __init__(self, stats: Mapping[str, Mapping[str, Any]], caches: Mapping[str, Mapping[str, int]]) -> None:
         self._stats = stats
-        self._cache = cache
+        self._caches = caches  # this replica's: actor handles ("replica"), copies of snapshots ("snapshot")
 
     def collect(self) -> Iterator[Metric]:
         live = GaugeMetricFamily("aomi_sessions_live", "Sessions live in memory.", labels=["app"])
@@ -87,8 +87,9 @@ class _Snapshot(Collector):
         for app, s in self._stats.items():
             hits.add_metric(["directory", app], s["hits"])
             misses.add_metric(["directory", app], s["misses"])
-        hits.add_metric(["replica", ""], self._cache["hits"])
-        misses.add_metric(["replica", ""], self._cache["misses"])
+        for layer, counts in self._caches.items():
+            hits.add_metric([layer, ""], counts["hits"])
+            misses.add_metric([layer, ""], counts["misses"])
         yield hits
         yield misses
         for key, (name, help_text) in HISTOGRAMS.items():

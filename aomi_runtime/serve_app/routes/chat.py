@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
+from ...actors.snapshot_copies import etag_of
 from ...agent.errors import InvalidInput, SessionNotFound
 from ...agent.records import EMPTY_SNAPSHOT, Message
 from ...agent.wallet import OUTCOME_TYPES
@@ -28,13 +28,13 @@ def session_json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
-def revalidated(body: bytes, if_none_match: str | None) -> Response:
+def revalidated(body: bytes, if_none_match: str | None, etag: str | None = None) -> Response:
     """A snapshot with its version as a strong ETag (a hash of all it holds), to be asked again each time
     (`Cache-Control: no-cache`): a poll naming that version in `If-None-Match` gets 304 and no body while nothing
     changed. Aomi's client polls the whole snapshot every 500 ms during a turn, and a browser's `fetch`
     revalidates this way on its own. A snapshot that hands out system events is never a 304: it is their one
     showing (and, as every system event comes with a new `last_event_id`, its version is new anyway)."""
-    etag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+    etag = etag or etag_of(body)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     asked = {t.strip().removeprefix("W/") for t in (if_none_match or "").split(",")}
     if etag in asked and NO_SYSTEM_EVENTS in body:
@@ -90,13 +90,15 @@ async def state(
     """A `client_id` is bound only to a session bound to none: this route takes no key (see `LiveSession.bind`).
     The answer carries an `ETag`; `If-None-Match` naming it answers 304 while nothing changed."""
     given = parse_user_state(user_state)
-    owner = None
-    if given is not None:  # checked at the edge, as chat's is: the session stores what it is given
+    try:
+        if given is None:  # changes nothing, or only the client bound: this replica's copy may answer
+            copy = await runtime.read_state(session_id, client_id)
+            return revalidated(copy.body, if_none_match, copy.etag)
+        # checked at the edge, as chat's is: the session stores what it is given
         owner = await runtime.owner(session_id)
         if owner is None:
-            return revalidated(EMPTY_SNAPSHOT_JSON, if_none_match)
+            raise SessionNotFound(f"No session {session_id!r} exists.")
         owner.spec.limits.check_user_state(given)
-    try:
         body: bytes = await runtime.call(session_id, "state", given, client_id, app=owner)
     except SessionNotFound:
         body = EMPTY_SNAPSHOT_JSON

@@ -1,0 +1,130 @@
+"""The ingress replicas holding copies of a session actor's snapshots, as that actor keeps track of them.
+
+A replica may answer `GET /api/state` of a session at rest from a copy of its own (`snapshot_copies.py`), with no
+call to this actor. Each copy is counted here when it is handed out. A commit of the session (every change is
+committed before anyone is told of it) or its leaving this actor tells each holder to drop its copy, and the
+commit's events are published, and its call answered, only once each holder said it did (with its next `watch`),
+or once that holder's lease ran out: a replica serves a copy only within `LEASE_SECONDS` of sending a call this
+actor answered, so a holder that went silent stops serving by itself. So a client reads its own writes through any
+replica, and an event seen on a stream is in any snapshot read after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+import uuid
+from dataclasses import dataclass, field
+
+LEASE_SECONDS = 6.0
+HEARTBEAT_SECONDS = 2.0  # a watch with nothing to say returns after this, renewing its replica's lease
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+@dataclass
+class Reader:
+    """One replica, as this actor knows it. `epoch` names this record: a replica told another epoch than the one
+    its copies were counted under knows it was forgotten (its lease ran out here) and drops them all."""
+
+    epoch: str = field(default_factory=lambda: uuid.uuid4().hex)
+    sessions: set[str] = field(default_factory=set)  # copies it holds
+    drops: dict[str, int] = field(default_factory=dict)  # copies it must drop: session -> the drop's number
+    acked: int = 0  # it made every drop numbered up to this
+    contact: float = field(default_factory=_now)  # when its latest call arrived
+    told: asyncio.Event = field(default_factory=asyncio.Event)  # wakes its watch
+    answered: asyncio.Event = field(default_factory=asyncio.Event)  # wakes those waiting for its acks
+
+    @property
+    def lapsed(self) -> bool:
+        return _now() >= self.contact + LEASE_SECONDS
+
+    def signal(self, name: str) -> None:
+        event = getattr(self, name)
+        setattr(self, name, asyncio.Event())
+        event.set()
+
+
+class Readers:
+    """The replicas holding copies of the sessions of one session actor.
+
+    Copies handed out and drops are numbered in one sequence, so that a replica tells a drop that came after a copy
+    (which it drops) from one that came before (which it ignores), however their answers cross on the way."""
+
+    def __init__(self) -> None:
+        self._readers: dict[str, Reader] = {}
+        self._numbers = itertools.count(1)
+
+    def hold(self, reader_id: str, session_id: str) -> tuple[str, int]:
+        """Count a copy handed out to `reader_id`; returns the epoch the replica keeps it under, and its number."""
+        reader = self._reader(reader_id)
+        reader.sessions.add(session_id)
+        return reader.epoch, next(self._numbers)
+
+    async def drop(self, session_id: str) -> None:
+        """Tell every holder of a copy of `session_id` to drop it; return once each did, or its lease ran out."""
+        waits = []
+        for reader_id, reader in list(self._readers.items()):
+            if session_id in reader.sessions:
+                reader.sessions.discard(session_id)
+                number = reader.drops[session_id] = next(self._numbers)
+                reader.signal("told")
+                waits.append(self._acked(reader_id, reader, number))
+        if waits:
+            await asyncio.gather(*waits)
+
+    async def drop_all(self) -> None:
+        sessions = {s for reader in self._readers.values() for s in reader.sessions}
+        await asyncio.gather(*(self.drop(s) for s in sessions))
+
+    async def watch(
+        self,
+        reader_id: str,
+        epoch: str,
+        acked: int,
+        released: list[str],
+        timeout: float = HEARTBEAT_SECONDS,
+    ) -> tuple[str, int, dict[str, int]]:
+        """A replica's long poll: under `epoch`, it made the drops numbered up to `acked` and let the copies
+        `released` go. Returns this record's epoch, the number up to which it must ack, and the copies to drop with
+        their numbers: as soon as there are any, else after `timeout`."""
+        reader = self._reader(reader_id)
+        if epoch == reader.epoch:
+            reader.sessions.difference_update(released)
+            if acked > reader.acked:
+                reader.acked = acked
+                reader.drops = {s: n for s, n in reader.drops.items() if n > acked}
+                reader.signal("answered")
+        if not reader.drops:
+            told = reader.told
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(told.wait(), timeout)
+        self._forget_lapsed()
+        drops = dict(reader.drops)
+        return reader.epoch, max(drops.values(), default=reader.acked), drops
+
+    def _reader(self, reader_id: str) -> Reader:
+        reader = self._readers.get(reader_id)
+        if reader is None or reader.lapsed:
+            reader = self._readers[reader_id] = Reader()
+        reader.contact = _now()
+        return reader
+
+    async def _acked(self, reader_id: str, reader: Reader, number: int) -> None:
+        while reader.acked < number:
+            left = reader.contact + LEASE_SECONDS - _now()
+            if left <= 0:  # silent past its lease: it serves no copy of ours any more
+                if self._readers.get(reader_id) is reader:
+                    del self._readers[reader_id]
+                return
+            answered = reader.answered
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(answered.wait(), left)
+
+    def _forget_lapsed(self) -> None:
+        for reader_id in [r for r, reader in self._readers.items() if reader.lapsed]:
+            del self._readers[reader_id]

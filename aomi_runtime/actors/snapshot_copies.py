@@ -1,0 +1,206 @@
+"""An ingress replica's copies of the snapshots of sessions at rest: `GET /api/state` answered with no call to the
+session's actor, and each copy dropped when its session changes.
+
+A session actor hands out a copy only while its session is at rest (no turn, title or background call running,
+nothing queued, no system event to hand out), and counts it (`readers.py`, the actor's side). For each actor whose
+copies it holds, this replica keeps one long poll open (`SessionActor.watch`), through which the actor tells it
+which copies to drop, and by which it says it dropped them: the actor publishes a commit's events, and answers the
+call that made it, only after that. A copy is served only within `LEASE_SECONDS` of sending a call the actor
+answered, so if the poll stops (the actor went, or this replica is too slow to ask) the copies stop being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .hosts import actor_key
+from .readers import LEASE_SECONDS
+
+MAX_BYTES = 64 << 20  # the copies one replica keeps, in all; the least recently read go first
+UNUSED_SECONDS = 60.0  # a copy not read for this long is dropped, and an actor with none left no longer watched
+
+
+def etag_of(body: bytes) -> str:
+    """A snapshot's version as a strong ETag: a hash of all it holds."""
+    return f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+
+
+@dataclass
+class Copy:
+    body: bytes
+    etag: str
+    actor: str
+    bound: bool  # a client is bound to the session: a read naming one changes nothing
+    number: int = 0  # as the actor numbered it: a drop numbered above it drops it
+    used: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A snapshot as a session actor's `read` answers it, with the handle of the actor that answered."""
+
+    body: bytes
+    handle: Any
+    bound: bool  # a client is bound to the session
+    hold: tuple[str, int] | None  # the epoch and number its copy is counted under; None: not to be kept
+
+
+@dataclass
+class Watch:
+    """The long poll on one session actor, and what this replica holds of it."""
+
+    handle: Any
+    epoch: str
+    acked: int = 0
+    lease_until: float = 0.0
+    sessions: set[str] = field(default_factory=set)  # copies held
+    released: set[str] = field(default_factory=set)  # copies let go here, that the actor still counts
+    touched: set[str] = field(default_factory=set)  # sessions read from copies since the last poll
+    unacked: bool = False  # drops made that the actor waits to hear of: the next poll says so
+    task: asyncio.Task[None] | None = None
+
+
+class SnapshotCopies:
+    """One replica's copies, by session id."""
+
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.reader = uuid.uuid4().hex  # this replica, to the session actors
+        self.counts = {"hits": 0, "misses": 0}
+        self._max_bytes = max_bytes
+        self._copies: OrderedDict[str, Copy] = OrderedDict()
+        self._bytes = 0
+        self._watches: dict[str, Watch] = {}
+        # session -> [reads of it on their way, {actor: the latest drop of it the actor sent meanwhile}]
+        self._fills: dict[str, tuple[list[int], dict[str, int]]] = {}
+
+    async def read(self, session_id: str, client_id: str | None, fetch: Callable[[], Awaitable[Fetched]]) -> Copy:
+        """The session's snapshot: this replica's copy if it holds a good one, else `fetch`ed (and kept if the
+        session is at rest). A read naming a client goes to the session unless one is bound (it may bind it)."""
+        copy = self._copies.get(session_id)
+        if copy is not None and (client_id is None or copy.bound):
+            watch = self._watches.get(copy.actor)
+            if watch is not None and time.monotonic() < watch.lease_until:
+                self.counts["hits"] += 1
+                copy.used = time.monotonic()
+                self._copies.move_to_end(session_id)
+                watch.touched.add(session_id)
+                return copy
+        self.counts["misses"] += 1
+        # Shielded: the actor counts the copy once it answers, so its answer is taken even if the request is gone.
+        return await asyncio.shield(self._fetch(session_id, fetch))
+
+    def close(self) -> None:
+        for watch in self._watches.values():
+            if watch.task is not None:
+                watch.task.cancel()
+        self._watches.clear()
+        self._copies.clear()
+        self._bytes = 0
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    async def _fetch(self, session_id: str, fetch: Callable[[], Awaitable[Fetched]]) -> Copy:
+        count, drops = self._fills.setdefault(session_id, ([0], {}))
+        count[0] += 1
+        sent = time.monotonic()
+        try:
+            fetched = await fetch()
+        finally:
+            count[0] -= 1
+            if not count[0]:
+                self._fills.pop(session_id, None)
+        copy = Copy(fetched.body, etag_of(fetched.body), actor_key(fetched.handle), fetched.bound)
+        if fetched.hold is not None:
+            epoch, copy.number = fetched.hold
+            watch = self._watch(copy.actor, fetched.handle, epoch, sent)
+            # A drop numbered above it, come while it was on its way, is news it does not hold.
+            if copy.number > drops.get(copy.actor, 0):
+                self._keep(session_id, copy, watch)
+            else:
+                watch.released.add(session_id)
+        return copy
+
+    def _watch(self, key: str, handle: Any, epoch: str, sent: float) -> Watch:
+        watch = self._watches.get(key)
+        if watch is None:
+            watch = self._watches[key] = Watch(handle, epoch)
+        elif watch.epoch != epoch:  # the actor forgot this replica: what it counted before is gone
+            self._drop_all(watch)
+            watch.epoch, watch.acked, watch.released = epoch, 0, set()
+        watch.lease_until = max(watch.lease_until, sent + LEASE_SECONDS)
+        if watch.task is None or watch.task.done():
+            watch.task = asyncio.create_task(self._poll(key, watch), name=f"snapshot-copies:{key}")
+        return watch
+
+    def _keep(self, session_id: str, copy: Copy, watch: Watch) -> None:
+        old = self._copies.get(session_id)
+        if old is not None and old.actor != copy.actor:
+            self._release(session_id)  # the session moved: its old actor still counts the copy
+        self._remove(session_id)
+        self._copies[session_id] = copy
+        self._bytes += len(copy.body)
+        watch.sessions.add(session_id)
+        watch.released.discard(session_id)
+        while self._bytes > self._max_bytes and self._copies:
+            self._release(next(iter(self._copies)))
+
+    async def _poll(self, key: str, watch: Watch) -> None:
+        while watch.sessions or watch.released or watch.unacked:
+            sent = time.monotonic()
+            touched, released = list(watch.touched), list(watch.released)
+            watch.touched, watch.released = set(), set()
+            try:
+                epoch, acked, drops = await watch.handle.watch.remote(
+                    self.reader, watch.epoch, watch.acked, released, touched
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the actor went, or fails: its copies can no longer be kept true
+                self._drop_all(watch)
+                break
+            if epoch != watch.epoch:
+                self._drop_all(watch)
+                watch.epoch = epoch
+            for session_id, number in drops.items():
+                self._drop(session_id, key, number)
+            watch.acked, watch.unacked = acked, bool(drops)
+            watch.lease_until = sent + LEASE_SECONDS
+            unused = time.monotonic() - UNUSED_SECONDS
+            for session_id in [s for s in watch.sessions if self._copies[s].used < unused]:
+                self._release(session_id)
+        if self._watches.get(key) is watch:
+            del self._watches[key]
+
+    def _drop(self, session_id: str, key: str, number: int) -> None:
+        """The session changed in the actor `key` (or left it): its copy from there, and any read of it from there
+        on its way, are out of date if that actor numbered them below the drop."""
+        copy = self._copies.get(session_id)
+        if copy is not None and copy.actor == key and copy.number < number:
+            self._remove(session_id)
+        if (fill := self._fills.get(session_id)) is not None:
+            fill[1][key] = max(fill[1].get(key, 0), number)
+
+    def _drop_all(self, watch: Watch) -> None:
+        for session_id in list(watch.sessions):
+            self._remove(session_id)
+
+    def _release(self, session_id: str) -> None:
+        """Let a copy go here (unread, or for room); its actor is told with the next poll."""
+        copy = self._copies.get(session_id)
+        self._remove(session_id)
+        if copy is not None and (watch := self._watches.get(copy.actor)) is not None:
+            watch.released.add(session_id)
+
+    def _remove(self, session_id: str) -> None:
+        copy = self._copies.pop(session_id, None)
+        if copy is not None:
+            self._bytes -= len(copy.body)
+            if (watch := self._watches.get(copy.actor)) is not None:
+                watch.sessions.discard(session_id)
