@@ -21,7 +21,7 @@ from .app_actors import DEFAULT_NAMESPACE, AppActors, app_namespace
 from .directory import named_actors
 from .hosts import actor_key
 from .placement import SessionPlacement
-from .snapshot_copies import Copy, Fetched, SnapshotCopies
+from .snapshot_copies import MAX_BYTES, Copy, Fetched, SnapshotCopies
 
 HANDLE_CACHE_SIZE = 10_000
 
@@ -45,6 +45,7 @@ class Runtime:
         model_keys: Mapping[str, SecretStr] | None = None,
         placement: SessionPlacement | None = None,
         secrets_key: SecretStr | None = None,
+        copy_bytes: int = MAX_BYTES,
     ) -> None:
         self.apps = {
             s.name: AppActors.start(
@@ -54,7 +55,7 @@ class Runtime:
         }
         self._handles: OrderedDict[str, _Found] = OrderedDict()
         self.handle_counts = {"hits": 0, "misses": 0}  # of this replica's handle cache (`_handles`)
-        self.copies = SnapshotCopies()
+        self.copies = SnapshotCopies(copy_bytes)  # 0: every read goes to the session
 
     async def check_key(self, app: AppActors, key: str) -> bool:
         """Whether `key` opens `app`: asked of the App's store, which keeps its keys hashed."""

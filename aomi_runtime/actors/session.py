@@ -207,7 +207,7 @@ class SessionActor:
         return (await self._live(session_id).snapshot(user_state, client_id)).model_dump_json().encode()
 
     async def read(
-        self, session_id: str, client_id: str | None, reader: str
+        self, session_id: str, client_id: str | None, reader: str | None
     ) -> tuple[bytes, tuple[str, int] | None, bool]:
         """`state` for an ingress replica (`snapshot_copies.py`), which may keep a copy of a session at rest: the
         snapshot, the epoch and number its copy is counted under (None: not to be kept), and whether a client is
@@ -216,7 +216,7 @@ class SessionActor:
         snapshot = await session.snapshot(None, client_id)
         bound = session.record.client_id is not None
         keep = session.at_rest and not snapshot.system_events and (client_id is None or bound)
-        hold = self._readers.hold(reader, session_id) if keep else None
+        hold = self._readers.hold(reader, session_id) if keep and reader is not None else None
         return snapshot.model_dump_json().encode(), hold, bound
 
     async def watch(

@@ -71,7 +71,7 @@ class SnapshotCopies:
     """One replica's copies, by session id."""
 
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
-        self.reader = uuid.uuid4().hex  # this replica, to the session actors
+        self.reader = uuid.uuid4().hex if max_bytes else None  # this replica, to the session actors
         self.counts = {"hits": 0, "misses": 0}
         self._max_bytes = max_bytes
         self._copies: OrderedDict[str, Copy] = OrderedDict()
@@ -83,6 +83,8 @@ class SnapshotCopies:
     async def read(self, session_id: str, client_id: str | None, fetch: Callable[[], Awaitable[Fetched]]) -> Copy:
         """The session's snapshot: this replica's copy if it holds a good one, else `fetch`ed (and kept if the
         session is at rest). A read naming a client goes to the session unless one is bound (it may bind it)."""
+        if self.reader is None:  # keeping no copies
+            return await self._fetch(session_id, fetch)
         copy = self._copies.get(session_id)
         if copy is not None and (client_id is None or copy.bound):
             watch = self._watches.get(copy.actor)

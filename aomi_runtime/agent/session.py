@@ -14,14 +14,13 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any
 
-from .apps import App, utf8_size
+from .apps import App
 from .background import BackgroundCalls
 from .errors import InvalidInput, SessionClosed
 from .event_log import EventLog
 from .journal import Journal
 from .protocols import HistoryBackend
 from .records import (
-    MAX_TITLE_CHARS,
     Event,
     Message,
     QueuedMessage,
@@ -33,7 +32,7 @@ from .records import (
 )
 from .streams import Streams
 from .system_messages import parse_system_message
-from .titles import AutoTitle
+from .titles import AutoTitle, manual_title
 from .turn_output import TurnOutput
 from .turn_queue import TurnQueue
 from .wallet import OUTCOME_TYPES, WalletDesk
@@ -51,7 +50,7 @@ class LiveSession:
         self, app: App, history: HistoryBackend, stored: StoredSession, on_turn: Callable[[float], None] | None = None
     ) -> None:
         self.app = app
-        self.on_turn = on_turn  # told each finished turn's duration, in seconds
+        self.on_turn = on_turn or (lambda _seconds: None)  # told each finished turn's duration, in seconds
         self.last_active = time.monotonic()
         self._log = EventLog(history, app.name, stored.record.session_id, stored.record.last_seq)
         self._journal = Journal(history, app.name, stored, self._log, self._stop_tasks)
@@ -62,7 +61,7 @@ class LiveSession:
         self._wallet = WalletDesk(self._journal)
         self._background = BackgroundCalls(self._journal, lambda: self._turns.follow_up())
         output = TurnOutput(self._journal, self._wallet, self._background)
-        self._turns = TurnQueue(app, self._journal, output, self._title, self.check_open, self._turn_ended)
+        self._turns = TurnQueue(app, self._journal, output, self._title, self.check_open, lambda s: self.on_turn(s))
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -108,32 +107,27 @@ class LiveSession:
 
     @property
     def subscribers(self) -> int:
-        """Event streams open on this session (each holds a lease it renews on every wait), and anonymous waiters:
-        a session being watched is not idle."""
+        """Event streams open on this session (each holds a lease renewed on every wait), and anonymous waiters."""
         return self._streams.count
 
     @property
+    def is_busy(self) -> bool:
+        """Something runs (a turn, a background call, the title) or a stream watches: not to be evicted."""
+        return self._running or self.subscribers > 0
+
+    @property
     def at_rest(self) -> bool:
-        """Nothing runs or waits that changes the session without a call: its snapshot stays as it is until one
-        comes (a copy of it may be kept elsewhere until then), and reading it hands out no system event."""
-        return not (
-            self.is_processing
-            or self.record.queue
-            or self.record.pending_system_events
-            or self._title.is_running
-            or self._background.running
-            or self._journal.closed
-        )
+        """Nothing runs or waits that changes the session without a call, and a read hands out no system event:
+        a copy of its snapshot (an ingress replica's) stays true until a call comes."""
+        return not (self._running or self.record.queue or self.record.pending_system_events or self._journal.closed)
+
+    @property
+    def _running(self) -> bool:
+        return self.is_processing or self._title.is_running or self._background.running > 0
 
     def on_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Await `callback` after each commit, before its events are published (and its call answered)."""
         self._journal.on_commit = callback
-
-    @property
-    def is_busy(self) -> bool:
-        """A turn, a background call or a title is running, or a stream is watching: the session should not be
-        evicted."""
-        return self.is_processing or self.subscribers > 0 or self._title.is_running or self._background.running > 0
 
     # --- what clients call ----------------------------------------------------------------------
 
@@ -234,11 +228,7 @@ class LiveSession:
     async def rename(self, title: str) -> None:
         """Set a title by hand; the automatic title never replaces it."""
         self.check_open()
-        title = title.strip()
-        utf8_size(title, "The title")
-        if not title or len(title) > MAX_TITLE_CHARS:
-            raise InvalidInput(f"A title is 1 to {MAX_TITLE_CHARS} characters, not only spaces.")
-        self.record.title = title
+        self.record.title = title = manual_title(title)
         self.record.title_is_manual = True
         self._journal.event("title_changed", new_title=title)
         await self._journal.flush()
@@ -297,10 +287,6 @@ class LiveSession:
         self.last_active = time.monotonic()
 
     # --- helpers ----------------------------------------------------------------------------------
-
-    def _turn_ended(self, seconds: float) -> None:
-        if self.on_turn is not None:
-            self.on_turn(seconds)
 
     def _stop_tasks(self) -> None:
         """A commit failed and the session is given up: its turn, title and background calls stop where they are

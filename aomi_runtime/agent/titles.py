@@ -6,11 +6,12 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from .apps import App
+from .apps import App, utf8_size
+from .errors import InvalidInput
 from .journal import Journal
 from .logs import fingerprint, log_failure
 from .protocols import ModelProvider, ModelRequest, TextDelta
-from .records import DEFAULT_TITLE, Message
+from .records import DEFAULT_TITLE, MAX_TITLE_CHARS, Message
 from .secrets import for_client
 from .turn import to_model_messages
 
@@ -19,6 +20,17 @@ log = logging.getLogger(__name__)
 TITLE_INSTRUCTION = (
     "Give this conversation a short title of at most six words. Answer with the title alone, without quotes."
 )
+
+
+def manual_title(title: str) -> str:
+    """A title given by hand, stripped. Raises `InvalidInput` for an empty or too long one."""
+    title = title.strip()
+    utf8_size(title, "The title")
+    if not title or len(title) > MAX_TITLE_CHARS:
+        raise InvalidInput(f"A title is 1 to {MAX_TITLE_CHARS} characters, not only spaces.")
+    return title
+
+
 AUTO_TITLE_CHARS = 80  # a generated title is short; a title given by hand may run to MAX_TITLE_CHARS
 TITLE_CONTEXT_MESSAGES = 6
 

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ..actors.app_actors import DEFAULT_NAMESPACE
 from ..actors.placement import DEFAULT_PLACEMENT_SECONDS, SessionPlacement
 from ..actors.runtime import Runtime
+from ..actors.snapshot_copies import MAX_BYTES
 from ..agent.apps import DEFAULT_APP_SPEC, AppSpec
 from ..backends.secrets import parse_key
 from .config import load_apps
@@ -61,6 +62,9 @@ class Settings(BaseSettings):
     # Off where the runtime deploys itself (`launch`, the CLI); `GET /metrics` counts requests by route, status
     # and latency. Under `serve run` / `serve deploy` the operator's logging config decides.
     access_log: bool = False
+    # Each ingress replica keeps copies of the snapshots of sessions at rest, up to this many bytes in all, and
+    # answers GET /api/state from them with no hop to the session's actor (docs/design.md); 0 keeps none.
+    snapshot_copy_bytes: int = Field(MAX_BYTES, ge=0)
     # A Ray that `launch` starts itself runs without what idle session actors pay for and the runtime never uses
     # (`actors.node.LEAN_RAY_ENV`); false keeps Ray's defaults. A joined cluster keeps its own (see cluster.yaml).
     lean_ray: bool = True
@@ -104,4 +108,12 @@ class Settings(BaseSettings):
 
     def runtime(self) -> Runtime:
         """The runtime these settings describe: its Apps' actors found, or started if none run yet."""
-        return Runtime(self.apps, self.database_url, self.namespace, self.model_keys, self.placement, self.secrets_key)
+        return Runtime(
+            self.apps,
+            self.database_url,
+            self.namespace,
+            self.model_keys,
+            self.placement,
+            self.secrets_key,
+            self.snapshot_copy_bytes,
+        )

@@ -120,6 +120,21 @@ async def test_a_client_reads_its_own_writes_through_either_replica(pair: Pair) 
     assert one.copies.counts["hits"] >= 6 and two.copies.counts["hits"] >= 6
 
 
+async def test_an_event_seen_on_a_stream_is_in_any_snapshot_read_after_it(pair: Pair) -> None:
+    one, two = pair
+    s = str(uuid.uuid4())
+    await chat(one, s, "hi")
+    last = (await at_rest(one, s))["last_event_id"]
+    await cached(two, s)
+    waiting = asyncio.create_task(one.events_after(s, last, 10))
+    await asyncio.sleep(0.2)  # the stream waits in the session before the rename
+    renamed = asyncio.create_task(one.call(s, "rename", "seen on the stream"))
+    events = await waiting
+    assert [e.data["type"] for e in events] == ["title_changed"]
+    assert (await read(two, s))["title"] == "seen on the stream"  # read as soon as the event is seen
+    await renamed
+
+
 async def test_a_read_naming_a_client_binds_it_through_the_session(pair: Pair) -> None:
     one, two = pair
     s = str(uuid.uuid4())
