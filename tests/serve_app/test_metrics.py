@@ -46,7 +46,8 @@ def app_stats(seen: float) -> dict[str, Any]:
 
 def test_the_scrape_reports_each_apps_counts_and_histograms() -> None:
     registry = CollectorRegistry()
-    registry.register(_Snapshot({"default": app_stats(0.2), "research": app_stats(0.02)}, {"hits": 5, "misses": 1}))
+    caches = {"replica": {"hits": 5, "misses": 1}, "snapshot": {"hits": 9, "misses": 2}}
+    registry.register(_Snapshot({"default": app_stats(0.2), "research": app_stats(0.02)}, caches))
     got = samples(generate_latest(registry))
     default = (("app", "default"),)
     assert got[("aomi_sessions_live", default)] == 3 and got[("aomi_session_places_free", default)] == 2
@@ -56,6 +57,8 @@ def test_the_scrape_reports_each_apps_counts_and_histograms() -> None:
     assert got[("aomi_cache_misses_total", (("app", "default"), ("layer", "directory")))] == 4
     assert got[("aomi_cache_hits_total", (("app", ""), ("layer", "replica")))] == 5
     assert got[("aomi_cache_misses_total", (("app", ""), ("layer", "replica")))] == 1
+    assert got[("aomi_cache_hits_total", (("app", ""), ("layer", "snapshot")))] == 9
+    assert got[("aomi_cache_misses_total", (("app", ""), ("layer", "snapshot")))] == 2
 
     def bucket(app: str, le: str) -> float:
         return got[("aomi_turn_seconds_bucket", (("app", app), ("le", le)))]
