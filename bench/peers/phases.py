@@ -78,6 +78,7 @@ class Row:
     off_core: int = 0
     failed: str | None = None
     extras: dict[str, Timings] = field(default_factory=dict)  # the runtime's own figures, by name
+    libraries: dict[str, set[str]] = field(default_factory=dict)  # Serve's processes (by title): what they mapped
     notes: list[str] = field(default_factory=list)
 
 
@@ -104,6 +105,8 @@ async def timed(timings: Timings, call: Callable[[], Awaitable[httpx.Response]],
 
 async def metered(timings: Timings, meter: CpuMeter, calls: Sequence[Callable[[], Awaitable[None]]]) -> None:
     """Each of `calls` in turn, the server's CPU per call kept in `timings`."""
+    if not calls:
+        return
     meter.start()
     for call in calls:
         await call()
@@ -152,7 +155,7 @@ async def workload(apis: list[Api], meter: CpuMeter, args: argparse.Namespace, r
     row.rate_errors = len(reads.errors)
     row.rate_error = reads.errors[0] if reads.errors else None
 
-    if isinstance(api, AomiApi):
+    if isinstance(api, AomiApi) and args.extras:
         row.phase = "SSE delivery"
         await sse_delivery(api, talking, args.turns, row)
         if database is None:
