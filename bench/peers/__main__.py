@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,10 @@ from .runner import run_one
 from .servers import PEERS, servers
 
 ROOT = PEERS.parent.parent
-ALL = "fastapi,serve,serve-direct,aomi,aomi-packed,langgraph,adk,adk-sqlite,serve-direct-2,aomi-2"
+ALL = (
+    "fastapi,serve,serve-direct,serve-haproxy,aomi,aomi-packed,langgraph,adk,adk-sqlite,serve-direct-2,"
+    "serve-haproxy-2,aomi-2"
+)
 
 
 def peers_venv(path: Path) -> str | None:
@@ -103,6 +107,9 @@ def main() -> None:
         for key in args.chosen:
             server = known[key]
             if mode not in server.modes:
+                continue
+            if server.needs and not shutil.which(server.needs):
+                skipped.append(f"{server.label} ({mode}): no `{server.needs}` on PATH")
                 continue
             if server.peer and why_not:
                 skipped.append(f"{server.label} ({mode}): the peers' venv could not be made: {why_not}")

@@ -64,6 +64,8 @@ class Row:
     label: str
     mode: str  # pinned, unpinned
     load_before: float
+    floor: bool = False  # a bare Serve endpoint: what the runtime's ratios are taken against
+    reads_only: bool = False  # only the state reads: no turns, no sessions created
     phase: str = "start"
     path: str = ""  # how a request enters: proxy, direct (the replica itself), ...
     urls: int = 1
@@ -125,37 +127,26 @@ async def workload(apis: list[Api], meter: CpuMeter, args: argparse.Namespace, r
     row.phase = "seeding a session"
     seeded = str(uuid.uuid4())
     must(await api.create(seeded))
-    must(await api.turn(seeded, token()))
-    for other in apis[1:]:  # each URL a replica: a floor keeps its sessions in its own process
-        must(await other.create(seeded))
+    if not row.reads_only:
+        must(await api.turn(seeded, token()))
     for _ in range(WARMUP):
         must(await api.read(seeded))
 
     row.phase = "sequential state reads"
     await metered(row.reads, meter, [partial(timed, row.reads, partial(api.read, seeded))] * args.reads)
 
-    row.phase = "turns"
-    talking = str(uuid.uuid4())  # its own session: the seeded one's state stays as the reads see it
-    must(await api.create(talking))
-    must(await api.turn(talking, token()))  # untimed: the first turn of a session
-    turns = [partial(timed, row.turns, partial(api.turn, talking, token())) for _ in range(args.turns)]
-    await metered(row.turns, meter, turns)
+    if not row.reads_only:
+        row.phase = "turns"
+        talking = str(uuid.uuid4())  # its own session: the seeded one's state stays as the reads see it
+        must(await api.create(talking))
+        must(await api.turn(talking, token()))  # untimed: the first turn of a session
+        turns = [partial(timed, row.turns, partial(api.turn, talking, token())) for _ in range(args.turns)]
+        await metered(row.turns, meter, turns)
 
     row.phase = f"{args.clients} concurrent clients"
-    reads = Timings()
-    deadline = time.perf_counter() + args.seconds
+    await concurrent_reads(apis, seeded, args, row)
 
-    async def client(api: Api) -> None:
-        while time.perf_counter() < deadline:
-            await timed(reads, partial(api.read, seeded))
-
-    started_at = time.perf_counter()
-    await asyncio.gather(*(client(apis[i % len(apis)]) for i in range(args.clients)))
-    row.rate = len(reads.seconds) / (time.perf_counter() - started_at)
-    row.rate_errors = len(reads.errors)
-    row.rate_error = reads.errors[0] if reads.errors else None
-
-    if isinstance(api, AomiApi) and args.extras:
+    if isinstance(api, AomiApi) and args.extras and not row.reads_only:
         row.phase = "SSE delivery"
         await sse_delivery(api, talking, args.turns, row)
         if database is None:
@@ -164,12 +155,29 @@ async def workload(apis: list[Api], meter: CpuMeter, args: argparse.Namespace, r
             row.phase = "revalidation"
             await revalidation(api, meter, database, args.reads, row)
 
-    # Last: a new session may be a process of its own (the runtime's default), which would weigh on every
-    # figure after it.
-    row.phase = "sessions created"
-    creates = [partial(timed, row.creates, partial(api.create, str(uuid.uuid4()))) for _ in range(args.creates)]
-    await metered(row.creates, meter, creates)
+    if not row.reads_only:
+        # Last: a new session may be a process of its own (the runtime's default), which would weigh on every
+        # figure after it.
+        row.phase = "sessions created"
+        creates = [partial(timed, row.creates, partial(api.create, str(uuid.uuid4()))) for _ in range(args.creates)]
+        await metered(row.creates, meter, creates)
     row.phase = "done"
+
+
+async def concurrent_reads(apis: list[Api], session_id: str, args: argparse.Namespace, row: Row) -> None:
+    """`args.clients` loops reading the session's state for `args.seconds`, spread over `apis` (one per URL)."""
+    reads = Timings()
+    deadline = time.perf_counter() + args.seconds
+
+    async def client(api: Api) -> None:
+        while time.perf_counter() < deadline:
+            await timed(reads, partial(api.read, session_id))
+
+    started_at = time.perf_counter()
+    await asyncio.gather(*(client(apis[i % len(apis)]) for i in range(args.clients)))
+    row.rate = len(reads.seconds) / (time.perf_counter() - started_at)
+    row.rate_errors = len(reads.errors)
+    row.rate_error = reads.errors[0] if reads.errors else None
 
 
 async def sse_delivery(api: AomiApi, session_id: str, n: int, row: Row) -> None:

@@ -118,7 +118,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def floor_of(rows: dict[str, Row]) -> Row | None:
     """The bare Serve endpoint on the path the runtime's requests take (proxy or direct ingress)."""
     runtime = rows.get(RUNTIME)
-    floors = [row for key, row in rows.items() if key in ("serve", "serve-direct")]
+    floors = [row for row in rows.values() if row.floor]
     same = [row for row in floors if runtime is not None and row.path == runtime.path]
     return same[0] if same else None
 
@@ -213,6 +213,7 @@ TARGETS = [
     Target("304 of a 10,000-message snapshot / cache hit of a 10-message one, p50", "<= 1x", revalidation),
     Target("reads/s, runtime with 2 ingress replicas / 1", ">= 1x", replicas(RUNTIME, "aomi-2")),
     Target("reads/s, bare Serve direct ingress, 2 replicas / 1", ">= 1x", replicas("serve-direct", "serve-direct-2")),
+    Target("reads/s, bare Serve behind HAProxy, 2 replicas / 1", ">= 1x", replicas("serve-haproxy", "serve-haproxy-2")),
 ]
 
 

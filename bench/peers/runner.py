@@ -70,7 +70,7 @@ async def measure(server: Server, running: Running, pinned: bool, args: argparse
 def run_one(server: Server, mode: str, args: argparse.Namespace, env: dict[str, str]) -> Row:
     pinned = mode == "pinned"
     os.sched_setaffinity(0, {CLIENT_CORE} if pinned else set(range(os.cpu_count() or 1)))
-    row = Row(server.key, server.label, mode, os.getloadavg()[0])
+    row = Row(server.key, server.label, mode, os.getloadavg()[0], floor=server.floor, reads_only=server.reads_only)
     try:
         with started(server, pinned, env) as running:
             asyncio.run(measure(server, running, pinned, args, row))

@@ -31,6 +31,7 @@ SERVER_CORE, CLIENT_CORE = 0, 1
 ANNOUNCED = re.compile(r"serving on (?P<urls>http://[^ ,]+(?:, http://[^ ,]+)*)")
 HISTORY = re.compile(r"history: (?P<url>sqlite:///[^;]+);")
 
+HAPROXY = {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
 Command = Callable[[int, Path], list[str]]  # (port, working directory) -> the server's command line
 
 
@@ -48,6 +49,8 @@ class Server:
     modes: tuple[str, ...] = ("pinned", "unpinned")  # where it is run
     env: dict[str, str] = field(default_factory=dict)
     expects: str | None = None  # a file (glob) its directory must hold after the run: it ran as labelled
+    needs: str | None = None  # a program it needs on PATH: skipped with the reason without it
+    reads_only: bool = False  # no turns nor creates: a floor's replicas each keep sessions of their own
 
 
 def floor(kind: str, *options: str) -> Command:
@@ -133,6 +136,17 @@ def servers(args: argparse.Namespace) -> list[Server]:
             prepare=copy_agents,
             expects="adk_agents/echo/.adk/session.db",
         ),
+        # Serve's HAProxy mode (Ray 2.60): HAProxy on the port, each replica answering it on a port of its own.
+        Server(
+            "serve-haproxy",
+            "bare Serve endpoint behind HAProxy",
+            FloorApi,
+            floor("serve"),
+            announces=True,
+            floor=True,
+            env=HAPROXY,
+            needs="haproxy",
+        ),
         # Two ingress replicas on the 2-core node: only unpinned, where there are two cores.
         Server(
             "serve-direct-2",
@@ -141,6 +155,18 @@ def servers(args: argparse.Namespace) -> list[Server]:
             floor("serve", *direct, "--replicas", "2"),
             announces=True,
             modes=("unpinned",),
+            reads_only=True,
+        ),
+        Server(
+            "serve-haproxy-2",
+            "bare Serve endpoint behind HAProxy, 2 replicas",
+            FloorApi,
+            floor("serve", "--replicas", "2"),
+            announces=True,
+            modes=("unpinned",),
+            reads_only=True,
+            env=HAPROXY,
+            needs="haproxy",
         ),
         Server(
             "aomi-2",
@@ -160,7 +186,7 @@ def free_port() -> int:
         return port
 
 
-def server_env(workdir: Path, extra: dict[str, str]) -> dict[str, str]:
+def server_env(workdir: Path, haproxy: Path, extra: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         RAY_TMPDIR=str(workdir),  # Ray's session files in the server's own directory, not /tmp/ray
@@ -170,6 +196,11 @@ def server_env(workdir: Path, extra: dict[str, str]) -> dict[str, str]:
         LANGSMITH_TRACING="false",
         LANGCHAIN_TRACING_V2="false",
         PYTHONUNBUFFERED="1",
+        # Where Serve's HAProxy mode keeps its files (by default /tmp/haproxy-serve, shared by every instance).
+        RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=str(haproxy / "haproxy.cfg"),
+        RAY_SERVE_HAPROXY_SOCKET_PATH=str(haproxy / "admin.sock"),
+        RAY_SERVE_HAPROXY_SERVER_STATE_BASE=str(haproxy),
+        RAY_SERVE_HAPROXY_SERVER_STATE_FILE=str(haproxy / "server-state"),
         **extra,
     )
     env.pop("VIRTUAL_ENV", None)
@@ -211,6 +242,8 @@ def started(server: Server, pinned: bool, env: dict[str, str]) -> Iterator[Runni
     SIGKILL to each of its processes left after 60 s) and its directory removed on the way out."""
     workdir = Path(tempfile.mkdtemp(prefix="aomi-ray-peers-", dir="/tmp"))
     port = free_port()
+    # A short directory: Serve adds a 56-character one below it, and HAProxy takes socket paths of 97 at most.
+    haproxy = Path(tempfile.mkdtemp(prefix="aomi-hp-", dir="/tmp"))
     server.prepare(workdir)
     command = server.command(port, workdir)
     if pinned:
@@ -220,7 +253,7 @@ def started(server: Server, pinned: bool, env: dict[str, str]) -> Iterator[Runni
         process = subprocess.Popen(
             command,
             cwd=workdir,
-            env=server_env(workdir, {**server.env, **env}),
+            env=server_env(workdir, haproxy, {**server.env, **env}),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -233,6 +266,7 @@ def started(server: Server, pinned: bool, env: dict[str, str]) -> Iterator[Runni
     finally:
         stop(process)
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(haproxy, ignore_errors=True)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
