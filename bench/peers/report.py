@@ -9,6 +9,7 @@ import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import version
 
 from .phases import HIT_10, REVALIDATE_10K, SSE_ANSWERED, SSE_SENT, Row, Timings
 from .servers import CLIENT_CORE, SERVER_CORE
@@ -52,7 +53,7 @@ def header(args: argparse.Namespace, load: tuple[float, ...]) -> list[str]:
     )
     return [
         f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.platform()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}, Ray {version('ray')}",
         "load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}".format(*load, *after),
         f"run: {'--quick' if args.quick else 'full'}; runtime arguments: `{args.aomi_args or '(none)'}`; {sizes}",
     ]
