@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import psutil
@@ -45,8 +45,9 @@ def cpu_seconds(processes: dict[int, tuple[str, psutil.Process]]) -> Counter[str
     return spent
 
 
-def on_cpu_seconds(processes: dict[int, tuple[str, psutil.Process]]) -> Counter[str]:
-    """Time on a CPU of every thread of each process (a thread that ends meanwhile takes its time with it)."""
+def on_cpu_seconds(processes: Mapping[int, tuple[str, object]]) -> Counter[str]:
+    """Time on a CPU of every thread of each process, by name (a thread that ends meanwhile takes its time with
+    it); only the pids and names of `processes` are read."""
     spent: Counter[str] = Counter()
     for pid, (name, _) in processes.items():
         try:

@@ -2,11 +2,14 @@
 
     python bench/peers/floors.py fastapi --port P   # floor a: uvicorn, one process
     python bench/peers/floors.py serve --port P     # floor b: the same app as a Serve deployment, on a local Ray
+        [--direct-ingress] [--replicas N]           # Serve's direct ingress; N ingress replicas
 
 Both answer the same routes from the same code: GET /state/{id}, POST /sessions/{id} (create), POST /turn/{id}
 (append the message and an echo, answer the messages), GET /health. Floor b starts Ray as `aomi-runtime serve`
 does (its environment, no dashboard, Serve's access log off), so the difference between a and b is Serve's,
-and between b and the runtime the runtime's. Serves until SIGINT or SIGTERM.
+and between b and the runtime the runtime's. Floor b prints where it serves (`floor serving on URL[, URL]`): the
+proxy, or with `--direct-ingress` each replica's own port, as `aomi-runtime serve` does. Serves until SIGINT or
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -37,9 +40,8 @@ async def create(session_id: str) -> dict[str, Any]:
 
 @app.get("/state/{session_id}")
 async def state(session_id: str) -> dict[str, Any]:
-    if session_id not in SESSIONS:
-        raise HTTPException(404, "no such session")
-    return {"messages": SESSIONS[session_id]}
+    # Each replica keeps its own dict: behind a balancer, a session another replica made reads as empty here.
+    return {"messages": SESSIONS.get(session_id, [])}
 
 
 @app.post("/turn/{session_id}")
@@ -59,19 +61,24 @@ def serve_fastapi(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def serve_on_ray(port: int) -> None:
+def serve_on_ray(port: int, direct_ingress: bool, replicas: int) -> None:
     import ray
     from ray import serve
     from ray.serve.schema import LoggingConfig
 
     from aomi_runtime.actors.node import lean_ray_env
     from aomi_runtime.serve_app.app import MAX_ONGOING_REQUESTS
+    from aomi_runtime.serve_app.launch import DIRECT_INGRESS_ENV, direct_urls
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     lean_ray_env(os.environ)
+    if direct_ingress:
+        os.environ[DIRECT_INGRESS_ENV] = "1"  # before Ray starts: Serve's processes inherit it
 
-    @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=MAX_ONGOING_REQUESTS)
+    @serve.deployment(
+        ray_actor_options={"num_cpus": 0}, max_ongoing_requests=MAX_ONGOING_REQUESTS, num_replicas=replicas
+    )
     @serve.ingress(app)
     class Floor:
         pass
@@ -83,7 +90,8 @@ def serve_on_ray(port: int) -> None:
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(Floor.bind(), name="floor", route_prefix="/", logging_config=LoggingConfig(enable_access_log=False))
-        print(f"floor serving on http://127.0.0.1:{port}", flush=True)
+        urls = direct_urls("floor", "127.0.0.1") if direct_ingress else (f"http://127.0.0.1:{port}",)
+        print(f"floor serving on {', '.join(urls)} (Ctrl-C stops it)", flush=True)
         while not stop.wait(0.5):
             pass
     finally:
@@ -95,5 +103,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", choices=["fastapi", "serve"])
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--direct-ingress", action="store_true", help="serve: each replica answers on its own port")
+    parser.add_argument("--replicas", type=int, default=1, help="serve: ingress replicas")
     args = parser.parse_args()
-    (serve_fastapi if args.kind == "fastapi" else serve_on_ray)(args.port)
+    if args.kind == "fastapi":
+        serve_fastapi(args.port)
+    else:
+        serve_on_ray(args.port, args.direct_ingress, args.replicas)
