@@ -158,11 +158,12 @@ class SessionDirectory:
 
     async def _open(self, session_id: str, public_key: str | None) -> tuple[Host, str]:
         """Hand the session to a place in an actor; returns the actor and how the session was opened."""
+        fence = self._live.fence(session_id)
         for attempt in itertools.count():
             host = await self._hosts.reserve()
             try:
                 # The actor reads the session itself: its one read of the database, and no copy through here.
-                outcome: str = await host.handle.open.remote(session_id, public_key)
+                outcome: str = await host.handle.open.remote(session_id, public_key, fence)
             except AomiError:
                 self._hosts.unreserve(host)  # refused (another App's id): the place is still free
                 raise

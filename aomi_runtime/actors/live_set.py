@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 from ..agent.apps import AppSpec
 from .hosts import Host, Hosts
 from .placement import SessionPlacement
+from .readers import LEASE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ class LiveSet(dict[str, Host]):
         # Sessions being released, done when their last state is stored: one is opened again only after that,
         # never beside its closing copy.
         self.closing: dict[str, asyncio.Future[None]] = {}
+        # Sessions of actors lost, and until when their next actor holds back commits: replicas may serve copies
+        # of the lost actor's snapshots until their lease runs out (actors/readers.py).
+        self.fenced: dict[str, float] = {}
         limits = spec.limits
         self.max_live: int | None = limits.max_live_sessions
         self.max_bytes: int | None = (limits.max_live_memory_mb << 20) if limits.max_live_memory_mb else None
@@ -59,9 +64,16 @@ class LiveSet(dict[str, Host]):
 
     def lose(self, host: Host) -> None:
         """An actor died or broke: forget it and every session it hosted (they load again when next asked for)."""
+        now = time.monotonic()
+        self.fenced = {s: until for s, until in self.fenced.items() if until > now}
         for session_id in self._hosts.lose(host):
+            self.fenced[session_id] = now + LEASE_SECONDS
             if self.get(session_id) is host:
                 del self[session_id]
+
+    def fence(self, session_id: str) -> float:
+        """How long the session's next actor holds back its commits, in seconds (0 for most)."""
+        return max(0.0, self.fenced.pop(session_id, 0.0) - time.monotonic())
 
     async def release(self, host: Host, session_id: str, only_if_idle: bool = False, spare: int = 0) -> bool:
         """Release a session from its actor (see `Hosts.release`); an actor that fails to is lost, with its

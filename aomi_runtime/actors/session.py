@@ -94,7 +94,7 @@ class SessionActor:
             raise SessionClosed("This session actor was stopped.")
         return list(self._sessions)
 
-    async def open(self, session_id: str, public_key: str | None) -> str:
+    async def open(self, session_id: str, public_key: str | None, fence: float = 0.0) -> str:
         """Host a session: a stored one read and restored ("loaded"), else a new one made ("created"). Idempotent
         for a session hosted ("live").
 
@@ -125,6 +125,8 @@ class SessionActor:
         if self._directory is not None:
             session.on_turn = self._directory.record_turn.remote  # told, not awaited
         session.on_commit(functools.partial(self._readers.drop, session_id))
+        if fence:  # its last actor was lost: copies of its snapshots there may be served until then
+            self._readers.fence(session_id, fence)
         self._sessions[session_id] = session
         return "loaded" if found is not None else "created"
 
@@ -146,9 +148,9 @@ class SessionActor:
         providers (their SDK clients' connections). The actor serves nothing afterwards."""
         self._stopped = True
         sessions, self._sessions = list(self._sessions.values()), {}
-        await self._readers.drop_all()
         try:
-            await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+            closing = (s.close() for s in sessions)
+            await asyncio.gather(self._readers.drop_all(), *closing, return_exceptions=True)
         finally:
             await self._app.aclose()
 
@@ -208,20 +210,22 @@ class SessionActor:
 
     async def read(
         self, session_id: str, client_id: str | None, reader: str | None
-    ) -> tuple[bytes, tuple[str, int] | None, bool]:
+    ) -> tuple[bytes, tuple[int, int] | None, bool]:
         """`state` for an ingress replica (`snapshot_copies.py`), which may keep a copy of a session at rest: the
         snapshot, the epoch and number its copy is counted under (None: not to be kept), and whether a client is
         bound to the session (a read naming a client changes nothing then)."""
         session = self._live(session_id)
         snapshot = await session.snapshot(None, client_id)
         bound = session.record.client_id is not None
-        keep = session.at_rest and not snapshot.system_events and (client_id is None or bound)
+        # Not a session that left meanwhile (`release`): the actor that holds it next does not count this copy.
+        here = self._sessions.get(session_id) is session
+        keep = here and session.at_rest and not snapshot.system_events and (client_id is None or bound)
         hold = self._readers.hold(reader, session_id) if keep and reader is not None else None
         return snapshot.model_dump_json().encode(), hold, bound
 
     async def watch(
-        self, reader: str, epoch: str, acked: int, released: list[str], touched: list[str]
-    ) -> tuple[str, int, dict[str, int]]:
+        self, reader: str, epoch: int, acked: int, released: dict[str, int], touched: list[str]
+    ) -> tuple[int, int, dict[str, int]]:
         """An ingress replica's long poll for the copies it must drop (`readers.py`). The sessions it answered
         reads of from its copies (`touched`) were not idle."""
         now = time.monotonic()
@@ -229,6 +233,10 @@ class SessionActor:
             if (session := self._sessions.get(session_id)) is not None:
                 session.last_active = now
         return await self._readers.watch(reader, epoch, acked, released, HEARTBEAT_SECONDS)
+
+    async def leave(self, reader: str) -> None:
+        """An ingress replica stopping: it serves no copy any more."""
+        self._readers.leave(reader)
 
     async def interrupt(self, session_id: str) -> bytes:
         return (await self._live(session_id).interrupt()).model_dump_json().encode()

@@ -12,6 +12,7 @@ answered, so if the poll stops (the actor went, or this replica is too slow to a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 import uuid
@@ -24,7 +25,7 @@ from .hosts import actor_key
 from .readers import LEASE_SECONDS
 
 MAX_BYTES = 64 << 20  # the copies one replica keeps, in all; the least recently read go first
-UNUSED_SECONDS = 60.0  # a copy not read for this long is dropped, and an actor with none left no longer watched
+UNUSED_SECONDS = 10.0  # a copy not read for this long is let go; an actor with none left is no longer watched
 
 
 def etag_of(body: bytes) -> str:
@@ -49,7 +50,7 @@ class Fetched:
     body: bytes
     handle: Any
     bound: bool  # a client is bound to the session
-    hold: tuple[str, int] | None  # the epoch and number its copy is counted under; None: not to be kept
+    hold: tuple[int, int] | None  # the epoch and number its copy is counted under; None: not to be kept
 
 
 @dataclass
@@ -57,11 +58,11 @@ class Watch:
     """The long poll on one session actor, and what this replica holds of it."""
 
     handle: Any
-    epoch: str
+    epoch: int
     acked: int = 0
     lease_until: float = 0.0
     sessions: set[str] = field(default_factory=set)  # copies held
-    released: set[str] = field(default_factory=set)  # copies let go here, that the actor still counts
+    released: dict[str, int] = field(default_factory=dict)  # copies let go here (their numbers), still counted
     touched: set[str] = field(default_factory=set)  # sessions read from copies since the last poll
     unacked: bool = False  # drops made that the actor waits to hear of: the next poll says so
     task: asyncio.Task[None] | None = None
@@ -98,6 +99,15 @@ class SnapshotCopies:
         # Shielded: the actor counts the copy once it answers, so its answer is taken even if the request is gone.
         return await asyncio.shield(self._fetch(session_id, fetch))
 
+    async def aclose(self, timeout: float = 1.0) -> None:
+        """Stop keeping copies, and tell each actor that counts some that this replica left, so that no commit
+        waits for it (a replica that stops without a word holds a commit up to its lease)."""
+        watches = list(self._watches.values())
+        self.close()
+        leaving = asyncio.gather(*(w.handle.leave.remote(self.reader) for w in watches), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(leaving, timeout)
+
     def close(self) -> None:
         for watch in self._watches.values():
             if watch.task is not None:
@@ -122,42 +132,41 @@ class SnapshotCopies:
         if fetched.hold is not None:
             epoch, copy.number = fetched.hold
             watch = self._watch(copy.actor, fetched.handle, epoch, sent)
-            # A drop numbered above it, come while it was on its way, is news it does not hold.
-            if copy.number > drops.get(copy.actor, 0):
+            # Not kept if a drop numbered above it came while it was on its way (it is news it does not hold), if
+            # the actor has forgotten the epoch it was counted under, or if it took longer than a lease to come.
+            if watch is not None and copy.number > drops.get(copy.actor, 0) and time.monotonic() < watch.lease_until:
                 self._keep(session_id, copy, watch)
-            else:
-                watch.released.add(session_id)
+            elif watch is not None:
+                self._let_go(watch, session_id, copy.number)
         return copy
 
-    def _watch(self, key: str, handle: Any, epoch: str, sent: float) -> Watch:
+    def _watch(self, key: str, handle: Any, epoch: int, sent: float) -> Watch | None:
+        """The watch on the actor `key` that counted a copy under `epoch`; None if it has forgotten that epoch."""
         watch = self._watches.get(key)
         if watch is None:
             watch = self._watches[key] = Watch(handle, epoch)
-        elif watch.epoch != epoch:  # the actor forgot this replica: what it counted before is gone
-            self._drop_all(watch)
-            watch.epoch, watch.acked, watch.released = epoch, 0, set()
+        elif epoch < watch.epoch:
+            return None
+        elif epoch > watch.epoch:  # the actor forgot this replica: what it counted before is gone
+            self._forget(watch, epoch)
         watch.lease_until = max(watch.lease_until, sent + LEASE_SECONDS)
         if watch.task is None or watch.task.done():
             watch.task = asyncio.create_task(self._poll(key, watch), name=f"snapshot-copies:{key}")
         return watch
 
     def _keep(self, session_id: str, copy: Copy, watch: Watch) -> None:
-        old = self._copies.get(session_id)
-        if old is not None and old.actor != copy.actor:
-            self._release(session_id)  # the session moved: its old actor still counts the copy
-        self._remove(session_id)
+        self._release(session_id)  # an older copy, counted by its actor (this one, or the one it moved from)
         self._copies[session_id] = copy
         self._bytes += len(copy.body)
         watch.sessions.add(session_id)
-        watch.released.discard(session_id)
         while self._bytes > self._max_bytes and self._copies:
             self._release(next(iter(self._copies)))
 
     async def _poll(self, key: str, watch: Watch) -> None:
         while watch.sessions or watch.released or watch.unacked:
             sent = time.monotonic()
-            touched, released = list(watch.touched), list(watch.released)
-            watch.touched, watch.released = set(), set()
+            touched, released = list(watch.touched), watch.released
+            watch.touched, watch.released = set(), {}
             try:
                 epoch, acked, drops = await watch.handle.watch.remote(
                     self.reader, watch.epoch, watch.acked, released, touched
@@ -167,9 +176,10 @@ class SnapshotCopies:
             except Exception:  # the actor went, or fails: its copies can no longer be kept true
                 self._drop_all(watch)
                 break
-            if epoch != watch.epoch:
-                self._drop_all(watch)
-                watch.epoch = epoch
+            if epoch < watch.epoch:
+                continue  # answered under an epoch already forgotten: the next poll asks under the new one
+            if epoch > watch.epoch:
+                self._forget(watch, epoch)
             for session_id, number in drops.items():
                 self._drop(session_id, key, number)
             watch.acked, watch.unacked = acked, bool(drops)
@@ -193,12 +203,22 @@ class SnapshotCopies:
         for session_id in list(watch.sessions):
             self._remove(session_id)
 
+    def _forget(self, watch: Watch, epoch: int) -> None:
+        """The actor forgot this replica (its lease ran out there): what it counted, under the older epoch, is gone."""
+        self._drop_all(watch)
+        watch.epoch, watch.acked, watch.released, watch.unacked = epoch, 0, {}, False
+
     def _release(self, session_id: str) -> None:
-        """Let a copy go here (unread, or for room); its actor is told with the next poll."""
+        """Let a copy go here (unread, for room, or for a newer one); its actor is told with the next poll."""
         copy = self._copies.get(session_id)
         self._remove(session_id)
         if copy is not None and (watch := self._watches.get(copy.actor)) is not None:
-            watch.released.add(session_id)
+            self._let_go(watch, session_id, copy.number)
+
+    @staticmethod
+    def _let_go(watch: Watch, session_id: str, number: int) -> None:
+        # By number: the actor un-counts it only if it handed out no newer copy of the session since.
+        watch.released[session_id] = max(number, watch.released.get(session_id, 0))
 
     def _remove(self, session_id: str) -> None:
         copy = self._copies.pop(session_id, None)

@@ -55,10 +55,18 @@ class EventLog:
             return []
         if self._recent and self._recent[0].seq <= after + 1:
             return [e for e in self._recent if e.seq > after]
-        return await self._history.events(self._app, self._session_id, after, EVENT_PAGE)
+        # Only what was published: a commit's events are stored before they are (see `Journal.flush`).
+        return [
+            e
+            for e in await self._history.events(self._app, self._session_id, after, EVENT_PAGE)
+            if e.seq <= self.published
+        ]
 
     async def last(self, count: int) -> list[Event]:
         """The newest `count` events, oldest first."""
         if count <= len(self._recent) or len(self._recent) == self.published:
             return list(self._recent)[-count:] if count else []
-        return await self._history.last_events(self._app, self._session_id, count)
+        # Only what was published (a commit being acknowledged may be stored already: its events come after).
+        return [
+            e for e in await self._history.last_events(self._app, self._session_id, count) if e.seq <= self.published
+        ]

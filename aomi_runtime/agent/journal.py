@@ -141,6 +141,11 @@ class Journal:
                 raise
             try:
                 if self.on_commit is not None:
-                    await self.on_commit()
+                    told = asyncio.ensure_future(self.on_commit())
+                    try:
+                        await asyncio.shield(told)
+                    except asyncio.CancelledError:
+                        await told  # bounded (a lease): the events go out after it, cancelled or not
+                        raise
             finally:
                 self._log.publish(events)

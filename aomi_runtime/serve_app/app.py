@@ -34,6 +34,10 @@ class Ingress:
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self._runtime, self._settings)
 
+    async def __del__(self) -> None:
+        """Serve calls it as the replica stops: the session actors stop counting this replica's copies now."""
+        await self._runtime.copies.aclose()
+
 
 def build_application(settings: Settings) -> Application:
     """The runtime as a Serve application, for `serve.run`."""
