@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -21,19 +21,27 @@ from tests.serve_app.sse_client import read_until
 
 STARTUP_SECONDS = 180  # a loaded 2-core machine has taken over 90 s to start Ray and Serve
 STOP_SECONDS = 20  # ~6 s on an idle 2-core machine
+CLI = ("-m", "aomi_runtime.serve_app.cli", "serve")
 
 
 class Server:
-    """`aomi-runtime serve` in a process group of its own, with a Ray temp dir of its own, on either ingress
-    (`"--ingress", "proxy"` among `options` for Serve's proxy); `url` is the one it prints, checked to be its port."""
+    """`aomi-runtime serve` (or another `program` taking its options and printing its lines) in a process group of
+    its own, with a Ray temp dir of its own, on either ingress (`"--ingress", "proxy"` among `options` for Serve's
+    proxy); `url` is the one it prints, checked to be its port."""
 
     def __init__(
-        self, database_url: str, ray_tmp: str, config: Path, *options: str, unset: Collection[str] = ()
+        self,
+        database_url: str,
+        ray_tmp: str,
+        config: Path,
+        *options: str,
+        unset: Collection[str] = (),
+        program: Sequence[str] = CLI,
     ) -> None:
         self.port = free_port()
         self.stop_seconds = 0.0  # Ctrl-C to exit
         env = {name: value for name, value in os.environ.items() if name not in unset} | {"RAY_TMPDIR": ray_tmp}
-        command = [sys.executable, "-m", "aomi_runtime.serve_app.cli", "serve", "--port", str(self.port), *options]
+        command = [sys.executable, *program, "--port", str(self.port), *options]
         self.process = subprocess.Popen(
             [*command, "--database-url", database_url, "--config", str(config)],
             env=env,
