@@ -103,11 +103,11 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
         if starts_ray:
             # Ray 2.60 turns token auth on for clusters started after a local init; a local run needs none.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            # Read by Serve's controller and replicas, which inherit them: set whatever the environment said.
+            os.environ.update(ray_env(settings.ingress, settings.port))
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if settings.lean_ray:
             lean_ray_env(os.environ)
-        # Read by Serve's controller and replicas, which inherit them: set whatever the environment said.
-        os.environ.update(ray_env(settings.ingress, settings.port))
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
     launched = Launched(settings, owns_ray, saved_env=saved_env, proxy_port=proxy_port)
     try:

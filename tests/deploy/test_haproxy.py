@@ -16,11 +16,11 @@ import httpx
 import psutil
 import pytest
 
-from aomi_runtime import AsyncClient
 from tests.deploy.files import ray_start_env
 from tests.deploy.haproxy_node import HAPROXY_DIR
 from tests.helpers import processes_using
 from tests.serve_app.sse_client import read_until, reading
+from tests.serve_app.test_ingress import errors_and_a_client_turn
 from tests.serve_app.test_restart import Server
 
 CONFIG = """
@@ -100,15 +100,6 @@ async def test_two_replicas_behind_haproxy_answer_the_api_and_a_long_stream_resu
         for _ in range(4):
             state = (await client.get("/api/state", headers=h)).json()
             assert state["messages"][-1]["content"] == 'The long_task tool returned: {"steps": 2, "status": "done"}'
-
-        missing = await client.get("/api/state")
-        assert missing.status_code == 400 and "X-Session-Id" in missing.json()["error"]
-        unknown = await client.get("/api/nothing-here")
-        assert unknown.status_code == 404 and "error" in unknown.json()
-
-    async with AsyncClient(server.url) as runtime:
-        session = await runtime.session()
-        reply = await session.send("hi")
-        assert reply.text == 'You said: "hi"' and reply.error is None
+    await errors_and_a_client_turn(server.url)
     sent = replica_requests(ray_tmp)
     assert len(sent) == 2 and all(sent.values()), f"not both replicas served: {sent}"

@@ -41,6 +41,21 @@ def listener(port: int) -> str:
     return " ".join(psutil.Process(pid).cmdline())
 
 
+async def errors_and_a_client_turn(url: str) -> None:
+    """What every way in answers alike: errors as JSON (no session id, an unknown route), a turn through the
+    Python client."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        missing = await client.get("/api/state")
+        assert missing.status_code == 400 and "X-Session-Id" in missing.json()["error"]
+        unknown = await client.get("/api/nothing-here")
+        assert unknown.status_code == 404 and "error" in unknown.json()
+    async with AsyncClient(url) as runtime:
+        session = await runtime.session()
+        reply = await session.send("hi")
+        assert reply.text == 'You said: "hi"' and reply.error is None
+        assert [m.content for m in await session.messages()][-2:] == ["hi", reply.text]
+
+
 def test_the_shared_runtime_is_answered_by_its_ingress_replica_with_no_proxy(
     runtime_url: str, runtime_settings: Settings
 ) -> None:
@@ -74,16 +89,7 @@ async def test_through_serves_proxy_the_api_answers_as_on_the_fast_path(tmp_path
             state = (await client.get("/api/state", headers=h)).json()
             assert state["messages"][-1]["content"] == 'The long_task tool returned: {"steps": 2, "status": "done"}'
 
-            missing = await client.get("/api/state")
-            assert missing.status_code == 400 and "X-Session-Id" in missing.json()["error"]
-            unknown = await client.get("/api/nothing-here")
-            assert unknown.status_code == 404 and "error" in unknown.json()
-
-        async with AsyncClient(server.url) as runtime:
-            session = await runtime.session()
-            reply = await session.send("hi")
-            assert reply.text == 'You said: "hi"' and reply.error is None
-            assert [m.content for m in await session.messages()][-2:] == ["hi", reply.text]
+        await errors_and_a_client_turn(server.url)
         assert processes_using(ray_tmp), "the check below would prove nothing: no Ray process found by its temp dir"
     finally:
         assert server.stop() == 0, "".join(server.output)
