@@ -18,6 +18,7 @@ from aomi_runtime import AsyncClient
 from aomi_runtime.actors.node import LEAN_RAY_ENV
 from aomi_runtime.serve_app.ingress import DIRECT_INGRESS_ENV
 from aomi_runtime.serve_app.settings import Settings
+from tests.conftest import free_port
 from tests.helpers import processes_using
 from tests.serve_app.sse_client import read_until
 from tests.serve_app.test_restart import Server
@@ -115,3 +116,32 @@ def test_a_port_already_taken_stops_the_start_at_once_saying_so(ray_tmp: str) ->
             assert f"aomi-runtime: Cannot serve on 127.0.0.1:{port}" in done.stderr
             assert "Traceback" not in done.stderr
     assert processes_using(ray_tmp) == [], "Ray was started for nothing"
+
+
+JOINED = """
+import ray
+from aomi_runtime.agent.errors import DeploymentError
+from aomi_runtime.serve_app.launch import launch
+from aomi_runtime.serve_app.settings import Settings
+
+ray.init(address="local", include_dashboard=False, log_to_driver=False)  # a Ray as `ray start` leaves it
+try:
+    launch(Settings(database_url="sqlite:///{db}", port={port}))
+except DeploymentError as exc:
+    print("refused:", exc)
+finally:
+    ray.shutdown()
+"""
+
+
+def test_a_joined_ray_without_direct_ingress_is_refused_saying_how_to_serve(tmp_path: Path, ray_tmp: str) -> None:
+    script = JOINED.format(db=tmp_path / "aomi.db", port=free_port())
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "RAY_TMPDIR": ray_tmp, DIRECT_INGRESS_ENV: "0"},
+        capture_output=True,
+        text=True,
+    )
+    assert "refused: Direct ingress is off in the Ray instance this process joined" in done.stdout, done.stderr
+    assert "--ingress proxy" in done.stdout
+    assert processes_using(ray_tmp) == []
