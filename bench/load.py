@@ -444,10 +444,12 @@ def fresh_postgres(server_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def local_runtime(port: int, namespace: str, database_url: str | None = None, **options: Any) -> Iterator[Any]:
-    """A local Ray (temp dir /tmp/aomi-ray-*, which the CI leak check looks for), Serve on `port` and the runtime
-    on SQLite in that directory (or `database_url`), with any other `Settings` in `options`; yields its settings,
-    and stops all of it."""
+def local_runtime(
+    port: int, namespace: str, database_url: str | None = None, *, proxy_port: int | None = None, **options: Any
+) -> Iterator[Any]:
+    """A local Ray (temp dir /tmp/aomi-ray-*, which the CI leak check looks for), Serve's proxy on `port` (or
+    `proxy_port`, where direct ingress puts the runtime's replica on `port`) and the runtime on SQLite in that
+    directory (or `database_url`), with any other `Settings` in `options`; yields its settings, and stops all of it."""
     import ray
     from ray import serve
 
@@ -461,7 +463,7 @@ def local_runtime(port: int, namespace: str, database_url: str | None = None, **
     lean_ray_env(os.environ)  # the Ray settings `launch` starts the runtime with
     ray.init(address="local", include_dashboard=False, log_to_driver=False, _temp_dir=str(workdir / "ray"))
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.start(http_options={"host": "127.0.0.1", "port": proxy_port or port})
         deploy(settings)
         yield settings
     finally:

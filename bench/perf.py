@@ -1,7 +1,7 @@
 """Performance benchmark (issue 7): every figure beside a bare Serve endpoint on the same stack, in one run.
 
     .venv/bin/python -m bench.perf [--quick] [--requests 300] [--sessions 30] [--seconds 5] [--repeats 15]
-                                   [--density 25,50,100,150] [--direct-ingress]
+                                   [--density 25,50,100,150] [--ingress direct|proxy]
 
 Run from the repository's root. Starts its own local Ray (temp dir /tmp/aomi-ray-*), Serve (port 8767) with
 the runtime and a bare endpoint (the floor) on SQLite in that directory, and stops all of it, also on Ctrl-C
@@ -11,8 +11,9 @@ processing_done seen on a stream opened before), SSE delivery (POST /api/system 
 reads/s with 1, 8 and 32 concurrent clients (runtime and floor, same client code) and cold loads against
 history length (10, 1,000, 10,000 stored messages); with `--density`, last, the floor and a cache hit again
 with that many live (idle) session actors. Also the CPU time a floor request, a `/health` and a cache hit cost,
-by process. With `--direct-ingress`, both the runtime and the floor are reached on their replicas' own ports
-(Serve's direct ingress) instead of through the proxy. Prints markdown tables headed by the machine.
+by process. By default both the runtime and the floor are reached on their replicas' own ports (Serve's direct
+ingress, the runtime's default: the runtime's on `--port`, the floor's on the next); with `--ingress proxy`,
+through Serve's proxy on `--port`. Prints markdown tables headed by the machine.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 
@@ -45,7 +46,8 @@ from aomi_runtime.agent.records import Commit, Message, SessionRecord
 from aomi_runtime.backends.history import SqlHistory
 from aomi_runtime.client import AsyncClient, AsyncSession
 from aomi_runtime.serve_app.app import MAX_ONGOING_REQUESTS
-from aomi_runtime.serve_app.launch import APP_NAME, DIRECT_INGRESS_ENV, direct_urls
+from aomi_runtime.serve_app.ingress import DEFAULT_INGRESS, Ingress, direct_urls, free_port, ray_env
+from aomi_runtime.serve_app.launch import APP_NAME
 from aomi_runtime.serve_app.settings import Settings
 from bench.cpu import cpu_spent, per
 from bench.load import local_runtime, percentile
@@ -314,7 +316,7 @@ def report(measured: Measured, load_before: tuple[float, float, float], args: ar
             *load_before, *load_after
         ),
         f"run: {'--quick' if args.quick else 'full'}, SQLite, one driver process as every client, "
-        f"{'direct ingress (no proxy)' if args.direct_ingress else 'through Serve proxy'}",
+        f"{'direct ingress (no proxy)' if args.ingress == 'direct' else 'through Serve proxy'}",
         "",
         "| figure | n | p50 ms | p99 ms | p99 / p50 | p50 / floor p50 | p99 / floor p99 |",
         "|---|---|---|---|---|---|---|",
@@ -382,25 +384,27 @@ def main() -> None:
         help="also floor and cache hit with this many live sessions, e.g. 25,50,100,150 (slow: actor starts; the "
         "runtime keeps at most 50 live sessions per core and evicts beyond that)",
     )
-    parser.add_argument("--port", type=int, default=PORT, help="Serve's HTTP port")
+    parser.add_argument("--port", type=int, default=PORT, help="the runtime's HTTP port")
     parser.add_argument(
-        "--direct-ingress",
-        action="store_true",
-        help="Serve's direct ingress for both: each ingress replica answers on a port of its own, no proxy",
+        "--ingress",
+        choices=get_args(Ingress),
+        default=DEFAULT_INGRESS,
+        help="direct (the runtime's default): each ingress replica answers on a port of its own, no proxy; proxy: "
+        "both through Serve's proxy",
     )
     args = parser.parse_args()
     if args.quick:
         args.requests, args.turns, args.sessions, args.seconds, args.repeats = 100, 30, 10, 2.0, 5
     load_before = os.getloadavg()
-    if args.direct_ingress:
-        os.environ[DIRECT_INGRESS_ENV] = "1"  # before Ray starts: its Serve processes inherit it
-    with local_runtime(args.port, "aomi-perf") as settings:
+    # Before Ray starts: its Serve processes inherit it. Direct: the runtime's replica on --port, the floor's next.
+    os.environ.update(ray_env(args.ingress, args.port, replicas=2))
+    proxy_port = free_port("127.0.0.1") if args.ingress == "direct" else None
+    with local_runtime(args.port, "aomi-perf", proxy_port=proxy_port) as settings:
         # The floor takes as many requests at once as the runtime's ingress (Serve's default, 5, queues the rest).
         floor = Bare.options(max_ongoing_requests=MAX_ONGOING_REQUESTS)
         serve.run(floor.bind(), name="bare", route_prefix="/bare")
-        proxy = f"http://127.0.0.1:{args.port}"
-        url, floor_url = proxy, proxy
-        if args.direct_ingress:
+        url = floor_url = f"http://127.0.0.1:{args.port}"
+        if args.ingress == "direct":
             (url,), (floor_url,) = direct_urls(APP_NAME, "127.0.0.1"), direct_urls("bare", "127.0.0.1")
         measured = asyncio.run(measure(args, settings, url, f"{floor_url}/bare"))
         print(report(measured, load_before, args))

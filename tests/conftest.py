@@ -29,14 +29,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Ports of Serve's direct-ingress range beyond the shared runtime's, for the Serve applications tests deploy beside
+# it (each ingress replica takes one; a port something else holds is skipped).
+SIDE_APP_PORTS = 15
+
+
 @pytest.fixture(scope="session")
-def ray_instance() -> Iterator[Path]:
-    """A local Ray instance of its own (never one left running by `ray start`), in a short temp dir; yields the
-    folder of its logs."""
+def runtime_port() -> int:
+    """The shared runtime's port, where its ingress replica answers: chosen before Ray starts, which fixes it."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_instance(runtime_port: int) -> Iterator[Path]:
+    """A local Ray instance of its own (never one left running by `ray start`), in a short temp dir, with Serve's
+    direct ingress on as `launch` starts it; yields the folder of its logs."""
     import ray
 
+    from aomi_runtime.serve_app.ingress import ray_env
+
     temp_dir = tempfile.mkdtemp(prefix="aomi-ray-", dir="/tmp")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
+    # Ray's processes keep the environment they start with; the tests' own processes (a CLI's runtime, a cluster)
+    # must not inherit these, so they are set for `ray.init` alone.
+    ingress_env = ray_env("direct", runtime_port, replicas=1 + SIDE_APP_PORTS)
+    saved = {name: os.environ.get(name) for name in ingress_env}
+    os.environ.update(ingress_env)
+    try:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
     try:
         yield Path(temp_dir) / "session_latest" / "logs"
     finally:
@@ -134,14 +159,16 @@ SMALL_LIMIT = 4096  # billing's max_message_bytes
 
 
 @pytest.fixture(scope="session")
-def runtime_settings(tmp_path_factory: pytest.TempPathFactory, fake_provider: tuple[object, str]) -> object:
+def runtime_settings(
+    tmp_path_factory: pytest.TempPathFactory, fake_provider: tuple[object, str], runtime_port: int
+) -> object:
     from aomi_runtime.serve_app.settings import Settings
 
     os.environ[FAKE_KEY_ENV] = "sk-fake-provider-key"
     db = Path(tmp_path_factory.mktemp("runtime")) / "runtime.db"
     return Settings(
         database_url=f"sqlite:///{db}",
-        port=free_port(),
+        port=runtime_port,
         namespace=TEST_NAMESPACE,
         keepalive_seconds=1,
         key_cache_seconds=0.5,
@@ -151,19 +178,30 @@ def runtime_settings(tmp_path_factory: pytest.TempPathFactory, fake_provider: tu
 
 
 @pytest.fixture(scope="session")
-def runtime_url(ray_instance: None, runtime_settings: object) -> Iterator[str]:
-    """The runtime on Serve, over real HTTP, with its history in SQLite."""
+def proxy_url() -> str:
+    """Serve's proxy beside the shared runtime, where the applications tests deploy beside it answer at their
+    route prefixes (the runtime's replica answers its own routes only)."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def runtime_url(ray_instance: None, runtime_settings: object, proxy_url: str) -> Iterator[str]:
+    """The runtime on Serve, over real HTTP, with its history in SQLite: its ingress replica answering on the
+    settings' port itself, as `launch` starts it by default."""
     from ray import serve
 
+    from aomi_runtime.serve_app.ingress import direct_urls
     from aomi_runtime.serve_app.launch import APP_NAME, deploy
     from aomi_runtime.serve_app.settings import Settings
 
     assert isinstance(runtime_settings, Settings)
+    url = f"http://{runtime_settings.host}:{runtime_settings.port}"
     # As `launch` starts it, on the settings' host: the default (test_security.py checks what it listens on).
-    serve.start(http_options={"host": runtime_settings.host, "port": runtime_settings.port})
+    serve.start(http_options={"host": runtime_settings.host, "port": int(proxy_url.rsplit(":", 1)[1])})
     deploy(runtime_settings)  # as `launch` deploys it
     try:
-        yield f"http://127.0.0.1:{runtime_settings.port}"
+        assert direct_urls(APP_NAME, runtime_settings.host) == (url,), "the runtime's replica is not on its port"
+        yield url
     finally:
         serve.delete(APP_NAME)
         asyncio.run(runtime_settings.runtime().stop())

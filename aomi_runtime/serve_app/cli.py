@@ -9,8 +9,10 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import get_args
 
-from ..agent.errors import ConfigError
+from ..agent.errors import ConfigError, DeploymentError
+from .ingress import Ingress
 from .settings import Settings
 
 log = logging.getLogger("aomi_runtime")
@@ -30,11 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8000; AOMI_PORT)")
     serve.add_argument("--address", help="join this running Ray cluster instead of starting a local one")
     serve.add_argument(
-        "--direct-ingress",
-        action="store_true",
-        default=None,
-        help="the ingress replica answers HTTP itself, on a port of its own, with no proxy (experimental in Ray; "
-        "AOMI_DIRECT_INGRESS)",
+        "--ingress",
+        choices=get_args(Ingress),
+        help="direct: the ingress replica answers on --port itself (the default); proxy: through Serve's HTTP proxy "
+        "(AOMI_INGRESS)",
     )
     serve.add_argument(
         "--sessions-per-actor",
@@ -59,10 +60,11 @@ def serve_until_stopped(settings: Settings, address: str | None) -> None:
 
     with launch(settings, address) as launched:
         apps = ", ".join(f"{a.name} ({'public' if a.public else 'keyed'})" for a in settings.apps)
-        urls = ", ".join(launched.direct_urls) or launched.url
-        direct = f"direct ingress; Serve's proxy at {launched.proxy_url}; " if launched.direct_urls else ""
+        # On a cluster with direct ingress the replicas answer on ports of their own, each its own address.
+        urls = launched.url if launched.proxy_port else ", ".join(launched.direct_urls) or launched.url
+        ingress = f"direct ingress, Serve's proxy at {launched.proxy_url}" if launched.direct_urls else "Serve's proxy"
         print(
-            f"aomi-runtime serving on {urls} ({direct}history: {settings.database_url}; Apps: {apps}); "
+            f"aomi-runtime serving on {urls} ({ingress}; history: {settings.database_url}; Apps: {apps}); "
             "Ctrl-C stops it.",
             flush=True,
         )
@@ -116,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "port": getattr(args, "port", None),
         "database_url": args.database_url,
         "config": args.config,
-        "direct_ingress": getattr(args, "direct_ingress", None),
+        "ingress": getattr(args, "ingress", None),
         "sessions_per_actor": getattr(args, "sessions_per_actor", None),
     }
     try:
@@ -129,7 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "keys":
         return asyncio.run(_keys(args, settings))
-    serve_until_stopped(settings, args.address)
+    try:
+        serve_until_stopped(settings, args.address)
+    except DeploymentError as exc:
+        print(f"aomi-runtime: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

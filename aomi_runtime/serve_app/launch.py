@@ -13,38 +13,39 @@ from dataclasses import dataclass, field
 
 from ..actors.node import LEAN_RAY_ENV, lean_ray_env
 from ..agent.errors import DeploymentError
+from .ingress import DIRECT_INGRESS_ENV, INGRESS_ENV, check_port_free, direct_urls, free_port, ray_env
 from .settings import Settings
 
 APP_NAME = "aomi"
-
-
-DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
-REPLICA_PREFIX = "SERVE_REPLICA::"  # the names Serve gives its replicas' actors
-WILDCARDS = ("0.0.0.0", "::", "")
-RAY_ENV_SET = ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED", DIRECT_INGRESS_ENV, *LEAN_RAY_ENV)  # by `launch`
+RAY_ENV_SET = ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED", *INGRESS_ENV, *LEAN_RAY_ENV)  # by `launch`
 
 
 @dataclass
 class Launched(contextlib.AbstractContextManager["Launched"]):
     """A runtime this process started; `stop` ends Serve, the runtime's actors and, if it started it, Ray.
 
-    `url` is where clients reach it: Serve's proxy, or with direct ingress the ingress replica itself."""
+    `url` is where clients reach it: the settings' host and port, where the ingress replica itself answers (direct
+    ingress on a Ray `launch` started) or Serve's proxy does; on a joined cluster with direct ingress, the first of
+    the replicas' own addresses (`direct_urls`), Serve's proxy then answering on the settings' port."""
 
     settings: Settings
     owns_ray: bool
     stopped: bool = False
     direct_urls: tuple[str, ...] = ()
+    proxy_port: int | None = None  # where Serve's proxy listens when not on the settings' port
     # The environment as it was before `launch` set Ray's variables for the Ray it started: put back on `stop`,
     # so that a later launch in this process (a notebook's next `Client.local`) starts with its own settings.
     saved_env: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def proxy_url(self) -> str:
-        return f"http://{self.settings.host}:{self.settings.port}"
+        return f"http://{self.settings.host}:{self.proxy_port or self.settings.port}"
 
     @property
     def url(self) -> str:
-        return self.direct_urls[0] if self.direct_urls else self.proxy_url
+        if self.direct_urls and self.proxy_port is None:
+            return self.direct_urls[0]
+        return f"http://{self.settings.host}:{self.settings.port}"
 
     def stop(self) -> None:
         if self.stopped:
@@ -74,7 +75,11 @@ class Launched(contextlib.AbstractContextManager["Launched"]):
 
 def launch(settings: Settings, address: str | None = None) -> Launched:
     """Serve the runtime `settings` describe on `settings.host:port`, on a new local Ray instance, or on the
-    cluster at `address`; an instance this process already joined is used as it is."""
+    cluster at `address`; an instance this process already joined is used as it is.
+
+    On a Ray it starts, with `settings.ingress` direct (the default), the ingress replica itself answers on that
+    port, Serve's proxy on another; on a joined Ray, Serve's proxy takes the port and, where the cluster runs
+    direct ingress, its replicas answer on ports of their own (`Launched.direct_urls`)."""
     import ray
     from ray import serve
 
@@ -85,28 +90,35 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
             "Serve already runs in the Ray instance this process joined: connect to the runtime it serves with "
             "Client(url), or reach its actors with Client.in_cluster(), instead of starting another."
         )
+    if settings.port == 0:
+        settings = settings.model_copy(update={"port": free_port(settings.host)})
+    starts_ray = owns_ray and address is None
+    if starts_ray:  # a cluster's Serve listens on its head node, which may be another machine
+        check_port_free(settings.host, settings.port)
+    # The ingress replica takes the port; the proxy, which still runs, another.
+    proxy_port = free_port(settings.host) if starts_ray and settings.ingress == "direct" else None
     saved_env: dict[str, str | None] = {}
     if owns_ray:
         saved_env = {name: os.environ.get(name) for name in RAY_ENV_SET}
-        if address is None:
+        if starts_ray:
             # Ray 2.60 turns token auth on for clusters started after a local init; a local run needs none.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            # Read by Serve's controller and replicas, which inherit them: set whatever the environment said.
+            os.environ.update(ray_env(settings.ingress, settings.port))
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if settings.lean_ray:
             lean_ray_env(os.environ)
-        if settings.direct_ingress:
-            os.environ[DIRECT_INGRESS_ENV] = "1"  # read by Serve's controller and replicas, which inherit it
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
-    launched = Launched(settings, owns_ray, saved_env=saved_env)
+    launched = Launched(settings, owns_ray, saved_env=saved_env, proxy_port=proxy_port)
     try:
-        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.start(http_options={"host": settings.host, "port": proxy_port or settings.port})
         deploy(settings)
-        if settings.direct_ingress:
+        if settings.ingress == "direct":
             launched.direct_urls = direct_urls(APP_NAME, settings.host)
             if not launched.direct_urls:
                 raise DeploymentError(
                     f"Direct ingress is off in the Ray instance this process joined: start its nodes with "
-                    f"{DIRECT_INGRESS_ENV}=1, or leave AOMI_DIRECT_INGRESS unset to serve through Serve's proxy."
+                    f"{DIRECT_INGRESS_ENV}=1, or serve through Serve's proxy (--ingress proxy, AOMI_INGRESS=proxy)."
                 )
     except BaseException:
         launched.stop()
@@ -126,25 +138,3 @@ def deploy(settings: Settings, *, name: str = APP_NAME, route_prefix: str = "/")
 
     logging_config = LoggingConfig(enable_access_log=settings.access_log)
     serve.run(build_application(settings), name=name, route_prefix=route_prefix, logging_config=logging_config)
-
-
-def direct_urls(app: str, host: str) -> tuple[str, ...]:
-    """The HTTP addresses of `app`'s ingress replicas where Serve's direct ingress is on, else none.
-
-    Serve's own instance details name them (its target groups: what a load balancer is given); where direct
-    ingress is off they name the proxies. A replica listens on `host` (Serve's HTTP host), or on every address
-    of its node when that is a wildcard."""
-    from ray.serve.context import _get_global_client
-    from ray.serve.schema import ServeInstanceDetails
-
-    client = _get_global_client()
-    # Ray types it Optional, yet it raises rather than return None unless asked not to.
-    assert client is not None
-    details = ServeInstanceDetails(**client.get_serve_details())
-    return tuple(
-        f"http://{target.ip if host in WILDCARDS else host}:{target.port}"
-        for group in details.target_groups
-        if group.app_name == app and group.protocol == "HTTP"
-        for target in group.targets
-        if target.name.startswith(REPLICA_PREFIX)
-    )

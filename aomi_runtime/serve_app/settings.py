@@ -15,6 +15,7 @@ from ..actors.snapshot_copies import MAX_BYTES
 from ..agent.apps import DEFAULT_APP_SPEC, AppSpec
 from ..backends.secrets import parse_key
 from .config import load_apps
+from .ingress import DEFAULT_INGRESS, Ingress
 
 DEFAULT_DATABASE_URL = "sqlite:///aomi.db"
 DEFAULT_HOST = "127.0.0.1"
@@ -54,10 +55,11 @@ class Settings(BaseSettings):
     # Live sessions one session actor (a Ray worker process) hosts, for every App whose limits do not say: 1 is a
     # process per session, as the runtime was specified; packed, a node holds thousands (docs/design.md).
     sessions_per_actor: int = Field(1, ge=1)
-    # Serve's direct ingress (experimental in Ray 2.60): the ingress replica answers HTTP on a port of its own,
-    # with no proxy in between, which costs a request about a third of the CPU (bench/README.md). Read by Serve
-    # where Ray starts: `launch` sets it for a Ray it starts; a cluster sets RAY_SERVE_ENABLE_DIRECT_INGRESS=1.
-    direct_ingress: bool = False
+    # How HTTP reaches the ingress (serve_app/ingress.py): "direct", the ingress replica answers on `port` itself
+    # (Serve's direct ingress, experimental in Ray 2.60), a request costing about a third of the CPU it costs
+    # through Serve's proxy (bench/README.md); "proxy", through Serve's HTTP proxy. Read by Serve where Ray starts:
+    # `launch` sets it for a Ray it starts; a cluster's nodes set RAY_SERVE_ENABLE_DIRECT_INGRESS=1 (docs/cluster.md).
+    ingress: Ingress = DEFAULT_INGRESS
     # Serve's access log, a line per request in the replica's log file: about half a millisecond of CPU a request.
     # Off where the runtime deploys itself (`launch`, the CLI); `GET /metrics` counts requests by route, status
     # and latency. Under `serve run` / `serve deploy` the operator's logging config decides.

@@ -22,6 +22,14 @@ def load(path: Path) -> dict[str, Any]:
     return loaded
 
 
+def ray_start_env(node: str = "head") -> dict[str, str]:
+    """The variables cluster.yaml's `node` ("head" or "worker") exports before `ray start` (Ray's processes
+    inherit them)."""
+    (start,) = [c for c in load(CLUSTER_YAML)[f"{node}_start_ray_commands"] if "ray start" in c]
+    (exported,) = [part for part in start.split("&&") if part.strip().startswith("export ")]
+    return dict(pair.split("=", 1) for pair in exported.split()[1:])
+
+
 def serve_env() -> dict[str, str]:
     """The environment deploy/serve.yaml gives the application (where the builder reads its settings)."""
     (app,) = load(SERVE_YAML)["applications"]

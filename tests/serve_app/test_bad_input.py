@@ -53,8 +53,9 @@ PATH_ROUTES: list[tuple[str, str]] = [
 
 SERVE_DECODES_THE_HEADER = pytest.mark.xfail(
     strict=True,
-    reason="Ray Serve 2.60's proxy reads X-Session-Id as its own session-affinity header and decodes it as "
-    "UTF-8 before the request reaches the runtime: non-UTF-8 bytes there answer a bare 500 from the proxy. "
+    reason="Ray Serve 2.60 (its proxy, and under direct ingress the replica's own HTTP server) reads X-Session-Id "
+    "as its own session-affinity header and decodes it as UTF-8 before the request reaches the runtime: non-UTF-8 "
+    "bytes there answer a bare 500 from Serve. "
     "Strict, so this test says so when Ray fixes it.",
 )
 BAD_HEADER_IDS = [
@@ -189,8 +190,9 @@ async def test_a_malformed_session_id_in_the_path_is_refused_on_every_route(
 
 @pytest.mark.parametrize("value", [b"a\x01b", b"a\x00b", b"a\x1bb", b"a\rb"], ids=["SOH", "NUL", "ESC", "bare CR"])
 async def test_control_characters_in_a_header_are_refused_before_the_runtime(runtime_url: str, value: bytes) -> None:
-    # The HTTP parser of Serve's proxy (uvicorn with httptools) refuses these before any route runs, with its
-    # own plain-text 400: the status is right, the body is not ours and cannot be from this layer.
+    # Serve's HTTP parser (uvicorn with httptools, in the replica under direct ingress, else in the proxy) refuses
+    # these before any route runs, with its own plain-text 400: the status is right, the body is not ours and
+    # cannot be from this layer.
     request = b"GET /api/state HTTP/1.1\r\nHost: x\r\nX-Session-Id: " + value + b"\r\nConnection: close\r\n\r\n"
     status, _, _ = await raw_http(runtime_url, request)
     assert status == 400

@@ -52,7 +52,7 @@ def access_logged(logs: Path, app: str, request_id: str) -> list[str]:
 
 
 def test_the_ingress_writes_no_access_log_line_unless_access_log_is_on(
-    runtime_url: str, runtime_settings: Settings, ray_instance: Path
+    runtime_url: str, runtime_settings: Settings, ray_instance: Path, proxy_url: str
 ) -> None:
     # Serve's access log costs each request CPU; `GET /metrics` counts requests instead (`access_log` turns it on).
     # The control: the same runtime deployed by `deploy` with access_log on, beside the shared one (which is
@@ -62,7 +62,7 @@ def test_the_ingress_writes_no_access_log_line_unless_access_log_is_on(
         deploy(runtime_settings.model_copy(update={"access_log": True}), name=logged_app, route_prefix="/logged")
         quiet, loud = (f"access-log-{uuid.uuid4().hex}" for _ in range(2))
         assert httpx.get(f"{runtime_url}/health", headers={"X-Request-ID": quiet}).text == "OK"
-        assert httpx.get(f"{runtime_url}/logged/health", headers={"X-Request-ID": loud}).text == "OK"
+        assert httpx.get(f"{proxy_url}/logged/health", headers={"X-Request-ID": loud}).text == "OK"
         # The moment: the line of the request sent second is written, so the first one's would be by now.
         (line,) = asyncio.run(eventually(lambda: access_logged(ray_instance, logged_app, loud)))
         assert "GET /logged/health 200" in line

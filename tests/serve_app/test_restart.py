@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -20,18 +20,28 @@ from tests.helpers import processes_using
 from tests.serve_app.sse_client import read_until
 
 STARTUP_SECONDS = 180  # a loaded 2-core machine has taken over 90 s to start Ray and Serve
+STOP_SECONDS = 20  # ~6 s on an idle 2-core machine
+CLI = ("-m", "aomi_runtime.serve_app.cli", "serve")
 
 
 class Server:
-    """`aomi-runtime serve` in a process group of its own, with a Ray temp dir of its own."""
+    """`aomi-runtime serve` (or another `program` taking its options and printing its lines) in a process group of
+    its own, with a Ray temp dir of its own, on either ingress (`"--ingress", "proxy"` among `options` for Serve's
+    proxy); `url` is the one it prints, checked to be its port."""
 
     def __init__(
-        self, database_url: str, ray_tmp: str, config: Path, *options: str, unset: Collection[str] = ()
+        self,
+        database_url: str,
+        ray_tmp: str,
+        config: Path,
+        *options: str,
+        unset: Collection[str] = (),
+        program: Sequence[str] = CLI,
     ) -> None:
         self.port = free_port()
-        self.proxy_url = f"http://127.0.0.1:{self.port}"
+        self.stop_seconds = 0.0  # Ctrl-C to exit
         env = {name: value for name, value in os.environ.items() if name not in unset} | {"RAY_TMPDIR": ray_tmp}
-        command = [sys.executable, "-m", "aomi_runtime.serve_app.cli", "serve", "--port", str(self.port), *options]
+        command = [sys.executable, *program, "--port", str(self.port), *options]
         self.process = subprocess.Popen(
             [*command, "--database-url", database_url, "--config", str(config)],
             env=env,
@@ -43,6 +53,7 @@ class Server:
         self.output: list[str] = []
         try:
             self.url = self._started()
+            assert self.url == f"http://127.0.0.1:{self.port}", "".join(self.output)
         except BaseException:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.communicate()
@@ -61,12 +72,14 @@ class Server:
 
     def stop(self) -> int:
         """Ctrl-C, as a user would; returns the exit code."""
+        started = time.monotonic()
         self.process.send_signal(signal.SIGINT)
         try:
             out, _ = self.process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             out, _ = self.process.communicate()
+        self.stop_seconds = time.monotonic() - started
         self.output.append(out)
         return self.process.returncode
 
@@ -114,6 +127,8 @@ async def test_everything_is_back_after_a_restart_and_the_stream_resumes_without
     finally:
         assert first.stop() == 0, "".join(first.output)
     assert "aomi-runtime stopped." in "".join(first.output)
+    # Quick, on the fast path too: a direct-ingress replica would otherwise wait 30 s for a load balancer.
+    assert first.stop_seconds < STOP_SECONDS, f"stopping took {first.stop_seconds:.1f} s"
     assert processes_using(ray_tmp) == [], "processes left behind after Ctrl-C"
 
     second = Server(database_url, ray_tmp, config)

@@ -12,7 +12,9 @@ from pydantic import ValidationError
 from aomi_runtime.actors.node import LEAN_RAY_ENV
 from aomi_runtime.actors.placement import DEFAULT_PLACEMENT_SECONDS, SessionPlacement
 from aomi_runtime.serve_app import cli, launch
+from aomi_runtime.serve_app import ingress as ingress_env
 from aomi_runtime.serve_app.settings import Settings
+from tests.conftest import free_port
 
 
 def test_by_default_session_actors_ask_for_no_resource(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,7 +44,9 @@ def test_a_resource_ray_would_refuse_is_refused_here_naming_it(
         Settings()
 
 
-def test_launch_starts_ray_lean_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_launch_starts_ray_lean_unless_told_not_to_with_the_replica_on_the_users_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     class Started(Exception):
         pass
 
@@ -54,13 +58,41 @@ def test_launch_starts_ray_lean_unless_told_not_to(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", init)
-    for lean in ("true", "false"):
+    port = free_port()
+    for lean, ingress in (("true", "direct"), ("false", "proxy")):
         monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in LEAN_RAY_ENV})
         monkeypatch.setenv("AOMI_LEAN_RAY", lean)
+        monkeypatch.setenv("AOMI_INGRESS", ingress)
         with pytest.raises(Started):
-            launch.launch(Settings())
+            launch.launch(Settings(port=port))
     assert all(seen[0][name] == value for name, value in LEAN_RAY_ENV.items())
     assert not set(LEAN_RAY_ENV) & set(seen[1])
+    # Direct: Serve's range of replica ports is the one port (its upper end excluded), and a stop waits for no
+    # load balancer. Through the proxy, direct ingress is off whatever the environment said.
+    direct = {name: seen[0][name] for name in ingress_env.INGRESS_ENV}
+    assert direct == {
+        ingress_env.DIRECT_INGRESS_ENV: "1",
+        ingress_env.MIN_PORT_ENV: str(port),
+        ingress_env.MAX_PORT_ENV: str(port + 1),
+        ingress_env.DRAINING_ENV: "0",
+        ingress_env.QUARANTINE_ENV: "0",
+    }
+    assert seen[1][ingress_env.DIRECT_INGRESS_ENV] == "0"
+
+
+def test_the_ingress_is_direct_by_default_and_the_proxy_one_setting_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[Settings] = []
+    monkeypatch.delenv("AOMI_INGRESS", raising=False)
+    monkeypatch.setattr(cli, "serve_until_stopped", lambda settings, address: started.append(settings))
+    assert cli.main(["serve"]) == 0
+    assert cli.main(["serve", "--ingress", "proxy"]) == 0
+    monkeypatch.setenv("AOMI_INGRESS", "proxy")
+    assert cli.main(["serve"]) == 0
+    assert [s.ingress for s in started] == ["direct", "proxy", "proxy"]
+    monkeypatch.setenv("AOMI_INGRESS", "haproxy")
+    assert cli.main(["serve"]) == 2  # refused, saying why, before anything starts
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--direct-ingress"])  # one way to choose it
 
 
 def test_sessions_per_actor_is_one_by_default_and_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,8 +33,8 @@ ENDS = re.compile(
 
 
 @pytest.fixture(scope="module")
-def small_url(runtime_url: str, runtime_settings: Settings) -> Iterator[str]:
-    with front_door(runtime_settings.model_copy(update={"stream_max_bytes": BUDGET}), "small") as url:
+def small_url(runtime_url: str, runtime_settings: Settings, proxy_url: str) -> Iterator[str]:
+    with front_door(runtime_settings.model_copy(update={"stream_max_bytes": BUDGET}), "small", proxy_url) as url:
         yield url
 
 

@@ -38,23 +38,23 @@ DOCS = Path(__file__).parents[2] / "docs" / "api.md"
 
 
 @contextlib.contextmanager
-def front_door(settings: Settings, name: str) -> Iterator[str]:
+def front_door(settings: Settings, name: str, proxy_url: str) -> Iterator[str]:
     """Another ingress, served at `/<name>` of the shared Serve instance as a Serve application of its own, with
     `settings`: over the shared runtime's actors where its Apps are the shared runtime's (found by name), with
-    actors of its own for Apps the shared runtime does not have. Yields its URL."""
+    actors of its own for Apps the shared runtime does not have. Yields its URL, through Serve's proxy."""
     from ray import serve
 
     from aomi_runtime.serve_app.launch import deploy
 
     try:  # deployed as the runtime deploys itself; deleted even if deploying failed half way
         deploy(settings, name=name, route_prefix=f"/{name}")
-        yield f"http://127.0.0.1:{settings.port}/{name}"
+        yield f"{proxy_url}/{name}"
     finally:
         serve.delete(name)
 
 
 @pytest.fixture(scope="module")
-def faults_url(runtime_url: str, runtime_settings: Settings) -> Iterator[str]:
+def faults_url(runtime_url: str, runtime_settings: Settings, proxy_url: str) -> Iterator[str]:
     """A front door with three Apps of its own: `capped` holds at most two sessions; `nowhere` asks each session
     actor for a resource no node of the test's Ray instance has, waiting one second; `gone` is for killing."""
     own = (
@@ -68,7 +68,7 @@ def faults_url(runtime_url: str, runtime_settings: Settings) -> Iterator[str]:
     Runtime(own[1:2], url, TEST_NAMESPACE, placement=SessionPlacement({"aomi_test_nowhere": 1}, timeout_seconds=1))
     settings = runtime_settings.model_copy(update={"apps": (*runtime_settings.apps, *own)})
     try:
-        with front_door(settings, FAULTS) as faults:
+        with front_door(settings, FAULTS, proxy_url) as faults:
             yield faults
     finally:  # its own Apps' actors only (found by name: none started again to be stopped); their sessions stay stored
         for spec in own:

