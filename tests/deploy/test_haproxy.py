@@ -11,14 +11,16 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.files import ray_start_env
 from tests.deploy.haproxy_node import HAPROXY_DIR
-from tests.helpers import processes_using
+from tests.helpers import eventually, processes_using
 from tests.serve_app.sse_client import read_until, reading
 from tests.serve_app.test_ingress import errors_and_a_client_turn
 from tests.serve_app.test_restart import Server
@@ -46,13 +48,70 @@ def haproxy_binary() -> str:
 
 def replica_requests(ray_tmp: str) -> dict[str, int]:
     """Requests each ingress replica was sent, by HAProxy's count (its admin socket's `show stat`)."""
-    (admin,) = Path(ray_tmp, HAPROXY_DIR).glob("*/admin.sock")
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(str(admin))
-        s.sendall(b"show stat\n")
-        text = b"".join(iter(lambda: s.recv(65536), b"")).decode()
-    rows = csv.DictReader(text.lstrip("# ").splitlines())
+    rows = csv.DictReader(admin(ray_tmp, "show stat").lstrip("# ").splitlines())
     return {row["svname"]: int(row["stot"]) for row in rows if row["svname"].startswith("SERVE_REPLICA_aomi-Ingress")}
+
+
+def admin(ray_tmp: str, command: str) -> str:
+    """What HAProxy's admin socket answers `command`."""
+    (socket_path,) = Path(ray_tmp, HAPROXY_DIR).glob("*/admin.sock")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(socket_path))
+        s.sendall(command.encode() + b"\n")
+        return b"".join(iter(lambda: s.recv(65536), b"")).decode()
+
+
+def replica_urls(ray_tmp: str) -> list[str]:
+    """Each ingress replica's own address (it answers HTTP itself, as under direct ingress), as HAProxy has it."""
+    lines = admin(ray_tmp, "show servers state").splitlines()
+    header = lines[1].lstrip("# ").split()
+    rows = [dict(zip(header, line.split(), strict=False)) for line in lines[2:] if line.strip()]
+    urls = [f"http://{r['srv_addr']}:{r['srv_port']}" for r in rows if r["srv_name"].startswith("SERVE_REPLICA_aomi")]
+    assert len(urls) == 2, lines
+    return urls
+
+
+async def snapshot_hits(client: httpx.AsyncClient) -> float:
+    """Reads of GET /api/state this replica answered from its copies (its own /metrics)."""
+    text = (await client.get("/metrics")).text
+    return next(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "aomi_cache_hits_total" and sample.labels.get("layer") == "snapshot"
+    )
+
+
+async def own_writes_read_through_either_replica(urls: list[str]) -> None:
+    """Writes through one replica, each read right after through the other, alternating; before each write both
+    hold a copy of the session's snapshot (each answers a second read at rest from it, as its /metrics counts)."""
+    s = str(uuid.uuid4())
+    h = {"X-Session-Id": s}
+    async with (
+        httpx.AsyncClient(base_url=urls[0], timeout=30) as a,
+        httpx.AsyncClient(base_url=urls[1], timeout=30) as b,
+    ):
+        assert (await a.post("/api/chat", params={"message": "hi"}, headers=h)).status_code == 200
+
+        async def at_rest() -> dict[str, Any] | None:
+            state = (await a.get("/api/state", headers=h)).json()
+            return None if state["is_processing"] or state["title"] == "New Chat" else state
+
+        await eventually(at_rest, timeout=30)
+        for i in range(6):
+            writer, reader = (a, b) if i % 2 == 0 else (b, a)
+            for client in (writer, reader):
+                hits = await snapshot_hits(client)
+                first, second = [(await client.get("/api/state", headers=h)).json() for _ in range(2)]
+                assert second == first and await snapshot_hits(client) > hits, "no copy answered"
+            renamed = await writer.patch(f"/api/sessions/{s}", json={"title": f"title {i}"})
+            assert renamed.status_code == 200, renamed.text
+            assert (await reader.get("/api/state", headers=h)).json()["title"] == f"title {i}"
+            posted = await writer.post("/api/system", params={"message": f"notice {i}"}, headers=h)
+            assert posted.status_code == 200, posted.text
+            assert (await reader.get("/api/state", headers=h)).json()["system_events"] == [
+                {"SystemNotice": f"notice {i}"}
+            ]
 
 
 @pytest.fixture
@@ -101,5 +160,6 @@ async def test_two_replicas_behind_haproxy_answer_the_api_and_a_long_stream_resu
             state = (await client.get("/api/state", headers=h)).json()
             assert state["messages"][-1]["content"] == 'The long_task tool returned: {"steps": 2, "status": "done"}'
     await errors_and_a_client_turn(server.url)
+    await own_writes_read_through_either_replica(replica_urls(ray_tmp))
     sent = replica_requests(ray_tmp)
     assert len(sent) == 2 and all(sent.values()), f"not both replicas served: {sent}"
