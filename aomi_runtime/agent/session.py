@@ -170,9 +170,9 @@ class LiveSession:
         self.check_open()
         self.bind(client_id=client_id, rebind=False)
         self._journal.set_user_state(user_state)
-        events = self.record.pending_system_events
+        # Taken whole, the empty list too: events added during the flush below stay for the next snapshot.
+        events, self.record.pending_system_events = self.record.pending_system_events, []
         if events:
-            self.record.pending_system_events = []
             self._journal.record_changed()
         # Always through the flush lock: a commit under way (a turn's end, say) lands before the snapshot shows it,
         # so a client never sees `is_processing: false` for a turn the database does not hold yet.

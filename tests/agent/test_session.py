@@ -358,6 +358,37 @@ async def test_restore_gives_queued_messages_their_turns(
     assert [m.content for m in (await session.snapshot()).messages] == ["waiting", 'You said: "waiting"']
 
 
+class GatedHistory(InMemoryHistory):
+    """A backend whose commits wait until `gate` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def commit(self, app: str, commit: Commit) -> None:
+        await self.gate.wait()
+        await super().commit(app, commit)
+
+
+async def test_a_system_event_added_while_a_snapshot_is_being_stored_is_handed_out_once(
+    closing: Callable[[LiveSession], LiveSession],
+) -> None:
+    history = GatedHistory()
+    session = closing(await LiveSession.create(scripted_app(), history, "s9"))
+    history.gate.clear()
+    reading = asyncio.create_task(session.snapshot({"step": 1}))  # its commit waits at the gate
+    await asyncio.sleep(0.05)
+    posting = asyncio.create_task(session.post_system("posted meanwhile"))
+    await asyncio.sleep(0.05)
+    history.gate.set()
+    first = await reading
+    await posting
+    second = await session.snapshot()
+    handed_out = first.system_events + second.system_events + (await session.snapshot()).system_events
+    assert handed_out == [{"SystemNotice": "posted meanwhile"}]
+
+
 class FailingHistory(InMemoryHistory):
     """A backend whose database is down until `up` is set."""
 
