@@ -64,6 +64,15 @@ async def cached(runtime: Runtime, session_id: str) -> dict[str, Any]:
     return second
 
 
+async def resting_copy(maker: Runtime, holder: Runtime) -> str:
+    """A new session, at rest after one turn, of which `holder` keeps a copy."""
+    s = str(uuid.uuid4())
+    await chat(maker, s, "hi")
+    await at_rest(maker, s)
+    await cached(holder, s)
+    return s
+
+
 async def test_a_session_at_rest_is_read_from_the_replicas_copy(pair: Pair) -> None:
     one, _ = pair
     s = str(uuid.uuid4())
@@ -80,10 +89,7 @@ async def test_a_session_at_rest_is_read_from_the_replicas_copy(pair: Pair) -> N
 
 async def test_reads_during_a_turn_go_to_the_session(pair: Pair) -> None:
     one, _ = pair
-    s = str(uuid.uuid4())
-    await chat(one, s, "hi")
-    await at_rest(one, s)
-    await cached(one, s)
+    s = await resting_copy(one, one)
     await chat(one, s, '/tool long_task {"steps": 3}')
     misses = one.copies.counts["misses"]
     seen = await read(one, s)
@@ -137,10 +143,7 @@ async def test_an_event_seen_on_a_stream_is_in_any_snapshot_read_after_it(pair: 
 
 async def test_a_read_naming_a_client_binds_it_through_the_session(pair: Pair) -> None:
     one, two = pair
-    s = str(uuid.uuid4())
-    await chat(one, s, "hi")
-    await at_rest(one, s)
-    await cached(two, s)
+    s = await resting_copy(one, two)
     misses = two.copies.counts["misses"]
     await read(two, s, client_id="client-a")  # the session is bound to none: this read binds it
     assert two.copies.counts["misses"] == misses + 1
@@ -154,10 +157,7 @@ async def test_a_read_naming_a_client_binds_it_through_the_session(pair: Pair) -
 
 async def test_copies_of_a_killed_actor_are_not_served(pair: Pair) -> None:
     one, two = pair
-    s = str(uuid.uuid4())
-    await chat(one, s, "hi")
-    await at_rest(one, s)
-    await cached(two, s)
+    s = await resting_copy(one, two)
     namespace = one.app("default").namespace
     [actor] = holders(namespace, s)
     ray.kill(actor, no_restart=True)
@@ -169,10 +169,7 @@ async def test_a_replica_gone_silent_holds_a_commit_no_longer_than_its_lease(pai
     """A replica that stops asking (hung, or gone without a word) is waited for until its lease runs out: after
     that it serves no copy by its own rule, and the commit goes on."""
     one, two = pair
-    s = str(uuid.uuid4())
-    await chat(one, s, "hi")
-    await at_rest(one, s)
-    await cached(two, s)
+    s = await resting_copy(one, two)
     two.copies.close()  # stops its polls, tells nothing
     started = time.monotonic()
     await one.call(s, "rename", "waited for the lease")
