@@ -253,6 +253,10 @@ class SessionDirectory:
         deleted: bool = await self._store.delete.remote(self._spec.name, session_id)
         return deleted or host is not None
 
+    async def copies_out(self, session_id: str) -> None:
+        """The session's actor will hand out copies of its snapshots: if that actor is lost, fence the session."""
+        self._live.copied.add(session_id)
+
     async def record_turn(self, seconds: float) -> None:
         self._turn_seconds.observe(seconds)
 

@@ -41,8 +41,10 @@ class LiveSet(dict[str, Host]):
         # Sessions being released, done when their last state is stored: one is opened again only after that,
         # never beside its closing copy.
         self.closing: dict[str, asyncio.Future[None]] = {}
-        # Sessions of actors lost, and until when their next actor holds back commits: replicas may serve copies
-        # of the lost actor's snapshots until their lease runs out (actors/readers.py).
+        # Sessions of which replicas may hold copies of snapshots (their actors said so before handing one out),
+        # and, of those whose actor was lost, until when their next actor holds back commits: replicas may serve
+        # the lost actor's copies until their lease runs out (actors/readers.py).
+        self.copied: set[str] = set()
         self.fenced: dict[str, float] = {}
         limits = spec.limits
         self.max_live: int | None = limits.max_live_sessions
@@ -67,7 +69,9 @@ class LiveSet(dict[str, Host]):
         now = time.monotonic()
         self.fenced = {s: until for s, until in self.fenced.items() if until > now}
         for session_id in self._hosts.lose(host):
-            self.fenced[session_id] = now + LEASE_SECONDS
+            if session_id in self.copied:
+                self.copied.discard(session_id)
+                self.fenced[session_id] = now + LEASE_SECONDS
             if self.get(session_id) is host:
                 del self[session_id]
 
@@ -80,7 +84,10 @@ class LiveSet(dict[str, Host]):
         sessions (the session is released all the same: its state is stored)."""
         closed = self.closing[session_id] = asyncio.get_running_loop().create_future()
         try:
-            return await self._hosts.release(host, session_id, only_if_idle, spare)
+            released = await self._hosts.release(host, session_id, only_if_idle, spare)
+            if released:  # its copies were dropped as it left
+                self.copied.discard(session_id)
+            return released
         except Exception:  # dead, or broken: none of its sessions can be trusted
             self.lose(host)
             return True
