@@ -25,6 +25,7 @@ Pair = tuple[Runtime, Runtime]
 
 @pytest.fixture(params=[1, 4], ids=["actor-per-session", "4-per-actor"])
 async def pair(request: pytest.FixtureRequest, ray_instance: None, tmp_path: Path) -> AsyncIterator[Pair]:
+    """Two replicas of one runtime, with an actor per session or four sessions to an actor."""
     spec = AppSpec(name="default", limits=Limits(sessions_per_actor=request.param))
     namespace = f"aomi-t{uuid.uuid4().hex[:10]}"
     url = f"sqlite:///{tmp_path / 'copies.db'}"
@@ -77,6 +78,7 @@ async def resting_copy(maker: Runtime, holder: Runtime) -> str:
     return s
 
 
+@pytest.mark.parametrize("pair", [1], indirect=True, ids=["actor-per-session"])  # the shape plays no part
 async def test_a_session_at_rest_is_read_from_the_replicas_copy(pair: Pair) -> None:
     one, _ = pair
     s = str(uuid.uuid4())
@@ -91,6 +93,7 @@ async def test_a_session_at_rest_is_read_from_the_replicas_copy(pair: Pair) -> N
     assert one.copies.counts["hits"] == hits + 20
 
 
+@pytest.mark.parametrize("pair", [1], indirect=True, ids=["actor-per-session"])  # the shape plays no part
 async def test_reads_during_a_turn_go_to_the_session(pair: Pair) -> None:
     one, _ = pair
     s = await resting_copy(one, one)
@@ -145,6 +148,7 @@ async def test_an_event_seen_on_a_stream_is_in_any_snapshot_read_after_it(pair: 
     await renamed
 
 
+@pytest.mark.parametrize("pair", [1], indirect=True, ids=["actor-per-session"])  # the shape plays no part
 async def test_a_read_naming_a_client_binds_it_through_the_session(pair: Pair) -> None:
     one, two = pair
     s = await resting_copy(one, two)
@@ -187,6 +191,7 @@ async def test_only_a_session_with_copies_out_holds_back_commits_when_its_actor_
     assert (await read(two, copied))["title"] == "fenced"
 
 
+@pytest.mark.parametrize("pair", [1], indirect=True, ids=["actor-per-session"])  # the shape plays no part
 async def test_a_replica_gone_silent_holds_a_commit_no_longer_than_its_lease(pair: Pair) -> None:
     """A replica that stops asking (hung, or gone without a word) is waited for until its lease runs out: after
     that it serves no copy by its own rule, and the commit goes on."""
