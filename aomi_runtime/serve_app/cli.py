@@ -68,6 +68,8 @@ def serve_until_stopped(settings: Settings, address: str | None) -> None:
             "Ctrl-C stops it.",
             flush=True,
         )
+        # Its own line, so that the line above stays as scripts read it.
+        print(f"aomi-runtime console at {urls.split(', ')[0]}/console", flush=True)
         _wait_for_signal()
         print("aomi-runtime stopping...", flush=True)
     print("aomi-runtime stopped.", flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import chat, control, ops, provider_keys, secrets, sessions, simulate, streams
+from . import chat, console, control, ops, provider_keys, secrets, sessions, simulate, streams
 
 ROUTERS: tuple[APIRouter, ...] = (
     ops.router,
@@ -16,4 +16,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     provider_keys.router,
     secrets.router,
     simulate.router,
+    console.router,
 )

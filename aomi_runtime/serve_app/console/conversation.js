@@ -1,0 +1,120 @@
+// The conversation of a snapshot (GET /api/state, POST /api/chat, POST /api/interrupt), kept in place: each
+// message keeps its element while the snapshot changes, so a streaming reply's text grows where it is.
+
+import { el } from "./api.js";
+
+// Tool results are JSON text when the tool returned anything but a string: shown pretty-printed.
+export function pretty(text) {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return text;
+  }
+}
+
+function systemEventText(event) {
+  const [kind, value] = Object.entries(event)[0] || ["event", event];
+  return { kind, text: typeof value === "string" ? value : JSON.stringify(value) };
+}
+
+export class Conversation {
+  constructor(list) {
+    this.list = list;
+    this.elements = new Map(); // key -> element
+    this.systemEvents = []; // handed out once each: kept here, after the message they followed
+  }
+
+  clear() {
+    this.list.replaceChildren();
+    this.elements.clear();
+    this.systemEvents = [];
+  }
+
+  // A message's key: its place in the list, which a message keeps once it is not queued (queued ones wait at the
+  // end), so a streaming reply keeps its element as its text grows and when it ends; a queued one, its request.
+  static keyOf(message, index) {
+    return message.queued ? `q${message.request_id ?? index}` : `i${index}`;
+  }
+
+  static shapeOf(message) {
+    return `${message.sender}${message.tool_result ? ":" + message.tool_result[0] : ""}`;
+  }
+
+  show(snapshot) {
+    const messages = snapshot.messages || [];
+    const keys = messages.map((m, i) => Conversation.keyOf(m, i));
+    for (const event of snapshot.system_events || []) {
+      this.systemEvents.push({ after: keys.at(-1) ?? null, event, key: `s${this.systemEvents.length}` });
+    }
+    const order = [];
+    const place = (anchor) => {
+      for (const s of this.systemEvents) if (s.after === anchor) order.push([s.key, () => this.systemItem(s.event)]);
+    };
+    place(null);
+    messages.forEach((message, i) => {
+      order.push([keys[i], () => this.messageItem(message), message]);
+      place(keys[i]);
+    });
+    const wanted = new Set(order.map(([key]) => key));
+    for (const [key, node] of this.elements) {
+      if (!wanted.has(key)) {
+        node.remove();
+        this.elements.delete(key);
+      }
+    }
+    order.forEach(([key, make, message], i) => {
+      let node = this.elements.get(key);
+      if (node && message && node.dataset.shape !== Conversation.shapeOf(message)) {
+        node.remove(); // the message at this place changed its kind (a queued one took the place): made anew
+        node = null;
+      }
+      if (!node) {
+        node = make();
+        this.elements.set(key, node);
+      } else if (message) {
+        this.update(node, message);
+      }
+      if (this.list.children[i] !== node) this.list.insertBefore(node, this.list.children[i] || null);
+    });
+  }
+
+  messageItem(message) {
+    const node = el("li", { class: `message ${message.sender}`, "data-shape": Conversation.shapeOf(message) });
+    node.append(el("span", { class: "sender", text: message.sender }));
+    if (message.tool_result) {
+      const [topic, text] = message.tool_result;
+      node.classList.add("tool-result");
+      node.append(
+        el("article", { class: "card", "aria-label": `Tool result: ${topic}` },
+          el("h3", { class: "topic", text: topic }),
+          el("pre", { class: "json", text: pretty(text) })),
+      );
+    }
+    node.append(el("div", { class: "text" }));
+    node.append(el("span", { class: "badges" }));
+    this.update(node, message);
+    return node;
+  }
+
+  update(node, message) {
+    const text = node.querySelector(":scope > .text");
+    if (text.textContent !== message.content) text.textContent = message.content;
+    text.hidden = !message.content;
+    node.classList.toggle("streaming", Boolean(message.is_streaming));
+    // A turn's agent message may end empty (the model went straight to a tool): nothing to show.
+    node.classList.toggle("empty", !message.content && !message.tool_result && !message.is_streaming);
+    node.classList.toggle("queued", Boolean(message.queued));
+    const badges = [];
+    if (message.queued) badges.push("queued");
+    if (message.unanswered) badges.push("unanswered");
+    if (message.is_streaming) badges.push("streaming");
+    const line = badges.join(" · ");
+    const holder = node.querySelector(":scope > .badges");
+    if (holder.textContent !== line) holder.textContent = line;
+  }
+
+  systemItem(event) {
+    const { kind, text } = systemEventText(event);
+    return el("li", { class: `system-event ${kind}` }, el("span", { class: "sender", text: kind }), el("div", { class: "text", text }));
+  }
+}

@@ -1,0 +1,246 @@
+"""The console in real headless Chromium against the shared runtime: issue 16's flows, each checked against the
+runtime's own answers (GET /api/events, /api/sessions), never against the page alone."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import expect
+
+from tests.console.conftest import Console
+from tests.serve_app.conftest import h
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+TURN_SECONDS = 20_000  # ms: a turn on a loaded 2-core machine
+
+
+async def new_session(console: Console) -> str:
+    page = console.page
+    before = await page.locator("#sessions li").count()
+    await page.get_by_role("button", name="New session").click()
+    await expect(page.locator("#sessions li")).to_have_count(before + 1)
+    await expect(page.locator("#message")).to_be_enabled()
+    session_id = await page.locator("#sessions li.open").get_attribute("data-session")
+    assert session_id
+    return session_id
+
+
+async def send(console: Console, text: str) -> None:
+    await console.page.locator("#message").fill(text)
+    await console.page.locator("#message").press("Enter")
+
+
+async def stored_events(runtime_url: str, session_id: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=runtime_url, timeout=30) as client:
+        r = await client.get("/api/events", params={"count": 10_000}, headers=h(session_id))
+    assert r.status_code == 200, r.text
+    return list(r.json())
+
+
+async def timeline(console: Console) -> list[tuple[int, dict[str, Any]]]:
+    """The timeline as the page shows it: each event's seq, and its type and payload as the runtime sent them."""
+    rows = await console.page.locator("#timeline li").evaluate_all(
+        "items => items.map(i => [Number(i.dataset.seq), i.dataset.type, i.querySelector('pre').textContent])"
+    )
+    return [(seq, {"type": kind, **json.loads(payload)}) for seq, kind, payload in rows]
+
+
+def without_session(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.items() if k != "session_id"} for e in events]
+
+
+async def test_a_reply_grows_in_place_as_it_streams_and_an_interrupt_stops_it(console: Console) -> None:
+    page = console.page
+    await new_session(console)
+    await send(console, "count to 20")
+    reply = page.locator("#conversation li.message.agent").first.locator(".text")
+    await expect(reply).to_contain_text("1 2 3")
+    growing = await reply.element_handle()
+    assert growing is not None
+    # The same element (never replaced) holds a longer text, then the whole reply once the turn is over.
+    await page.wait_for_function("e => e.isConnected && e.textContent.startsWith('1 2 3 4 5 6 7 8')", arg=growing)
+    await expect(page.locator("#conversation li.message.agent.streaming")).to_have_count(0, timeout=TURN_SECONDS)
+    assert await growing.evaluate("e => e.isConnected && e.textContent") == " ".join(str(n) for n in range(1, 21))
+
+    await send(console, "count to 1000")  # 50 s at the scripted model's pace: stopped long before
+    streaming = page.locator("#conversation li.message.agent.streaming .text")
+    await expect(streaming).to_contain_text("1 2 3")
+    await expect(page.get_by_role("button", name="Interrupt")).to_be_enabled()
+    await page.get_by_role("button", name="Interrupt").click()
+    await expect(page.locator("#conversation li.message.agent.streaming")).to_have_count(0, timeout=TURN_SECONDS)
+    last = page.locator("#timeline li[data-type='processing_done']").last
+    await expect(last.locator("pre")).to_contain_text('"interrupted": true')
+    stopped = await page.locator("#conversation li.message.agent .text").last.text_content()
+    assert stopped and not stopped.endswith("1000")
+    await expect(page.get_by_role("button", name="Interrupt")).to_be_disabled()
+    await console.screenshot("interrupted")
+
+
+async def test_a_tools_progress_bar_reaches_its_end_and_its_result_shows_as_a_card(console: Console) -> None:
+    page = console.page
+    await new_session(console)
+    # Every value the bar takes, as the page sets it (a <progress>'s value is reflected in its attribute): each
+    # change's previous value, as records of changes made in one task arrive together.
+    await page.evaluate(
+        """() => { window.barValues = [];
+        new MutationObserver(ms => ms.forEach(m => m.target.localName === 'progress' && m.attributeName === 'value'
+          && m.oldValue !== null
+          && window.barValues.push(Number(m.oldValue))))
+        .observe(document.getElementById('tools'), {attributes: true, attributeOldValue: true, subtree: true,
+          childList: true}); }"""
+    )
+    await send(console, '/tool long_task {"steps": 5}')
+    bar = page.locator("#tools li.tool").filter(has_text="long_task")
+    await expect(bar).to_have_attribute("data-status", "completed", timeout=TURN_SECONDS)
+    assert await bar.locator("progress").evaluate("p => p.value") == 1
+    # each step in order; the last step fills the bar, which the call's end then sets full again
+    assert await page.evaluate("window.barValues") == [0.2, 0.4, 0.6, 0.8, 1]
+    card = page.locator("#conversation .card").filter(has=page.get_by_role("heading", name="long_task"))
+    await expect(card.locator("pre")).to_have_text(json.dumps({"steps": 5, "status": "done"}, indent=2))
+    await console.screenshot("tool-progress-and-result")
+    await page.get_by_role("tab", name="Events").click()
+    await console.screenshot("events")
+
+
+async def test_a_reload_mid_turn_resumes_the_timeline_with_every_event_once(console: Console) -> None:
+    page = console.page
+    session_id = await new_session(console)
+    await send(console, '/tool long_task {"steps": 20, "pause": 0.1}')
+    await expect(page.locator("#timeline li[data-type='tool_update']").first).to_be_attached(timeout=TURN_SECONDS)
+    await page.reload()
+    await page.locator("body[data-ready]").wait_for(state="attached")
+    await expect(page.locator("#sessions li.open")).to_have_attribute("data-session", session_id)
+    # The turn was still running at the reload: its end arrives on the resumed stream.
+    done = page.locator("#timeline li[data-type='processing_done']")
+    await expect(done).to_have_count(1, timeout=TURN_SECONDS)
+    await expect(page.locator("#tools li.tool")).to_have_attribute("data-status", "completed")
+    await expect(page.locator("#timeline li[data-type='title_changed']")).to_have_count(1, timeout=TURN_SECONDS)
+    stored = await stored_events(console.runtime_url, session_id)
+    shown = await timeline(console)
+    assert [seq for seq, _ in shown] == list(range(1, len(stored) + 1))
+    assert [event for _, event in shown] == without_session(stored)
+    await console.screenshot("timeline-after-reload")
+
+
+async def test_sessions_are_listed_newest_first_renamed_archived_and_deleted(console: Console) -> None:
+    page = console.page
+    first = await new_session(console)
+    second = await new_session(console)
+    items = page.locator("#sessions li")
+    await expect(items).to_have_count(2)
+    assert [await i.get_attribute("data-session") for i in await items.all()] == [second, first]
+
+    row = page.locator(f"#sessions li[data-session='{first}']")
+    await row.get_by_role("button", name="Rename").click()
+    title = row.get_by_role("textbox")
+    await title.fill("Plans for the launch")
+    await title.press("Enter")
+    await expect(row.get_by_role("button", name="Plans for the launch", exact=True)).to_be_visible()
+    await row.get_by_role("button", name="Archive").click()
+    await expect(row.locator(".badge")).to_have_text("archived")
+    async with httpx.AsyncClient(base_url=console.runtime_url, timeout=30) as client:
+        info = (await client.get(f"/api/sessions/{first}")).json()
+        assert (info["title"], info["is_archived"]) == ("Plans for the launch", True)
+        await console.screenshot("sessions")
+
+        gone = page.locator(f"#sessions li[data-session='{second}']")
+        await gone.get_by_role("button", name="Delete").click()
+        await gone.get_by_role("button", name="Confirm delete").click()
+        await expect(gone).to_have_count(0)
+        await expect(page.locator("#session-title")).to_have_text("No session open")  # it was the open one
+        assert (await client.get(f"/api/sessions/{second}")).status_code == 404
+    await expect(items).to_have_count(1)
+
+
+async def test_a_keyed_apps_sessions_show_only_with_its_key_which_never_leaves_memory_or_headers(
+    console: Console, keys: dict[str, str]
+) -> None:
+    page = console.page
+    key = keys["research"]
+    public_session = await new_session(console)
+    apps = page.locator("#app")
+    assert "research" not in await apps.locator("option").all_text_contents()
+
+    await page.get_by_label("App key").fill(key)
+    await page.get_by_role("button", name="Apply").click()
+    await expect(apps.locator("option[value='research']")).to_be_attached()
+    await apps.select_option("research")
+    await expect(page.get_by_label("Model")).to_contain_text("Fake GPT")  # the research App's own models
+    keyed_session = await new_session(console)
+    await console.screenshot("keyed-app")
+    async with httpx.AsyncClient(base_url=console.runtime_url, timeout=30) as client:
+        public_key = await page.get_by_label("Public key").input_value()
+        listed = await client.get("/api/sessions", params={"public_key": public_key})
+        assert [s["session_id"] for s in listed.json()] == [public_session]  # the API hides it without the key
+
+    # The key removed: the keyed App's session leaves the list (and the open view), the App leaves the picker.
+    await page.get_by_label("App key").fill("")
+    await page.get_by_role("button", name="Apply").click()
+    await expect(page.locator(f"#sessions li[data-session='{keyed_session}']")).to_have_count(0)
+    await expect(page.locator(f"#sessions li[data-session='{public_session}']")).to_have_count(1)
+    await expect(apps.locator("option[value='research']")).to_have_count(0)
+    await expect(page.locator("#session-title")).to_have_text("No session open")
+    # A wrong key opens nothing more.
+    await page.get_by_label("App key").fill("not-a-key")
+    await page.get_by_role("button", name="Apply").click()
+    await expect(page.locator("#status")).to_contain_text("Key applied")
+    assert "research" not in await apps.locator("option").all_text_contents()
+
+    assert not [u for u in console.requests if key in u]
+    stored = await page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}, location.href])")
+    assert key not in stored
+
+
+async def test_a_turns_timings_show_as_a_waterfall(console: Console) -> None:
+    page = console.page
+    await new_session(console)
+    await send(console, '/tool long_task {"steps": 3}')
+    await expect(page.locator("#timeline li[data-type='processing_done']")).to_have_count(1, timeout=TURN_SECONDS)
+    await page.get_by_role("tab", name="Timings").click()
+    turn = page.locator("#waterfalls figure").first
+    await expect(turn.locator("figcaption")).to_contain_text("Turn 1")
+    kinds = await turn.locator("li.span").evaluate_all("rows => rows.map(r => r.dataset.kind)")
+    assert {"model", "tool", "commit"} <= set(kinds), kinds
+    tool = turn.locator("li.span[data-kind='tool']")
+    await expect(tool.locator(".name")).to_have_text("tool long_task")
+    await console.screenshot("timings")
+
+
+async def test_the_runtime_at_a_glance_reads_the_runtimes_metrics(console: Console) -> None:
+    page = console.page
+    await new_session(console)  # its event stream is one subscriber
+    await page.get_by_role("tab", name="Runtime").click()
+    row = page.locator("table.glance tr[data-app='default']")
+    await expect(row.locator("td.live")).not_to_have_text("—")
+    assert int(await row.locator("td.live").text_content() or "0") >= 1
+    await expect(page.locator("dd.subscribers")).not_to_have_text("0")
+    await expect(page.locator("dd.state-latency")).to_contain_text("ms")
+    await console.screenshot("runtime")
+
+
+async def test_keyboard_order_and_a_narrow_window(console: Console) -> None:
+    page = console.page
+    order = []  # from the page's start, as loaded
+    for _ in range(5):
+        await page.keyboard.press("Tab")
+        order.append(await page.evaluate("document.activeElement.id || document.activeElement.textContent"))
+    assert order == ["app", "key", "public-key", "Apply", "new-session"], order
+    await page.keyboard.press("Enter")  # on New session
+    await expect(page.locator("#message")).to_be_enabled()
+    # Enter sends, Shift+Enter starts a new line.
+    await page.locator("#message").fill("first line")
+    await page.locator("#message").press("Shift+Enter")
+    await expect(page.locator("#message")).to_have_value("first line\n")
+    await page.locator("#message").press("Enter")
+    await expect(page.locator("#conversation li.message.user .text")).to_have_text("first line\n")
+    await expect(page.locator("#conversation li.message.agent .text")).to_contain_text("You said")
+
+    await page.set_viewport_size({"width": 420, "height": 800})
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 420  # nothing wider than the window
+    for name in ("New session", "Send", "Events", "Timings", "Runtime"):
+        await expect(page.get_by_role("button", name=name).or_(page.get_by_role("tab", name=name))).to_be_visible()
+    await console.screenshot("narrow")
