@@ -625,3 +625,29 @@ async def test_a_public_key_shaped_like_a_pattern_or_sql_lists_only_its_own(
     await client.post("/api/sessions", json={"public_key": owner}, headers=h(sid()))
     r = await client.get("/api/sessions", params={"public_key": public_key})
     assert r.status_code == 200 and r.json() == []
+
+
+# --- the console's files ------------------------------------------------------------------------------------
+
+
+async def test_the_console_serves_only_its_own_files(client: httpx.AsyncClient, runtime_url: str) -> None:
+    # A name the console does not ship, or one that would reach elsewhere: 404 with {"error": ...}, by its table
+    # of files (decoded, `..` is a name like any other) or, for a path of several segments, by no route matching.
+    for path in (
+        "/console/nope.js",
+        "/console/index.html",  # the page is /console only: its relative links would not resolve from there
+        "/console/%2e%2e",
+        "/console/..%2F..%2Fpyproject.toml",
+        "/console/..%2Froutes%2Fconsole.py",
+        "/console/console.js%00",
+        "/console/",
+    ):
+        r = await client.get(path)
+        assert r.status_code == 404 and set(r.json()) == {"error"}, (path, r.text)
+    # Unencoded dot segments, which an HTTP client library would resolve before sending.
+    for raw in (b"/console/../../pyproject.toml", b"/console/../api/sessions", b"/console/./console.js"):
+        status, headers, body = await raw_http(
+            runtime_url, b"GET " + raw + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        assert status == 404 and headers["content-type"] == "application/json", raw
+        assert_error_body(status, body)

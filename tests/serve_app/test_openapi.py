@@ -78,6 +78,8 @@ async def test_the_description_names_the_answers_the_routes_give(runtime_url: st
     async with httpx.AsyncClient(base_url=runtime_url) as client:
         paths = (await client.get("/openapi.json")).json()["paths"]
     assert list(paths["/api/updates"]["get"]["responses"]["200"]["content"]) == ["text/event-stream"]
+    assert list(paths["/console"]["get"]["responses"]["200"]["content"]) == ["text/html"]
+    assert list(paths["/console/{name}"]["get"]["responses"]["200"]["content"]) == ["text/javascript", "text/css"]
     chat = paths["/api/chat"]["post"]
     snapshot = chat["responses"]["200"]["content"]["application/json"]["schema"]
     assert snapshot == {"$ref": "#/components/schemas/Snapshot"}

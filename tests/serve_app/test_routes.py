@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from typing import Any
 
@@ -46,6 +47,31 @@ def assert_error(r: httpx.Response, status: int, *words: str) -> None:
 async def test_health(client: httpx.AsyncClient) -> None:
     r = await client.get("/health")
     assert (r.status_code, r.text) == (200, "OK") and r.headers["content-type"].startswith("text/plain")
+
+
+async def test_the_console_page_and_every_file_it_loads_are_served_under_a_strict_policy(
+    client: httpx.AsyncClient,
+) -> None:
+    page = await client.get("/console")
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self';" in policy and "unsafe-inline" not in policy and "connect-src 'self'" in policy
+    # Every file the page names, and every module a script imports, resolved as a browser would, from /console.
+    wanted = [f"/console/{n}" for n in re.findall(r'(?:src|href)="console/([^"]+)"', page.text)]
+    assert "/console/console.js" in wanted and "/console/console.css" in wanted
+    seen: set[str] = set()
+    while wanted:
+        path = wanted.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        r = await client.get(path)
+        kind = "text/javascript" if path.endswith(".js") else "text/css"
+        assert (r.status_code, r.headers["content-type"]) == (200, f"{kind}; charset=utf-8"), path
+        assert r.headers["content-security-policy"] == policy
+        wanted += [f"/console/{n}" for n in re.findall(r'from "\./([^"]+)"', r.text)]
+        assert "http://" not in r.text and "https://" not in r.text, f"{path} names another host"
+    assert len(seen) >= 7, seen
 
 
 async def test_chat_answers_at_once_and_polling_state_reaches_the_finished_tool_turn(client: httpx.AsyncClient) -> None:

@@ -41,12 +41,12 @@ PAGE = (FOLDER / INDEX).read_bytes()
 ASSETS = _assets()
 
 
-def _answers(description: str, *media_types: str) -> Answers:
+def _answers(description: str, media_types: tuple[str, ...], *statuses: int) -> Answers:
     content = {m: {"schema": {"type": "string"}} for m in media_types}
-    return {200: {"content": content, "description": description}, **errors(*([404] if len(media_types) > 1 else []))}
+    return {200: {"content": content, "description": description}, **errors(*statuses)}
 
 
-@router.get("/console", response_class=Response, responses=_answers("The console's page.", "text/html"))
+@router.get("/console", response_class=Response, responses=_answers("The console's page.", ("text/html",)))
 async def console_page() -> Response:
     return Response(PAGE, media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
 
@@ -54,7 +54,8 @@ async def console_page() -> Response:
 @router.get(
     "/console/{name}",
     response_class=Response,
-    responses=_answers("A script or style sheet of the console.", "text/javascript", "text/css"),
+    # 422 described as ours: FastAPI would describe its own body for a route with a path parameter.
+    responses=_answers("A script or style sheet of the console.", ("text/javascript", "text/css"), 404, 422),
 )
 async def console_asset(name: str) -> Response:
     asset = ASSETS.get(name)
