@@ -33,8 +33,9 @@ class Journal:
         self._app = app
         self._log = log
         self._on_broken = on_broken  # told once a commit failed, to stop what still runs
-        # Awaited after each commit, before its events are published: what holds copies of the session drops them.
-        self.on_commit: Callable[[], Awaitable[None]] | None = None
+        # Called after each commit, and what it returns awaited before the commit's events are published: what
+        # holds copies of the session drops them (None: nothing holds one).
+        self.on_commit: Callable[[], Awaitable[None] | None] | None = None
         self._dirty_messages: set[int] = set()
         self._record_dirty = False
         self._pending: list[Event] = []
@@ -140,8 +141,9 @@ class Journal:
                 self._on_broken()
                 raise
             try:
-                if self.on_commit is not None:
-                    told = asyncio.ensure_future(self.on_commit())
+                dropped = self.on_commit() if self.on_commit is not None else None
+                if dropped is not None:
+                    told = asyncio.ensure_future(dropped)
                     try:
                         await asyncio.shield(told)
                     except asyncio.CancelledError:

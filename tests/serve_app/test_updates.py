@@ -15,7 +15,8 @@ from tests.serve_app.sse_client import Stream, frames, read_until, reading
 async def test_a_tool_turn_streams_every_event_in_order_while_it_runs(client: httpx.AsyncClient) -> None:
     s = sid()
     reader = await reading(client, s, "processing_done")  # open before the session exists, as a widget's is
-    await client.post("/api/chat", params={"message": '/tool long_task {"steps": 3}'}, headers=h(s))
+    chat = await client.post("/api/chat", params={"message": '/tool long_task {"steps": 3}'}, headers=h(s))
+    assert chat.status_code == 200, chat.text
     stream = await reader
     assert stream.seqs == list(range(1, len(stream.frames) + 1))
     assert stream.types == [
