@@ -145,3 +145,13 @@ async def test_queued_turns_have_their_own_and_messages_an_interrupt_dropped_hav
     done = [e.data for e in await session.last_events(10) if e.data["type"] == "processing_done"]
     assert done[-2]["interrupted"] and "timings" in done[-2]
     assert done[-1] == {"type": "processing_done", "session_id": "t1", "request_id": "r3", "unanswered": True}
+
+
+async def test_a_background_call_is_timed_by_its_queueing_only(session: LiveSession) -> None:
+    pause = 0.3
+    await session.chat(f'/tool background_task {{"steps": 1, "pause": {pause}}}')
+    events = await events_until(session, "processing_done")
+    tool = next(s for s in turn_timings(events[-1]).spans if s.kind == "tool")
+    assert tool.model_extra == {"call_id": "call_1", "topic": "background_task", "status": "ok", "background": True}
+    assert tool.ms < pause * 1000  # the call was queued, its task's first pause still to come
+    await events_until(session, "tool_complete", after=events[-1].seq)  # the task ends before the session closes
