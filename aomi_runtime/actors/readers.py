@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 LEASE_SECONDS = 6.0
@@ -69,6 +70,13 @@ class Readers:
     def fence(self, session_id: str, seconds: float) -> None:
         """Hold back the session's commits for `seconds`: the replicas' leases on its lost actor's copies."""
         self._fences[session_id] = _now() + seconds
+
+    def dropping(self, session_id: str) -> Awaitable[None] | None:
+        """`drop`, or None where no copy of the session is out and nothing fences it: a commit then waits for
+        nothing, and makes no task to (the hot path of a session no replica reads from its copies)."""
+        if session_id in self._fences or any(session_id in reader.sessions for reader in self._readers.values()):
+            return self.drop(session_id)
+        return None
 
     async def drop(self, session_id: str) -> None:
         """Tell every holder of a copy of `session_id` to drop it; return once each did, or its lease ran out."""

@@ -127,7 +127,7 @@ class SessionActor:
             self._opening.discard(session_id)
         if self._directory is not None:
             session.on_turn = self._directory.record_turn.remote  # told, not awaited
-        session.on_commit(functools.partial(self._readers.drop, session_id))
+        session.on_commit(functools.partial(self._readers.dropping, session_id))
         if fence:  # its last actor was lost: copies of its snapshots there may be served until then
             self._readers.fence(session_id, fence)
         self._sessions[session_id] = session

@@ -39,8 +39,13 @@ class Copy:
     etag: str
     actor: str
     bound: bool  # a client is bound to the session: a read naming one changes nothing
-    number: int = 0  # as the actor numbered it: a drop numbered above it drops it
+    number: int = 0  # as the actor numbered it: a drop numbered above it drops it (0: not to be kept)
     used: float = field(default_factory=time.monotonic)
+
+    @property
+    def quiet(self) -> bool:
+        """It hands out no system event: an actor numbers only copies of a session at rest, which has none."""
+        return self.number > 0
 
 
 @dataclass(frozen=True)

@@ -191,11 +191,15 @@ class App:
     def name(self) -> str:
         return self.spec.name
 
-    def provider(self, slug: str | None) -> ModelProvider:
+    def model_slug(self, slug: str | None) -> str:
+        """The slug of the model offered by this slug or label; the App's default for None."""
         chosen = self.spec.model(slug)
         if chosen is None or chosen.slug not in self.providers:
             raise ModelUnavailable(f"The model {slug!r} is not offered by the App {self.name!r}.")
-        return self.providers[chosen.slug]
+        return chosen.slug
+
+    def provider(self, slug: str | None) -> ModelProvider:
+        return self.providers[self.model_slug(slug)]
 
     async def aclose(self) -> None:
         """Close every provider (each once, though two slugs may share one); the App runs no turn afterwards."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import Any
 
 from .errors import SessionClosed
 from .event_log import EventLog
 from .protocols import HistoryBackend
 from .records import Commit, Event, Message, StoredSession, ToolCall, utcnow
+from .timings import TurnTimings
 from .wallet import staged_state
 
 
@@ -33,8 +35,10 @@ class Journal:
         self._app = app
         self._log = log
         self._on_broken = on_broken  # told once a commit failed, to stop what still runs
-        # Awaited after each commit, before its events are published: what holds copies of the session drops them.
-        self.on_commit: Callable[[], Awaitable[None]] | None = None
+        # Called after each commit, and what it returns awaited before the commit's events are published: what
+        # holds copies of the session drops them (None: nothing holds one).
+        self.on_commit: Callable[[], Awaitable[None] | None] | None = None
+        self.timings: TurnTimings | None = None  # the running turn's: each commit while it runs is one of its spans
         self._dirty_messages: set[int] = set()
         self._record_dirty = False
         self._pending: list[Event] = []
@@ -124,8 +128,14 @@ class Journal:
             self._dirty_messages, self._pending, self._record_dirty = set(), [], False
             self.record.updated_at = utcnow()
             commit = Commit(record=self.record, messages=[self.messages[i] for i in ids], events=events)
+            timed = (
+                nullcontext()
+                if self.timings is None
+                else self.timings.span("commit", "commit", messages=len(ids), events=len(events))
+            )
             try:
-                await self._history.commit(self._app, commit)
+                with timed:
+                    await self._history.commit(self._app, commit)
             except asyncio.CancelledError:
                 # The commit may or may not have landed; writes are idempotent, so keep it for the next flush.
                 self._dirty_messages.update(ids)
@@ -140,8 +150,9 @@ class Journal:
                 self._on_broken()
                 raise
             try:
-                if self.on_commit is not None:
-                    told = asyncio.ensure_future(self.on_commit())
+                dropped = self.on_commit() if self.on_commit is not None else None
+                if dropped is not None:
+                    told = asyncio.ensure_future(dropped)
                     try:
                         await asyncio.shield(told)
                     except asyncio.CancelledError:

@@ -125,8 +125,9 @@ class LiveSession:
     def _running(self) -> bool:
         return self.is_processing or self._title.is_running or self._background.running > 0
 
-    def on_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
-        """Await `callback` after each commit, before its events are published (and its call answered)."""
+    def on_commit(self, callback: Callable[[], Awaitable[None] | None]) -> None:
+        """Call `callback` after each commit, and await what it returns before the commit's events are published
+        (and its call answered)."""
         self._journal.on_commit = callback
 
     # --- what clients call ----------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -13,6 +14,7 @@ from .apps import App
 from .errors import InvalidInput, ModelUnavailable
 from .protocols import ModelMessage, ModelRequest, TextDelta, ToolCallRequest
 from .records import Message, ToolCall
+from .timings import TurnTimings, elapsed_ms
 from .tools import Progress, ToolContext, no_wallet
 
 log = logging.getLogger(__name__)
@@ -111,13 +113,17 @@ async def run_turn(
     model: str | None = None,
     user_state: dict[str, Any] | None = None,
     notes: Sequence[str] = (),
+    timings: TurnTimings | None = None,
 ) -> None:
-    """Answer the last user message of `history`: stream the model's text, run the tools it calls, repeat.
+    """Answer the last user message of `history`: stream the model's text, run the tools it calls, repeat. Each
+    model call and tool call is a span of `timings`, if given.
 
     Raises:
         ModelUnavailable: the model failed, or kept calling tools past the App's limit.
     """
-    provider = app.provider(model)
+    timings = timings or TurnTimings()  # unread: one way through the code, timed or not
+    slug = app.model_slug(model)
+    provider = app.providers[slug]
     request = ModelRequest(
         system=build_system_prompt(app, user_state, notes),
         messages=to_model_messages(history),
@@ -126,19 +132,23 @@ async def run_turn(
     for _ in range(app.spec.limits.max_tool_rounds + 1):
         text: list[str] = []
         calls: list[ToolCallRequest] = []
-        async for chunk in provider.stream(request):
-            if isinstance(chunk, TextDelta):
-                text.append(chunk.text)
-                sink.append_text(chunk.text)
-            else:
-                calls.append(chunk)
+        with timings.span("model", slug) as span:
+            opened = time.perf_counter()
+            async for chunk in provider.stream(request):
+                if "first_token_ms" not in span:
+                    span["first_token_ms"] = elapsed_ms(opened)
+                if isinstance(chunk, TextDelta):
+                    text.append(chunk.text)
+                    sink.append_text(chunk.text)
+                else:
+                    calls.append(chunk)
         if not calls:
             return
         await sink.end_text()
         request.messages.append(ModelMessage(role="assistant", content="".join(text), tool_calls=calls))
         asked_wallet = False
         for call in calls:
-            result, staged = await _run_tool(app, sink, call, session_id=session_id, user_state=user_state)
+            result, staged = await _run_tool(app, sink, call, timings, session_id=session_id, user_state=user_state)
             asked_wallet |= staged
             request.messages.append(
                 ModelMessage(role="tool", content=result, tool_call_id=call.call_id, name=call.name)
@@ -151,9 +161,16 @@ async def run_turn(
 
 
 async def _run_tool(
-    app: App, sink: TurnSink, request: ToolCallRequest, *, session_id: str, user_state: dict[str, Any] | None
+    app: App,
+    sink: TurnSink,
+    request: ToolCallRequest,
+    timings: TurnTimings,
+    *,
+    session_id: str,
+    user_state: dict[str, Any] | None,
 ) -> tuple[str, bool]:
-    """Run one call; return its result as the model sees it, and whether it asked the wallet."""
+    """Run one call; return its result as the model sees it, and whether it asked the wallet. Its span ends with
+    its result, before the result is stored (a commit span of its own)."""
     call = ToolCall(
         id=f"tool_{uuid.uuid4().hex[:16]}", call_id=request.call_id, name=request.name, arguments=request.arguments
     )
@@ -185,23 +202,30 @@ async def _run_tool(
         secrets=app.client,
     )
     result: Any
-    if tool is None:
-        result = {"error": f"Unknown tool {request.name!r}; this App offers: {', '.join(app.tools.names) or 'none'}."}
-    elif tool.background:
-        found = tool
+    # "error" until a result comes: a call cancelled by an interrupt ends as one that failed.
+    with timings.span("tool", call.name, call_id=call.call_id, topic=topic, status="error") as span:
+        if tool is None:
+            result = {
+                "error": f"Unknown tool {request.name!r}; this App offers: {', '.join(app.tools.names) or 'none'}."
+            }
+        elif tool.background:
+            found = tool
 
-        def run(progress: Progress) -> Awaitable[Any]:
-            # The same context, but progress goes out on its own, and no wallet: the turn that could wait is over.
-            return found.run(args, replace(ctx, progress=progress, wallet=no_wallet))
+            def run(progress: Progress) -> Awaitable[Any]:
+                # The same context, but progress goes out on its own, and no wallet: the turn that could wait is
+                # over.
+                return found.run(args, replace(ctx, progress=progress, wallet=no_wallet))
 
-        sink.start_background(call, topic, run, tool.starts_turn)
-        result = {"status": "queued", "id": call.id}
-    else:
-        try:
-            result = await tool.run(args, ctx)
-        except Exception as exc:  # the model sees a tool's failure as its result
-            log.info("tool %s failed: %s", request.name, type(exc).__name__)
-            result = {"error": f"{type(exc).__name__}: {exc}"}
+            sink.start_background(call, topic, run, tool.starts_turn)
+            result = {"status": "queued", "id": call.id}
+            span["background"] = True
+        else:
+            try:
+                result = await tool.run(args, ctx)
+            except Exception as exc:  # the model sees a tool's failure as its result
+                log.info("tool %s failed: %s", request.name, type(exc).__name__)
+                result = {"error": f"{type(exc).__name__}: {exc}"}
+        span["status"] = "error" if is_error(result) else "ok"
     text = result_text(result)
     if reported:
         # Only a call that reported progress ends with `tool_complete` (Aomi's widget shows each as a toast); a
@@ -217,7 +241,7 @@ MAX_EVENT_MESSAGE = 200  # characters of a tool event's `message`: a toast's lin
 def tool_event(call: ToolCall, result: Any, *, ended: bool = False) -> dict[str, Any]:
     """The fields of a `tool_update` (`ended` False) or `tool_complete` event: the call, `status` (running,
     completed, failed), a short `message` for a toast (Aomi's widget shows both), and `result` as JSON."""
-    error = result.get("error") if ended and isinstance(result, dict) else None
+    error = result.get("error") if ended and is_error(result) else None
     if error is not None:
         status, message = "failed", f"{call.name} failed: {error}"
     elif ended:
@@ -233,6 +257,11 @@ def tool_event(call: ToolCall, result: Any, *, ended: bool = False) -> dict[str,
         "message": message[:MAX_EVENT_MESSAGE],
         "result": json_result(result),
     }
+
+
+def is_error(result: Any) -> bool:
+    """Whether a tool's result is an error: `{"error": ...}`, as a failed call's is."""
+    return isinstance(result, dict) and result.get("error") is not None
 
 
 def json_result(result: Any) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 
 from .apps import App
@@ -14,6 +13,7 @@ from .journal import Journal
 from .logs import fingerprint, log_failure
 from .records import INTERRUPTION, Message, QueuedMessage, system_error
 from .secrets import for_client
+from .timings import TurnTimings
 from .titles import AutoTitle
 from .turn import TurnSink, run_turn
 
@@ -52,6 +52,7 @@ class TurnQueue:
         self._interrupted = False
         self._dropping = 0  # how many queued messages an interrupt leaves unanswered, from the queue's front
         self._model_task: asyncio.Task[None] | None = None
+        self._timings = TurnTimings()  # the running turn's, replaced as each turn starts
 
     async def resume(self, *, cut_short: str) -> None:
         """After the session was restored: end a turn its last process left open, telling the user `cut_short`,
@@ -100,6 +101,8 @@ class TurnQueue:
         """Store `queued` as the user's message, with the empty agent message that will hold the answer, and
         start its turn."""
         journal, record = self._journal, self._journal.record
+        # The turn starts here, its `processing_started` commit its first span; the journal times each commit.
+        self._timings = journal.timings = TurnTimings()
         record.is_processing = True
         record.follow_up_running = queued.follow_up
         if not queued.follow_up:
@@ -139,6 +142,7 @@ class TurnQueue:
                 model=record.model,
                 user_state=record.user_state,
                 notes=notes,
+                timings=self._timings,
             )
 
     def _interrupt_asked(self) -> bool:
@@ -147,7 +151,6 @@ class TurnQueue:
 
     async def _run(self) -> None:
         journal, record = self._journal, self._journal.record
-        started = time.perf_counter()
         error: str | None = None
         notes, record.model_notes = record.model_notes, []
         # The model and tools run as a task of their own, so that an interrupt cancels them and not the
@@ -174,12 +177,17 @@ class TurnQueue:
         journal.finish_streaming()
         self._title.start()
         outcome = {"error": error} if error else {"interrupted": True} if interrupted else {}
+        # Up to here: the commit that stores `processing_done` cannot be one of its own spans.
+        journal.timings, timings = None, self._timings.as_json()
         journal.event(
-            "processing_done", **({} if record.follow_up_running else _turn_request(journal.messages)), **outcome
+            "processing_done",
+            **({} if record.follow_up_running else _turn_request(journal.messages)),
+            **outcome,
+            timings=timings,
         )
         if interrupted:
             self._leave_unanswered()
-        self._ended(time.perf_counter() - started)
+        self._ended(timings["ms"] / 1000)
         if record.queue and not journal.closed:
             # The next queued message gets its turn as a task of its own, so an interrupt stops only this one.
             await self._start(record.queue.pop(0))

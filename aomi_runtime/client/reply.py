@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..agent.records import Event, Message, Snapshot
+from ..agent.timings import Timings
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,13 @@ class Reply:
     def done(self) -> Event | None:
         """The turn's `processing_done` event (None if the turn was over before `send` began to follow it)."""
         return next((e for e in self.events if ends_turn(e, self.request_id)), None)
+
+    @property
+    def timings(self) -> Timings | None:
+        """Where the turn's time went, as the runtime recorded it: its duration and its model calls, tool calls and
+        commits (None if `send` did not see the turn end, or the message got no turn)."""
+        done = self.done
+        return None if done is None or "timings" not in done.data else Timings.model_validate(done.data["timings"])
 
     @property
     def error(self) -> str | None:

@@ -71,3 +71,24 @@ async def test_epochs_and_numbers_grow_in_one_sequence() -> None:
     first_epoch, first = readers.hold("r", "s")
     _, second = readers.hold("q", "s")
     assert first_epoch < first < second
+
+
+async def test_a_commit_waits_on_nothing_only_where_no_copy_is_out_and_nothing_fences() -> None:
+    readers = Readers()
+    assert readers.dropping("s") is None, "no copy out: a commit need not wait"
+    epoch, _ = readers.hold("r", "s")
+    assert readers.dropping("other") is None
+    held = readers.dropping("s")
+    assert held is not None, "a copy is out: the commit must wait for its drop"
+    task = asyncio.ensure_future(held)
+    assert not await finished_within(0.2, task)
+    _, acked, _ = await readers.watch("r", epoch, 0, {}, timeout=0)
+    await readers.watch("r", epoch, acked, {}, timeout=0)  # the holder dropped it
+    assert await finished_within(0.5, task)
+    assert readers.dropping("s") is None
+    readers.fence("f", 0.3)
+    fenced = readers.dropping("f")
+    assert fenced is not None, "a fenced session's commit waits out its fence"
+    started = time.monotonic()
+    await fenced
+    assert time.monotonic() - started >= 0.25

@@ -63,6 +63,9 @@ def test_send_waits_for_the_turn_and_returns_its_messages(client: Client) -> Non
     # The turn as `send` timed it: no shorter than the scripted model's two pauses between "1 2 3" (count_pause,
     # 0.05 s), no longer than the call.
     assert 2 * COUNT_PAUSE <= reply.seconds <= took
+    # The turn as the runtime timed it, from its start to its end (before `send` saw them): its one model call too.
+    assert reply.timings is not None and 2 * COUNT_PAUSE * 1000 <= reply.timings.ms <= reply.seconds * 1000
+    assert [s.kind for s in reply.timings.spans if s.kind != "commit"] == ["model"]
 
 
 def test_a_slow_tool_shows_progress_on_a_terminal(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,7 +112,7 @@ async def test_a_send_whose_message_an_interrupt_left_unanswered_says_so(aclient
     await session.interrupt()
     reply = await asyncio.wait_for(queued, 10)
     assert reply.interrupted and reply.done is not None and reply.done.data.get("unanswered")
-    assert reply.messages[0].unanswered and reply.text == ""
+    assert reply.messages[0].unanswered and reply.text == "" and reply.timings is None  # no turn ran for it
 
 
 async def test_events_resume_after_the_last_one_seen(aclient: AsyncClient) -> None:
@@ -233,7 +236,9 @@ def test_ctrl_c_during_send_interrupts_the_turn(client: Client) -> None:
         session.send("count to 200")
 
     done = [e for e in session.recent_events(20) if e["type"] == "processing_done"]
-    assert done == [{"type": "processing_done", "session_id": session.id, "request_id": ANY, "interrupted": True}]
+    assert done == [
+        {"type": "processing_done", "session_id": session.id, "request_id": ANY, "interrupted": True, "timings": ANY}
+    ]
     assert not session.state().is_processing
 
 

@@ -3,7 +3,7 @@ Ray started with the head's Serve variables from cluster.yaml, Serve's HTTP port
 gives it) on `--port`, the runtime deployed with TWO ingress replicas on it. Prints the line the tests' `Server`
 waits for; Ctrl-C (SIGINT) stops it all.
 
-    python -m tests.deploy.haproxy_node --port P --database-url URL --config PATH
+    python -m tests.deploy.haproxy_node --port P --database-url URL --config PATH [--serve-proxy-port Q]
 """
 
 from __future__ import annotations
@@ -35,14 +35,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--config", required=True)
+    parser.add_argument("--serve-proxy-port", type=int, default=0, help="Serve's own proxy (HAProxy's fallback)")
     args = parser.parse_args()
     # Serve's variables as cluster.yaml's head starts Ray with them, and what this machine needs besides: on a
     # cluster one HAProxy runs per machine, with fixed ports (stats 8404, metrics 9101, the fallback proxy's 8500)
     # and files in /tmp/haproxy-serve, where here another test run's may be; and stopping waits for no load
     # balancer's 30 s, as `launch` does.
     os.environ.update({k: v for k, v in ray_start_env().items() if k.startswith("RAY_SERVE_")})
-    for port in ("HAPROXY_STATS_PORT", "HAPROXY_METRICS_PORT", "FALLBACK_PROXY_HTTP_PORT"):
+    for port in ("HAPROXY_STATS_PORT", "HAPROXY_METRICS_PORT"):
         os.environ[f"RAY_SERVE_{port}"] = str(free_port())
+    os.environ["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] = str(args.serve_proxy_port or free_port())
     files = Path(os.environ["RAY_TMPDIR"]) / HAPROXY_DIR  # Serve adds the node's id
     for name, file in FILES.items():
         os.environ[f"RAY_SERVE_HAPROXY_{name}"] = str(files / file)

@@ -11,13 +11,14 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import free_port
 from tests.deploy.files import ray_start_env
 from tests.deploy.haproxy_node import HAPROXY_DIR
 from tests.helpers import eventually, processes_using
@@ -85,54 +86,98 @@ async def snapshot_hits(client: httpx.AsyncClient) -> float:
 async def own_writes_read_through_either_replica(urls: list[str]) -> None:
     """Writes through one replica, each read right after through the other, alternating; before each write both
     hold a copy of the session's snapshot (each answers a second read at rest from it, as its /metrics counts)."""
-    s = str(uuid.uuid4())
-    h = {"X-Session-Id": s}
     async with (
         httpx.AsyncClient(base_url=urls[0], timeout=30) as a,
         httpx.AsyncClient(base_url=urls[1], timeout=30) as b,
     ):
-        assert (await a.post("/api/chat", params={"message": "hi"}, headers=h)).status_code == 200
-
-        async def at_rest() -> dict[str, Any] | None:
-            state = (await a.get("/api/state", headers=h)).json()
-            return None if state["is_processing"] or state["title"] == "New Chat" else state
-
-        await eventually(at_rest, timeout=30)
+        h = await session_at_rest(a)
         for i in range(6):
             writer, reader = (a, b) if i % 2 == 0 else (b, a)
             for client in (writer, reader):
-                hits = await snapshot_hits(client)
-                # A first copy is handed out once the directory knows copies may be out: read until one answers.
-                first = (await client.get("/api/state", headers=h)).json()
-                for _ in range(10):
-                    await asyncio.sleep(0.05)
-                    assert (await client.get("/api/state", headers=h)).json() == first
-                    if await snapshot_hits(client) > hits:
-                        break
-                else:
-                    raise AssertionError("no copy answered")
-            renamed = await writer.patch(f"/api/sessions/{s}", json={"title": f"title {i}"})
-            assert renamed.status_code == 200, renamed.text
-            assert (await reader.get("/api/state", headers=h)).json()["title"] == f"title {i}"
-            posted = await writer.post("/api/system", params={"message": f"notice {i}"}, headers=h)
-            assert posted.status_code == 200, posted.text
-            assert (await reader.get("/api/state", headers=h)).json()["system_events"] == [
-                {"SystemNotice": f"notice {i}"}
-            ]
+                await copies_held(client, h, [client])
+            await writes_read_back(writer, reader, h, i)
+
+
+async def own_writes_read_through_serve_proxy(proxy_url: str, urls: list[str]) -> None:
+    """The same through Serve's own proxy, which picks the replica: before each write, reads through the proxy
+    until both replicas answered one from their copy, so whichever replica the next read reaches held a copy."""
+    async with (
+        httpx.AsyncClient(base_url=proxy_url, timeout=30) as proxy,
+        httpx.AsyncClient(base_url=urls[0], timeout=30) as a,
+        httpx.AsyncClient(base_url=urls[1], timeout=30) as b,
+    ):
+        h = await session_at_rest(proxy)
+        for i in range(6):
+            await copies_held(proxy, h, [a, b])
+            await writes_read_back(proxy, proxy, h, i)
+
+
+async def session_at_rest(client: httpx.AsyncClient) -> dict[str, str]:
+    """A new session, after its first turn and title: the headers that name it."""
+    s = str(uuid.uuid4())
+    h = {"X-Session-Id": s}
+    assert (await client.post("/api/chat", params={"message": "hi"}, headers=h)).status_code == 200
+
+    async def at_rest() -> dict[str, Any] | None:
+        state = (await client.get("/api/state", headers=h)).json()
+        return None if state["is_processing"] or state["title"] == "New Chat" else state
+
+    await eventually(at_rest, timeout=30)
+    return h
+
+
+async def copies_held(client: httpx.AsyncClient, h: dict[str, str], replicas: list[httpx.AsyncClient]) -> None:
+    """Reads through `client` until each of `replicas` (its own address) answered one from its copy: a first copy
+    is handed out once the directory knows copies may be out, and a proxy picks the replica."""
+    before = [await snapshot_hits(r) for r in replicas]
+    first = (await client.get("/api/state", headers=h)).json()
+    for _ in range(40):
+        await asyncio.sleep(0.05)
+        assert (await client.get("/api/state", headers=h)).json() == first
+        now = [await snapshot_hits(r) for r in replicas]
+        if all(n > b for n, b in zip(now, before, strict=True)):
+            return
+    raise AssertionError(
+        f"not every replica answered from a copy: {before} -> {[await snapshot_hits(r) for r in replicas]}"
+    )
+
+
+async def writes_read_back(writer: httpx.AsyncClient, reader: httpx.AsyncClient, h: dict[str, str], i: int) -> None:
+    """A rename and a system message through `writer`, each read right after through `reader`."""
+    s = h["X-Session-Id"]
+    renamed = await writer.patch(f"/api/sessions/{s}", json={"title": f"title {i}"})
+    assert renamed.status_code == 200, renamed.text
+    assert (await reader.get("/api/state", headers=h)).json()["title"] == f"title {i}"
+    posted = await writer.post("/api/system", params={"message": f"notice {i}"}, headers=h)
+    assert posted.status_code == 200, posted.text
+    assert (await reader.get("/api/state", headers=h)).json()["system_events"] == [{"SystemNotice": f"notice {i}"}]
+
+
+class Node(NamedTuple):
+    server: Server  # HAProxy on its port
+    serve_proxy_url: str  # Serve's own proxy (HAProxy's fallback), in front of the same two replicas
 
 
 @pytest.fixture
-def server(tmp_path: Path, ray_tmp: str) -> Iterator[Server]:
+def node(tmp_path: Path, ray_tmp: str) -> Iterator[Node]:
     binary = haproxy_binary()
     config = tmp_path / "apps.yaml"
     config.write_text(CONFIG)
     database_url = f"sqlite:///{tmp_path / 'aomi.db'}"
-    running = Server(database_url, ray_tmp, config, program=("-m", "tests.deploy.haproxy_node"))
+    proxy_port = free_port()
+    running = Server(
+        database_url,
+        ray_tmp,
+        config,
+        "--serve-proxy-port",
+        str(proxy_port),
+        program=("-m", "tests.deploy.haproxy_node"),
+    )
     try:
         connections = psutil.net_connections("inet")
         listening = {c.pid for c in connections if c.status == "LISTEN" and c.laddr.port == running.port}
         assert {psutil.Process(pid).exe() for pid in listening} == {binary}, "HAProxy does not hold the Serve port"
-        yield running
+        yield Node(running, f"http://127.0.0.1:{proxy_port}")
     finally:
         assert running.stop() == 0, "".join(running.output)
     assert "aomi-runtime stopped." in "".join(running.output)
@@ -144,9 +189,8 @@ def test_every_node_of_the_cluster_starts_ray_in_haproxy_mode() -> None:
         assert ray_start_env(node)["RAY_SERVE_ENABLE_HA_PROXY"] == "1", node
 
 
-async def test_two_replicas_behind_haproxy_answer_the_api_and_a_long_stream_resumes(
-    server: Server, ray_tmp: str
-) -> None:
+async def test_two_replicas_behind_haproxy_answer_the_api_and_a_long_stream_resumes(node: Node, ray_tmp: str) -> None:
+    server = node.server
     s = str(uuid.uuid4())
     h = {"X-Session-Id": s}
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
@@ -170,3 +214,6 @@ async def test_two_replicas_behind_haproxy_answer_the_api_and_a_long_stream_resu
     await own_writes_read_through_either_replica(replica_urls(ray_tmp))
     sent = replica_requests(ray_tmp)
     assert len(sent) == 2 and all(sent.values()), f"not both replicas served: {sent}"
+    # Serve's own proxy in front of the same two replicas (the proxy ingress's path): the API, and own writes read.
+    await errors_and_a_client_turn(node.serve_proxy_url)
+    await own_writes_read_through_serve_proxy(node.serve_proxy_url, replica_urls(ray_tmp))

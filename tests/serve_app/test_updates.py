@@ -7,6 +7,8 @@ import json
 
 import httpx
 
+from aomi_runtime.agent.timings import Timings
+from aomi_runtime.serve_app.settings import Settings
 from tests.helpers import eventually
 from tests.serve_app.conftest import h, sid
 from tests.serve_app.sse_client import Stream, frames, read_until, reading
@@ -15,7 +17,8 @@ from tests.serve_app.sse_client import Stream, frames, read_until, reading
 async def test_a_tool_turn_streams_every_event_in_order_while_it_runs(client: httpx.AsyncClient) -> None:
     s = sid()
     reader = await reading(client, s, "processing_done")  # open before the session exists, as a widget's is
-    await client.post("/api/chat", params={"message": '/tool long_task {"steps": 3}'}, headers=h(s))
+    chat = await client.post("/api/chat", params={"message": '/tool long_task {"steps": 3}'}, headers=h(s))
+    assert chat.status_code == 200, chat.text
     stream = await reader
     assert stream.seqs == list(range(1, len(stream.frames) + 1))
     assert stream.types == [
@@ -67,6 +70,36 @@ async def test_a_tool_update_arrives_while_the_turn_still_runs(client: httpx.Asy
     assert state is not None and stream.types.count("tool_update") == steps
     assert (await state).json()["is_processing"], "the first tool_update came once the turn was over"
     assert read_at["processing_done"] - read_at["tool_update"] > pause  # the server's gap: (steps - 1) * pause
+
+
+async def test_a_turns_timings_are_stored_with_its_end_and_read_back_as_streamed(
+    client: httpx.AsyncClient, runtime_settings: Settings
+) -> None:
+    s = sid()
+    steps, pause = 2, 0.1
+    reader = await reading(client, s, "processing_done")
+    message = f'/tool long_task {{"steps": {steps}, "pause": {pause}}}'
+    await client.post("/api/chat", params={"message": message}, headers=h(s))
+    stream = await reader
+    seq, live = stream.frames[-1]
+    timings = Timings.model_validate(live["timings"])
+    assert [s.kind for s in timings.spans if s.kind != "commit"] == ["model", "tool", "model"]
+    assert {s.name for s in timings.spans if s.kind == "model"} == {"scripted"}
+    tool = next(s for s in timings.spans if s.kind == "tool")
+    assert tool.ms >= steps * pause * 1000 and tool.start_ms + tool.ms <= timings.ms + 0.2
+    # SQLite's commits, each one a span: the first (the turn's start), the progress updates, the tool's result
+    assert sum(s.kind == "commit" for s in timings.spans) >= 1 + steps + 1
+
+    async def stored() -> list[dict[str, object]]:
+        events = (await client.get("/api/events", params={"count": 1000}, headers=h(s))).json()
+        return [e for e in events if e["type"] == "processing_done"]
+
+    assert await stored() == [live]
+    resumed = await read_until(client, s, "processing_done", last_event_id=seq - 1)
+    assert resumed.frames == [(seq, live)]
+    await runtime_settings.runtime().close_sessions()  # evicted: what follows is read back from the database
+    assert await stored() == [live]
+    assert (await read_until(client, s, "processing_done", after=seq - 1)).frames == [(seq, live)]
 
 
 async def test_keep_alive_comments_come_while_nothing_happens(client: httpx.AsyncClient) -> None:

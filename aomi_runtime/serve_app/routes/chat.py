@@ -28,16 +28,17 @@ def session_json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
-def revalidated(body: bytes, if_none_match: str | None, etag: str | None = None) -> Response:
+def revalidated(body: bytes, if_none_match: str | None, etag: str | None = None, quiet: bool = False) -> Response:
     """A snapshot with its version as a strong ETag (a hash of all it holds), to be asked again each time
     (`Cache-Control: no-cache`): a poll naming that version in `If-None-Match` gets 304 and no body while nothing
     changed. Aomi's client polls the whole snapshot every 500 ms during a turn, and a browser's `fetch`
     revalidates this way on its own. A snapshot that hands out system events is never a 304: it is their one
-    showing (and, as every system event comes with a new `last_event_id`, its version is new anyway)."""
+    showing (and, as every system event comes with a new `last_event_id`, its version is new anyway). `quiet`:
+    known to hand out none, so the body (last its `system_events`, after every message) is not searched."""
     etag = etag or etag_of(body)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     asked = {t.strip().removeprefix("W/") for t in (if_none_match or "").split(",")}
-    if etag in asked and NO_SYSTEM_EVENTS in body:
+    if etag in asked and (quiet or NO_SYSTEM_EVENTS in body):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/json", headers=headers)
 
@@ -93,7 +94,7 @@ async def state(
     try:
         if given is None:  # changes nothing, or only the client bound: this replica's copy may answer
             copy = await runtime.read_state(session_id, client_id)
-            return revalidated(copy.body, if_none_match, copy.etag)
+            return revalidated(copy.body, if_none_match, copy.etag, copy.quiet)
         # checked at the edge, as chat's is: the session stores what it is given
         owner = await runtime.owner(session_id)
         if owner is None:
