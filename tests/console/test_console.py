@@ -197,14 +197,17 @@ async def test_a_keyed_apps_sessions_show_only_with_its_key_which_never_leaves_m
 
 async def test_a_turns_timings_show_as_a_waterfall(console: Console) -> None:
     page = console.page
-    await new_session(console)
+    session_id = await new_session(console)
     await send(console, '/tool long_task {"steps": 3}')
     await expect(page.locator("#timeline li[data-type='processing_done']")).to_have_count(1, timeout=TURN_SECONDS)
     await page.get_by_role("tab", name="Timings").click()
     turn = page.locator("#waterfalls figure").first
     await expect(turn.locator("figcaption")).to_contain_text("Turn 1")
+    # One row a span the runtime stored, in its order: the page draws stored data, not its own guesses.
+    (done,) = [e for e in await stored_events(console.runtime_url, session_id) if e["type"] == "processing_done"]
+    spans = done["timings"]["spans"]
     kinds = await turn.locator("li.span").evaluate_all("rows => rows.map(r => r.dataset.kind)")
-    assert {"model", "tool", "commit"} <= set(kinds), kinds
+    assert kinds == [s["kind"] for s in spans] and {"model", "tool", "commit"} <= set(kinds), kinds
     tool = turn.locator("li.span[data-kind='tool']")
     await expect(tool.locator(".name")).to_have_text("tool long_task")
     await console.screenshot("timings")

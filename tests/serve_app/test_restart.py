@@ -116,6 +116,7 @@ async def test_everything_is_back_after_a_restart_and_the_stream_resumes_without
             before = await read_until(client, s, "title_changed")
             await client.post(f"/api/sessions/{s}/archive")
             assert (await client.get("/api/control/apps")).json() == ["default"]
+            assert (await client.get("/console")).headers["content-type"].startswith("text/html")
             keyless = await client.post("/api/chat", params={"message": "hi", "app": "research"}, headers=h)
             assert keyless.status_code == 401
             switched = await client.post("/api/control/model", params={"rig": "Fake GPT"}, headers=h)
@@ -127,6 +128,7 @@ async def test_everything_is_back_after_a_restart_and_the_stream_resumes_without
     finally:
         assert first.stop() == 0, "".join(first.output)
     assert "aomi-runtime stopped." in "".join(first.output)
+    assert f"\naomi-runtime console at {first.url}/console\n" in "".join(first.output)  # beside the API's line
     # Quick, on the fast path too: a direct-ingress replica would otherwise wait 30 s for a load balancer.
     assert first.stop_seconds < STOP_SECONDS, f"stopping took {first.stop_seconds:.1f} s"
     assert processes_using(ray_tmp) == [], "processes left behind after Ctrl-C"

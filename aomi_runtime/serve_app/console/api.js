@@ -74,3 +74,10 @@ export function sleep(ms, signal) {
 export function clock(date) {
   return date.toLocaleTimeString([], { hour12: false }) + "." + String(date.getMilliseconds()).padStart(3, "0");
 }
+
+// Change what `scroller` shows, keeping it scrolled to its end if it was there (a reader scrolled up stays put).
+export function following(scroller, change) {
+  const atEnd = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+  change();
+  if (atEnd) scroller.scrollTop = scroller.scrollHeight;
+}

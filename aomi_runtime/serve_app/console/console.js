@@ -83,12 +83,16 @@ async function applyCaller() {
   state.publicKey = $("public-key").value.trim() || state.publicKey;
   localStorage.setItem(PUBLIC_KEY, state.publicKey);
   state.generation += 1;
-  // Nothing listed under the previous key stays on screen while the new list loads.
+  // Nothing shown under the previous key stays on screen while the new list loads: the open session comes back
+  // only if it is listed for this caller.
+  const reopen = state.open?.id;
+  closeSession();
   state.sessions = [];
   renderSessions();
   try {
     await loadApps();
     await Promise.all([loadSessions(), loadModels()]);
+    if (reopen && state.sessions.some((s) => s.session_id === reopen)) openSession(reopen);
     const apps = [...$("app").options].map((o) => o.value).join(", ");
     say(`${state.key ? "Key applied" : "No key"}: the Apps open to this caller are ${apps}.`);
   } catch (error) {
@@ -246,11 +250,14 @@ function openSession(id) {
   const open = {
     id,
     closed: false,
+    changed: false, // an event came since the last poll began: poll again at once
     wakeUp: null,
     wake() {
+      this.changed = true;
       this.wakeUp?.();
     },
     wait(ms) {
+      if (this.changed) return Promise.resolve();
       return new Promise((resolve) => {
         const timer = setTimeout(resolve, ms);
         this.wakeUp = () => {
@@ -287,6 +294,7 @@ function openSession(id) {
 async function poll(open) {
   while (!open.closed) {
     let busy = false;
+    open.changed = false;
     try {
       const snapshot = await request("GET", "api/state", { session: open.id });
       if (open.closed) return;

@@ -1,7 +1,7 @@
 // The conversation of a snapshot (GET /api/state, POST /api/chat, POST /api/interrupt), kept in place: each
 // message keeps its element while the snapshot changes, so a streaming reply's text grows where it is.
 
-import { el } from "./api.js";
+import { el, following } from "./api.js";
 
 // Tool results are JSON text when the tool returned anything but a string: shown pretty-printed.
 export function pretty(text) {
@@ -12,9 +12,15 @@ export function pretty(text) {
   }
 }
 
+// System events are externally tagged: {"SystemError": text}, {"SystemNotice": text}, {"InlineCall": {type, ...}}.
 function systemEventText(event) {
   const [kind, value] = Object.entries(event)[0] || ["event", event];
-  return { kind, text: typeof value === "string" ? value : JSON.stringify(value) };
+  if (typeof value === "string") return { kind, text: value };
+  if (kind === "InlineCall" && value && value.type) {
+    const payload = typeof value.payload === "string" ? value.payload : JSON.stringify(value.payload);
+    return { kind, text: `${value.type}${value.kind ? ` (${value.kind})` : ""}: ${payload}` };
+  }
+  return { kind, text: JSON.stringify(value) };
 }
 
 export class Conversation {
@@ -41,6 +47,10 @@ export class Conversation {
   }
 
   show(snapshot) {
+    following(this.list, () => this.render(snapshot));
+  }
+
+  render(snapshot) {
     const messages = snapshot.messages || [];
     const keys = messages.map((m, i) => Conversation.keyOf(m, i));
     for (const event of snapshot.system_events || []) {

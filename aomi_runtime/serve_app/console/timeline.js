@@ -1,7 +1,7 @@
 // The session's events as a timeline (seq, type, time received, payload expandable), and a progress bar per
 // tool call that reports progress (tool_update events, then its tool_complete).
 
-import { clock, el } from "./api.js";
+import { clock, el, following } from "./api.js";
 
 const MAX_SHOWN = 2000; // the timeline keeps the newest; the stored log is whole (GET /api/events)
 
@@ -23,9 +23,10 @@ export class Timeline {
           el("span", { class: "type", text: type }),
           el("time", { text: clock(new Date()), title: "received" })),
         el("pre", { class: "json", text: JSON.stringify(payload, null, 2) })));
-    this.list.append(item);
-    while (this.list.children.length > MAX_SHOWN) this.list.firstElementChild.remove();
-    if (this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 80) item.scrollIntoView({ block: "nearest" });
+    following(this.list.parentElement, () => {
+      this.list.append(item);
+      while (this.list.children.length > MAX_SHOWN) this.list.firstElementChild.remove();
+    });
   }
 }
 

@@ -4,7 +4,8 @@
 import { el } from "./api.js";
 
 function ms(value) {
-  return value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${Math.round(value)} ms`;
+  if (value >= 1000) return `${(value / 1000).toFixed(2)} s`;
+  return value < 10 ? `${value.toFixed(1)} ms` : `${Math.round(value)} ms`;
 }
 
 function spanLabel(span) {
@@ -50,7 +51,7 @@ export class Waterfalls {
         mark.style.left = `${Math.min(100, (100 * (span.start_ms + span.first_token_ms)) / total)}%`;
         track.append(mark);
       }
-      const extra = span.kind === "tool" && span.status && span.status !== "completed" ? ` ${span.status}` : "";
+      const extra = span.kind === "tool" && span.status === "error" ? " error" : "";
       rows.append(el("li", { class: `span ${span.kind}`, "data-kind": span.kind },
         el("span", { class: "name", text: spanLabel(span) }),
         track,
