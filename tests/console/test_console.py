@@ -70,10 +70,15 @@ async def test_a_reply_grows_in_place_as_it_streams_and_an_interrupt_stops_it(co
     streaming = page.locator("#conversation li.message.agent.streaming .text")
     await expect(streaming).to_contain_text("1 2 3")
     await expect(page.get_by_role("button", name="Interrupt")).to_be_enabled()
+    await send(console, "and then?")  # during the turn: queued behind it
+    waiting = page.locator("#conversation li.message.user.queued")
+    await expect(waiting.locator(".badges")).to_have_text("queued")
     await page.get_by_role("button", name="Interrupt").click()
+    # An interrupt leaves what was queued without a turn, marked so.
+    await expect(page.locator("#conversation li.message.user").last.locator(".badges")).to_have_text("unanswered")
     await expect(page.locator("#conversation li.message.agent.streaming")).to_have_count(0, timeout=TURN_SECONDS)
-    last = page.locator("#timeline li[data-type='processing_done']").last
-    await expect(last.locator("pre")).to_contain_text('"interrupted": true')
+    ended = page.locator("#timeline li[data-type='processing_done']").filter(has_text='"interrupted": true')
+    await expect(ended).to_have_count(1)
     stopped = await page.locator("#conversation li.message.agent .text").last.text_content()
     assert stopped and not stopped.endswith("1000")
     await expect(page.get_by_role("button", name="Interrupt")).to_be_disabled()
@@ -171,6 +176,10 @@ async def test_a_keyed_apps_sessions_show_only_with_its_key_which_never_leaves_m
     await apps.select_option("research")
     await expect(page.get_by_label("Model")).to_contain_text("Fake GPT")  # the research App's own models
     keyed_session = await new_session(console)
+    await page.get_by_label("Model").select_option("Scripted")
+    await expect(page.locator("#status")).to_have_text("Later turns use scripted.")
+    await send(console, "count to 3")  # a turn of a keyed App: the key goes with it
+    await expect(page.locator("#conversation li.message.agent .text")).to_have_text("1 2 3", timeout=TURN_SECONDS)
     await console.screenshot("keyed-app")
     async with httpx.AsyncClient(base_url=console.runtime_url, timeout=30) as client:
         public_key = await page.get_by_label("Public key").input_value()
