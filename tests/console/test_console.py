@@ -4,6 +4,7 @@ runtime's own answers (GET /api/events, /api/sessions), never against the page a
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -231,6 +232,8 @@ async def test_the_runtime_at_a_glance_reads_the_runtimes_metrics(console: Conso
     assert int(await row.locator("td.live").text_content() or "0") >= 1
     await expect(page.locator("dd.subscribers")).not_to_have_text("0")
     await expect(page.locator("dd.state-latency")).to_contain_text("ms")
+    # Turns/s is a rise between two refreshes (every 3 s): a number from the second on.
+    await expect(row.locator("td.rate")).to_have_text(re.compile(r"^\d+\.\d\d$"), timeout=10_000)
     await console.screenshot("runtime")
 
 

@@ -56,7 +56,11 @@ export function describeBounds(bounds) {
   if (!bounds) return "—";
   const [lower, upper] = bounds;
   if (upper === Infinity) return `> ${seconds(lower)}`;
-  return lower === 0 ? `≤ ${seconds(upper)}` : `${seconds(lower)}–${seconds(upper)}`;
+  if (lower === 0) return `≤ ${seconds(upper)}`;
+  // One unit for both bounds where they share it: "100–250 ms", "1–2.5 s".
+  if (upper < 1) return `${Math.round(lower * 1000)}–${Math.round(upper * 1000)} ms`;
+  if (lower >= 1) return `${lower}–${upper} s`;
+  return `${seconds(lower)}–${seconds(upper)}`;
 }
 
 export class Glance {
@@ -102,7 +106,7 @@ export class Glance {
       el("table", { class: "glance" },
         el("caption", { text: "Per App" }),
         el("thead", {}, el("tr", {},
-          ...["App", "Live sessions", "Warm places", "Turns/s", "Turn p50", "Turn p99"].map((h) => el("th", { scope: "col", text: h })))),
+          ...["App", "Live", "Warm", "Turns/s", "Turn p50", "Turn p99"].map((h) => el("th", { scope: "col", text: h })))),
         el("tbody", {}, ...rows)),
       el("dl", { class: "glance" },
         el("dt", { text: "State reads p50 / p99" }),
@@ -112,7 +116,7 @@ export class Glance {
         el("dt", { text: "Updated" }),
         el("dd", { text: new Date().toLocaleTimeString([], { hour12: false }) })),
       el("p", { class: "note", text:
-        "Percentiles are the histogram bucket that holds them, over all turns and state reads since the runtime " +
+        "Live: sessions in memory. Warm: places for live sessions free in running session actors. Percentiles are the histogram bucket that holds them, over all turns and state reads since the runtime " +
         "started. Turns/s is the rise of the turn count between two refreshes. Request latencies and stream " +
         "subscribers are those of the ingress replica that answered." }),
     );
