@@ -155,3 +155,40 @@ async def test_a_background_call_is_timed_by_its_queueing_only(session: LiveSess
     assert tool.model_extra == {"call_id": "call_1", "topic": "background_task", "status": "ok", "background": True}
     assert tool.ms < pause * 1000  # the call was queued, its task's first pause still to come
     await events_until(session, "tool_complete", after=events[-1].seq)  # the task ends before the session closes
+
+
+# --- review16: failing checks of what the timings show ---------------------------------------------------------
+
+
+async def test_review16_a_tools_progress_commits_do_not_crowd_out_the_turns_model_and_tool_spans(
+    session: LiveSession,
+) -> None:
+    """A tool reporting progress often makes one commit per update: past MAX_SPANS of them, the cap (first to END
+    kept) drops the tool's own span and the model call after it, the spans the timings are read for."""
+    await session.chat(f'/tool long_task {{"steps": {MAX_SPANS + 20}, "pause": 0}}')
+    timings = turn_timings((await events_until(session, "processing_done", timeout=30))[-1])
+    assert timings.dropped > 0
+    assert [s.kind for s in timings.spans if s.kind != "commit"] == ["model", "tool", "model"], timings.dropped
+
+
+async def test_review16_a_turn_counts_no_commit_of_a_background_call_started_by_an_earlier_turn(
+    session: LiveSession,
+) -> None:
+    """docs/api.md: a turn's commit spans are "its own, and any other request's on that session meanwhile". A
+    background call's progress (no request) lands in whatever turn runs then."""
+    steps, pause = 8, 0.05
+    await session.chat(f'/tool background_task {{"steps": {steps}, "pause": {pause}}}', request_id="r1")
+    first = await events_until(session, "processing_done")
+    await session.chat("count to 20", request_id="r2")  # ~1 s of streaming, while the call reports progress
+    events = await events_until(session, "processing_done", after=first[-1].seq)
+    second = next(e for e in events if e.data["type"] == "processing_done" and e.data.get("request_id") == "r2")
+    commits = [s.model_extra for s in turn_timings(second).spans if s.kind == "commit"]
+    # its own: the one storing its start (a text-only turn commits nothing else before its end)
+    assert commits == [{"messages": 2, "events": 2}], commits
+    await events_until(session, "tool_complete", after=first[-1].seq)
+
+
+def test_review16_a_client_reads_the_timings_of_a_server_that_times_one_more_kind() -> None:
+    """`Reply.timings` validates `kind` against a closed Literal: a server adding a span kind (say, a wallet wait)
+    makes every older client's `reply.timings` raise instead of showing the spans it knows."""
+    Timings.model_validate({"ms": 1.0, "spans": [{"kind": "wallet", "name": "w", "start_ms": 0.0, "ms": 1.0}]})
