@@ -9,8 +9,8 @@ message is stored, and an event a subscriber has seen can always be replayed.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
-from contextlib import nullcontext
 from typing import Any
 
 from .errors import SessionClosed
@@ -38,10 +38,12 @@ class Journal:
         # Called after each commit, and what it returns awaited before the commit's events are published: what
         # holds copies of the session drops them (None: nothing holds one).
         self.on_commit: Callable[[], Awaitable[None] | None] | None = None
-        self.timings: TurnTimings | None = None  # the running turn's: each commit while it runs is one of its spans
+        self.timings: TurnTimings | None = None  # the running turn's: its own commits are spans of it
         self._dirty_messages: set[int] = set()
         self._record_dirty = False
         self._pending: list[Event] = []
+        self._commits = 0  # made so far, and what the last one stored: a flush that waited for one is timed as it
+        self._last_commit = {"messages": 0, "events": 0}
         self._lock = asyncio.Lock()
 
     def record_changed(self) -> None:
@@ -114,28 +116,27 @@ class Journal:
                 finished = True
         return finished
 
-    async def flush(self, *, final: bool = False) -> None:
+    async def flush(self, *, final: bool = False, turn: bool = False) -> None:
         """Write everything changed in one commit, then publish its events. Concurrent calls coalesce.
 
-        Once the session is closing only `close` writes (`final`): another actor may be loading it already.
+        Once the session is closing only `close` writes (`final`): another actor may be loading it already. A flush
+        the running turn makes (`turn`) is a span of its timings, from the call (waiting for a commit under way
+        included) to the commit's events published (the wait for replicas to drop their copies included).
         """
+        timings, started, seen = (self.timings, time.perf_counter(), self._commits) if turn else (None, 0.0, 0)
         async with self._lock:
             if self.broken or (self.closed and not final):
                 raise SessionClosed(f"The session {self.record.session_id!r} is closed; look it up again.")
             if not (self._record_dirty or self._dirty_messages or self._pending):
+                if timings is not None and self._commits > seen:  # stored by the commit it waited for
+                    timings.record("commit", "commit", started, **self._last_commit)
                 return
             ids, events = sorted(self._dirty_messages), self._pending
             self._dirty_messages, self._pending, self._record_dirty = set(), [], False
             self.record.updated_at = utcnow()
             commit = Commit(record=self.record, messages=[self.messages[i] for i in ids], events=events)
-            timed = (
-                nullcontext()
-                if self.timings is None
-                else self.timings.span("commit", "commit", messages=len(ids), events=len(events))
-            )
             try:
-                with timed:
-                    await self._history.commit(self._app, commit)
+                await self._history.commit(self._app, commit)
             except asyncio.CancelledError:
                 # The commit may or may not have landed; writes are idempotent, so keep it for the next flush.
                 self._dirty_messages.update(ids)
@@ -160,3 +161,7 @@ class Journal:
                         raise
             finally:
                 self._log.publish(events)
+                self._commits += 1
+                self._last_commit = {"messages": len(ids), "events": len(events)}
+                if timings is not None:
+                    timings.record("commit", "commit", started, **self._last_commit)

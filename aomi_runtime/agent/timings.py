@@ -14,7 +14,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-MAX_SPANS = 256  # a turn that calls tools in a loop must not grow its event without bound
+# Per kind, so that a tool reporting progress in a loop (a commit per update) never crowds out the model and tool
+# calls the timings are read for, and a turn's event stays small (about 25 KB at most).
+MAX_CALL_SPANS = 128  # model and tool calls
+MAX_COMMIT_SPANS = 128
+MAX_NAME = 100  # characters of a span's name, topic or call id: the model chose them
 
 SpanKind = Literal["model", "tool", "commit"]
 
@@ -26,14 +30,14 @@ class Span(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    kind: SpanKind
+    kind: str  # model, tool or commit: a str, so that a client reads the spans of a server that times more kinds
     name: str
     start_ms: float  # from the turn's start (its `processing_started`)
     ms: float
 
 
 class Timings(BaseModel):
-    """A turn's `timings`: its duration, its spans by start, and how many spans past `MAX_SPANS` were dropped."""
+    """A turn's `timings`: its duration, its spans by start, and how many spans past the caps were dropped."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -43,15 +47,16 @@ class Timings(BaseModel):
 
 
 class TurnTimings:
-    """The recorder of one turn, started when the turn starts; `span` times a block as one span."""
+    """The recorder of one turn, started when the turn starts: `span` times a block as one span, `record` a span
+    that started at a `time.perf_counter` reading and ends now."""
 
-    __slots__ = ("_dropped", "_limit", "_origin", "_spans")
+    __slots__ = ("_dropped", "_left", "_origin", "_spans")
 
-    def __init__(self, limit: int = MAX_SPANS) -> None:
+    def __init__(self, calls: int = MAX_CALL_SPANS, commits: int = MAX_COMMIT_SPANS) -> None:
         self._origin = time.perf_counter()
         self._spans: list[tuple[float, float, SpanKind, str, dict[str, Any]]] = []
         self._dropped = 0
-        self._limit = limit
+        self._left = {"tool": calls, "commit": commits}  # model calls count with the tools
 
     @contextmanager
     def span(self, kind: SpanKind, name: str, **extra: Any) -> Iterator[dict[str, Any]]:
@@ -61,10 +66,16 @@ class TurnTimings:
         try:
             yield extra
         finally:
-            if len(self._spans) < self._limit:
-                self._spans.append((started, time.perf_counter(), kind, name, extra))
-            else:
-                self._dropped += 1
+            self.record(kind, name, started, **extra)
+
+    def record(self, kind: SpanKind, name: str, started: float, **extra: Any) -> None:
+        shared = "tool" if kind == "model" else kind
+        if self._left[shared] <= 0:
+            self._dropped += 1
+            return
+        self._left[shared] -= 1
+        extra = {k: _short(v) for k, v in extra.items()}
+        self._spans.append((started, time.perf_counter(), kind, _short(name), extra))
 
     def as_json(self) -> dict[str, Any]:
         """The `timings` of `processing_done`: the turn's duration up to now, and its spans ordered by start."""
@@ -79,6 +90,10 @@ class TurnTimings:
 def elapsed_ms(since: float) -> float:
     """Milliseconds from the `time.perf_counter` reading `since` to now, as spans' extras give times."""
     return _ms(time.perf_counter() - since)
+
+
+def _short(value: Any) -> Any:
+    return value[:MAX_NAME] if isinstance(value, str) else value
 
 
 def _ms(seconds: float) -> float:

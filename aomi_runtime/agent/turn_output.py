@@ -26,11 +26,11 @@ class TurnOutput:
 
     async def end_text(self) -> None:
         if self._journal.finish_streaming():
-            await self._journal.flush()
+            await self._journal.flush(turn=True)
 
     async def add_tool_result(self, call: ToolCall, topic: str, text: str) -> None:
         self._journal.add_tool_result(call, topic, self._wallet.result_for(call.id, text))
-        await self._journal.flush()
+        await self._journal.flush(turn=True)
 
     async def stage_wallet_request(
         self, call: ToolCall, topic: str, kind: Literal["tx", "eip712"], entries: list[dict[str, Any]]
@@ -44,4 +44,4 @@ class TurnOutput:
 
     async def emit(self, type_: str, **fields: Any) -> None:
         self._journal.event(type_, **fields)
-        await self._journal.flush()
+        await self._journal.flush(turn=True)

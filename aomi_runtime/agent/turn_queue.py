@@ -101,7 +101,7 @@ class TurnQueue:
         """Store `queued` as the user's message, with the empty agent message that will hold the answer, and
         start its turn."""
         journal, record = self._journal, self._journal.record
-        # The turn starts here, its `processing_started` commit its first span; the journal times each commit.
+        # The turn starts here, its `processing_started` commit its first span; the journal times the turn's commits.
         self._timings = journal.timings = TurnTimings()
         record.is_processing = True
         record.follow_up_running = queued.follow_up
@@ -113,7 +113,7 @@ class TurnQueue:
         if not queued.follow_up:
             self._add_user_message(queued)
         journal.add_message(Message(id=len(journal.messages), sender="agent", is_streaming=True), announce=False)
-        await journal.flush()
+        await journal.flush(turn=True)
         self._check_open()  # closed while storing: its next holder finishes the turn's bookkeeping
         self.task = asyncio.create_task(self._run(), name=f"turn:{journal.record.session_id}")
 

@@ -161,7 +161,7 @@ class WalletDesk:
         self._journal.add_tool_result(call, topic, json.dumps(pending, ensure_ascii=False))
         self._journal.set_user_state(None)
         self._journal.record_changed()
-        await self._journal.flush()
+        await self._journal.flush(turn=True)  # only a turn's tool stages a request
         return pending
 
     def answer(self, type_: str, payload: Any) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from aomi_runtime.agent.apps import DEFAULT_APP_SPEC
 from aomi_runtime.agent.records import Event
 from aomi_runtime.agent.session import LiveSession
-from aomi_runtime.agent.timings import MAX_SPANS, Span, Timings, TurnTimings
+from aomi_runtime.agent.timings import MAX_CALL_SPANS, MAX_COMMIT_SPANS, MAX_NAME, Span, Timings, TurnTimings
 from aomi_runtime.backends.history import InMemoryHistory
 from tests.agent.test_session import events_until
 from tests.helpers import scripted_app
@@ -62,14 +62,29 @@ def test_a_span_whose_block_raises_is_kept() -> None:
     assert [s["kind"] for s in timings.as_json()["spans"]] == ["model"]
 
 
-def test_spans_past_the_cap_are_counted_not_kept() -> None:
+def test_spans_past_their_kinds_cap_are_counted_not_kept() -> None:
+    """Commits have a cap of their own, so that a tool reporting progress in a loop (a commit each) leaves the
+    model and tool calls recorded; model and tool calls share theirs."""
     timings = TurnTimings()
-    for i in range(MAX_SPANS + 5):
-        with timings.span("commit", f"c{i}"):
+    for i in range(MAX_COMMIT_SPANS + 5):
+        timings.record("commit", f"c{i}", time.perf_counter())
+    for i in range(MAX_CALL_SPANS + 3):
+        with timings.span("model" if i % 2 else "tool", f"m{i}"):
             pass
     done = Timings.model_validate(timings.as_json())
-    assert len(done.spans) == MAX_SPANS and done.dropped == 5
-    assert done.spans[-1].name == f"c{MAX_SPANS - 1}"  # the first ones are kept
+    commits = [s.name for s in done.spans if s.kind == "commit"]
+    calls = [s.name for s in done.spans if s.kind != "commit"]
+    assert commits == [f"c{i}" for i in range(MAX_COMMIT_SPANS)]  # the first ones are kept
+    assert calls == [f"m{i}" for i in range(MAX_CALL_SPANS)]
+    assert done.dropped == 5 + 3
+
+
+def test_names_and_topics_the_model_chose_are_cut_short() -> None:
+    timings = TurnTimings()
+    with timings.span("tool", "t" * 1000, topic="x" * 1000, call_id="c" * 1000, status="ok"):
+        pass
+    (span,) = timings.as_json()["spans"]
+    assert len(span["name"]) == len(span["topic"]) == len(span["call_id"]) == MAX_NAME and span["status"] == "ok"
 
 
 # --- a session's turns ----------------------------------------------------------------------------------------
@@ -99,8 +114,11 @@ async def test_a_tool_turn_times_its_model_calls_tool_call_and_commits(session: 
     commits = [s for s in spans if s.kind == "commit"]
     assert spans[0] is commits[0] and commits[0].start_ms < 5
     assert commits[0].model_extra == {"messages": 2, "events": 2} and {c.name for c in commits} == {"commit"}
-    inside = [c for c in commits if tool.start_ms <= c.start_ms and c.start_ms + c.ms <= tool.start_ms + tool.ms]
-    assert [c.model_extra for c in inside] == [{"messages": 0, "events": 1}] * steps
+    answer = [s for s in spans if s.kind == "model"][-1]
+    after = [c for c in commits if tool.start_ms <= c.start_ms < answer.start_ms]
+    assert len(after) == steps + 2, spans  # each update, `tool_complete`, the result
+    assert all(c.start_ms < tool.start_ms + tool.ms for c in after[:steps]), spans  # the updates, inside
+    assert all(c.model_extra and c.model_extra["events"] >= 1 for c in after), spans
 
 
 async def test_a_failed_tool_call_is_timed_as_an_error(session: LiveSession) -> None:
@@ -155,3 +173,40 @@ async def test_a_background_call_is_timed_by_its_queueing_only(session: LiveSess
     assert tool.model_extra == {"call_id": "call_1", "topic": "background_task", "status": "ok", "background": True}
     assert tool.ms < pause * 1000  # the call was queued, its task's first pause still to come
     await events_until(session, "tool_complete", after=events[-1].seq)  # the task ends before the session closes
+
+
+# --- what a turn's timings hold, and what not -----------------------------------------------------------------
+
+
+async def test_a_tools_progress_commits_do_not_crowd_out_the_turns_model_and_tool_spans(
+    session: LiveSession,
+) -> None:
+    """A tool reporting progress makes one commit per update: past the commits' cap, the tool's own span and the
+    model call after it are still kept."""
+    await session.chat(f'/tool long_task {{"steps": {MAX_COMMIT_SPANS + 20}, "pause": 0}}')
+    timings = turn_timings((await events_until(session, "processing_done", timeout=30))[-1])
+    assert timings.dropped > 0
+    assert [s.kind for s in timings.spans if s.kind != "commit"] == ["model", "tool", "model"], timings.dropped
+
+
+async def test_a_turn_counts_no_commit_of_a_background_call_started_by_an_earlier_turn(
+    session: LiveSession,
+) -> None:
+    """A turn's commit spans are its own: not those of a background call (started by an earlier turn) reporting
+    progress meanwhile, nor of the earlier turn's title."""
+    steps, pause = 8, 0.05
+    await session.chat(f'/tool background_task {{"steps": {steps}, "pause": {pause}}}', request_id="r1")
+    first = await events_until(session, "processing_done")
+    await session.chat("count to 20", request_id="r2")  # ~1 s of streaming, while the call reports progress
+    events = await events_until(session, "processing_done", after=first[-1].seq)
+    second = next(e for e in events if e.data["type"] == "processing_done" and e.data.get("request_id") == "r2")
+    commits = [s.model_extra for s in turn_timings(second).spans if s.kind == "commit"]
+    # its own: the one storing its start (a text-only turn commits nothing else before its end)
+    assert commits == [{"messages": 2, "events": 2}], commits
+    await events_until(session, "tool_complete", after=first[-1].seq)
+
+
+def test_a_client_reads_the_timings_of_a_server_that_times_one_more_kind() -> None:
+    """A newer server may time more kinds of spans: an older client reads them, not raises."""
+    read = Timings.model_validate({"ms": 1.0, "spans": [{"kind": "wallet", "name": "w", "start_ms": 0.0, "ms": 1.0}]})
+    assert read.spans[0].kind == "wallet"
