@@ -138,15 +138,17 @@ class Runtime:
         result, _ = await self._call(session_id, method, args, app=app, create=create, public_key=public_key)
         return result
 
-    async def read_state(self, session_id: str, client_id: str | None = None) -> Copy:
+    async def read_state(self, session_id: str, client_id: str | None = None, *, peek: bool = False) -> Copy:
         """A session's snapshot (as `state` with no user_state), from this process's copy where it holds a good one.
+        A `peek` hands out no system event (a copy, of a session at rest, has none to hand out).
 
         Raises:
             SessionNotFound: no App has the session.
         """
 
         async def fetch() -> Fetched:
-            (body, hold, bound), found = await self._call(session_id, "read", (client_id, self.copies.reader))
+            args = (client_id, self.copies.reader, peek)
+            (body, hold, bound), found = await self._call(session_id, "read", args)
             return Fetched(body, found.handle, bound, hold)
 
         return await self.copies.read(session_id, client_id, fetch)

@@ -213,13 +213,13 @@ class SessionActor:
         return (await self._live(session_id).snapshot(user_state, client_id)).model_dump_json().encode()
 
     async def read(
-        self, session_id: str, client_id: str | None, reader: str | None
+        self, session_id: str, client_id: str | None, reader: str | None, peek: bool = False
     ) -> tuple[bytes, tuple[int, int] | None, bool]:
         """`state` for an ingress replica (`snapshot_copies.py`), which may keep a copy of a session at rest: the
         snapshot, the epoch and number its copy is counted under (None: not to be kept), and whether a client is
         bound to the session (a read naming a client changes nothing then)."""
         session = self._live(session_id)
-        snapshot = await session.snapshot(None, client_id)
+        snapshot = await session.snapshot(None, client_id, peek=peek)
         bound = session.record.client_id is not None
         # Not a session that left meanwhile (`release`): the actor that holds it next does not count this copy.
         here = self._sessions.get(session_id) is session

@@ -27,6 +27,7 @@ from .records import (
     SessionRecord,
     Snapshot,
     StoredSession,
+    SystemEvent,
     inline_call,
     system_notice,
 )
@@ -166,13 +167,18 @@ class LiveSession:
                 setattr(self.record, name, value)
                 self._journal.record_changed()
 
-    async def snapshot(self, user_state: dict[str, Any] | None = None, client_id: str | None = None) -> Snapshot:
-        """The whole session; system events are handed out once, so they are stored as taken."""
+    async def snapshot(
+        self, user_state: dict[str, Any] | None = None, client_id: str | None = None, *, peek: bool = False
+    ) -> Snapshot:
+        """The whole session; system events are handed out once, so they are stored as taken. A `peek` (an onlooker's
+        read, the console's) hands out none: its `system_events` is empty, and they stay for the session's client."""
         self.check_open()
         self.bind(client_id=client_id, rebind=False)
         self._journal.set_user_state(user_state)
-        # Taken whole, the empty list too: events added during the flush below stay for the next snapshot.
-        events, self.record.pending_system_events = self.record.pending_system_events, []
+        events: list[SystemEvent] = []
+        if not peek:
+            # Taken whole, the empty list too: events added during the flush below stay for the next snapshot.
+            events, self.record.pending_system_events = self.record.pending_system_events, []
         if events:
             self._journal.record_changed()
         # Always through the flush lock: a commit under way (a turn's end, say) lands before the snapshot shows it,

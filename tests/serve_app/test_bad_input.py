@@ -651,3 +651,19 @@ async def test_the_console_serves_only_its_own_files(client: httpx.AsyncClient, 
         )
         assert status == 404 and headers["content-type"] == "application/json", raw
         assert_error_body(status, body)
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "says"),
+    [
+        ({"peek": "maybe"}, 422, "peek"),
+        ({"peek": "true", "user_state": "{}"}, 400, "peek"),
+        ({"peek": "true", "client_id": "c1"}, 400, "peek"),
+    ],
+)
+async def test_a_peek_that_would_change_something_is_refused(
+    client: httpx.AsyncClient, params: dict[str, str], status: int, says: str
+) -> None:
+    s = sid()
+    await client.post("/api/chat", params={"message": "hi"}, headers=h(s))
+    assert_error(await client.get("/api/state", params=params, headers=h(s)), status, says)

@@ -82,3 +82,16 @@ async def test_the_empty_snapshot_of_an_unknown_session_revalidates_too(client: 
     empty = await state(client, s)
     assert empty.status_code == 200 and empty.json()["messages"] == []
     assert (await state(client, s, empty.headers["etag"])).status_code == 304
+
+
+async def test_a_peek_hands_out_no_system_event(client: httpx.AsyncClient) -> None:
+    """An onlooker's read (the console's) leaves the session's system events for its own client."""
+    s = sid()
+    await client.post("/api/chat", params={"message": "hello"}, headers=h(s))
+    await idle(client, s)
+    await client.post("/api/system", params={"message": "maintenance at 5"}, headers=h(s))
+    for _ in range(2):
+        peeked = await client.get("/api/state", params={"peek": "true"}, headers=h(s))
+        assert peeked.status_code == 200 and peeked.json()["system_events"] == []
+        assert [m["content"] for m in peeked.json()["messages"] if m["sender"] == "user"] == ["hello"]
+    assert (await state(client, s)).json()["system_events"] == [{"SystemNotice": "maintenance at 5"}]

@@ -65,9 +65,10 @@ async function loadApps() {
 async function loadModels() {
   const select = $("model");
   const generation = state.generation;
+  const app = state.app;
   try {
-    const models = await request("GET", "api/control/models", { ...keyed(), params: { app: state.app } });
-    if (generation !== state.generation) return;
+    const models = await request("GET", "api/control/models", { ...keyed(), params: { app } });
+    if (generation !== state.generation || app !== state.app) return; // another caller or App chosen since
     select.replaceChildren(
       el("option", { value: "", text: "(as the session has it)" }),
       ...models.map((label) => el("option", { value: label, text: label })),
@@ -82,7 +83,7 @@ async function applyCaller() {
   state.key = $("key").value.trim();
   state.publicKey = $("public-key").value.trim() || state.publicKey;
   localStorage.setItem(PUBLIC_KEY, state.publicKey);
-  state.generation += 1;
+  const generation = (state.generation += 1);
   // Nothing shown under the previous key stays on screen while the new list loads: the open session comes back
   // only if it is listed for this caller.
   const reopen = state.open?.id;
@@ -92,7 +93,9 @@ async function applyCaller() {
   try {
     await loadApps();
     await Promise.all([loadSessions(), loadModels()]);
-    if (reopen && state.sessions.some((s) => s.session_id === reopen)) openSession(reopen);
+    // Not over a session opened (or a caller applied) while the list loaded.
+    const current = generation === state.generation && !state.open;
+    if (current && reopen && state.sessions.some((s) => s.session_id === reopen)) openSession(reopen);
     const apps = [...$("app").options].map((o) => o.value).join(", ");
     say(`${state.key ? "Key applied" : "No key"}: the Apps open to this caller are ${apps}.`);
   } catch (error) {
@@ -104,6 +107,7 @@ async function applyCaller() {
 
 async function loadSessions() {
   const generation = state.generation;
+  const asked = state.open; // a session opened while the list loads (one just made) may not be in it yet
   const sessions = await request("GET", "api/sessions", {
     ...keyed(),
     params: { public_key: state.publicKey, limit: SESSIONS_LISTED },
@@ -112,7 +116,8 @@ async function loadSessions() {
   state.sessions = sessions;
   renderSessions();
   // The open session goes when it is no longer listed for this caller (another key, deleted).
-  if (state.open && !sessions.some((s) => s.session_id === state.open.id)) closeSession();
+  const open = state.open;
+  if (open && open === asked && !sessions.some((s) => s.session_id === open.id)) closeSession();
 }
 
 function ago(iso) {
@@ -279,6 +284,7 @@ function openSession(id) {
       timeline.add(seq, event);
       tools.add(event);
       waterfalls.add(seq, event);
+      conversation.addEvent(event);
       if (event.type === "title_changed") $("session-title").textContent = event.new_title;
       if (event.type === "processing_done" || event.type === "title_changed") loadSessions().catch(fail);
       open.wake();
@@ -296,7 +302,9 @@ async function poll(open) {
     let busy = false;
     open.changed = false;
     try {
-      const snapshot = await request("GET", "api/state", { session: open.id });
+      // peek: an onlooker's read hands out no system event (they stay for the session's own client; the stream
+      // shows them here).
+      const snapshot = await request("GET", "api/state?peek=true", { session: open.id });
       if (open.closed) return;
       showSnapshot(snapshot);
       busy = snapshot.is_processing;
@@ -425,7 +433,7 @@ async function start() {
     await loadApps();
     await Promise.all([loadSessions(), loadModels()]);
     const reopen = sessionStorage.getItem(OPEN_SESSION);
-    if (reopen && state.sessions.some((s) => s.session_id === reopen)) openSession(reopen);
+    if (!state.open && reopen && state.sessions.some((s) => s.session_id === reopen)) openSession(reopen);
     document.body.dataset.ready = "yes";
   } catch (error) {
     fail(error);

@@ -23,17 +23,45 @@ function systemEventText(event) {
   return { kind, text: JSON.stringify(value) };
 }
 
+// The runtime's own event types; any other on the stream is a JSON system message posted to the session.
+const RUNTIME_EVENTS = new Set([
+  "processing_started", "processing_done", "message", "title_changed", "tool_update", "tool_complete",
+]);
+
 export class Conversation {
   constructor(list) {
     this.list = list;
     this.elements = new Map(); // key -> element
-    this.systemEvents = []; // handed out once each: kept here, after the message they followed
+    this.systemEvents = []; // from the stream, each after the messages finished before it
+    this.announced = 0; // `message` events seen: the messages finished before the stream's next event
+    this.snapshot = null;
   }
 
   clear() {
     this.list.replaceChildren();
     this.elements.clear();
     this.systemEvents = [];
+    this.announced = 0;
+    this.snapshot = null;
+  }
+
+  // A system message posted to the session, or a turn's error or interrupt, as the stream tells it: placed after
+  // the messages finished before it (the page reads snapshots with `peek`, which hands out no system event, so a
+  // client's stay its own).
+  addEvent(event) {
+    if (event.type === "message") this.announced += 1;
+    let system = null;
+    if (event.type === "system_notice") system = { SystemNotice: event.message };
+    else if (event.type === "processing_done" && event.error) system = { SystemError: event.error };
+    else if (event.type === "processing_done" && event.interrupted) system = { Interrupted: "Interrupted by user" };
+    else if (!RUNTIME_EVENTS.has(event.type)) {
+      const { session_id: _, ...fields } = event;
+      system = { InlineCall: fields };
+    }
+    if (!system) return;
+    const after = this.announced ? `i${this.announced - 1}` : null;
+    this.systemEvents.push({ after, event: system, key: `s${this.systemEvents.length}` });
+    if (this.snapshot) this.show(this.snapshot);
   }
 
   // A message's key: its place in the list, which a message keeps once it is not queued (queued ones wait at the
@@ -47,15 +75,15 @@ export class Conversation {
   }
 
   show(snapshot) {
+    this.snapshot = snapshot;
     following(this.list, () => this.render(snapshot));
   }
 
   render(snapshot) {
+    // Not the snapshot's `system_events`: the page's polls hand none out (`peek`), and those its own chat and
+    // interrupt answers carry are the stream's too, shown from there, or the turn's end, shown from its event.
     const messages = snapshot.messages || [];
     const keys = messages.map((m, i) => Conversation.keyOf(m, i));
-    for (const event of snapshot.system_events || []) {
-      this.systemEvents.push({ after: keys.at(-1) ?? null, event, key: `s${this.systemEvents.length}` });
-    }
     const order = [];
     const place = (anchor) => {
       for (const s of this.systemEvents) if (s.after === anchor) order.push([s.key, () => this.systemItem(s.event)]);

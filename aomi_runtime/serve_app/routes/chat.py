@@ -22,6 +22,10 @@ MAX_EVENTS = 10_000
 
 
 NO_SYSTEM_EVENTS = b'"system_events":[]'
+PEEK = (
+    "Read as an onlooker (a console): hand out no system event (`system_events` is empty; they stay for the "
+    "session's own client). Not with `user_state` or `client_id`."
+)
 
 
 def session_json(body: bytes) -> Response:
@@ -86,14 +90,17 @@ async def state(
     session_id: SessionId,
     client_id: ClientId,
     user_state: str | None = None,
+    peek: Annotated[bool, Query(description=PEEK)] = False,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """A `client_id` is bound only to a session bound to none: this route takes no key (see `LiveSession.bind`).
     The answer carries an `ETag`; `If-None-Match` naming it answers 304 while nothing changed."""
     given = parse_user_state(user_state)
+    if peek and (given is not None or client_id is not None):
+        raise InvalidInput("peek reads and changes nothing: send it without user_state and client_id.")
     try:
         if given is None:  # changes nothing, or only the client bound: this replica's copy may answer
-            copy = await runtime.read_state(session_id, client_id)
+            copy = await runtime.read_state(session_id, client_id, peek=peek)
             return revalidated(copy.body, if_none_match, copy.etag, copy.quiet)
         # checked at the edge, as chat's is: the session stores what it is given
         owner = await runtime.owner(session_id)
