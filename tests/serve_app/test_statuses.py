@@ -110,7 +110,8 @@ async def test_an_app_full_to_its_max_sessions_refuses_a_new_session_on_every_ro
 ) -> None:
     kept = [sid(), sid()]
     for s in kept:  # up to the limit: made
-        assert (await faults.post("/api/sessions", params={"app": CAPPED}, json={}, headers=h(s))).status_code == 200
+        made = await faults.post("/api/sessions", params={"app": CAPPED}, json={}, headers=h(s))
+        assert made.status_code == 200, made.text
     new = sid()
     for r in (
         await faults.post("/api/chat", params={"message": "hi", "app": CAPPED}, headers=h(new)),
@@ -271,7 +272,7 @@ def documented_statuses() -> dict[tuple[str, str], set[int]]:
             continue
         method, path, other, errors = match.groups()
         statuses = {int(s) for s in re.findall(r"\b[45]\d\d\b", errors)}
-        if path != "/health":
+        if path != "/health" and not path.startswith("/console"):  # those answer without the runtime's actors
             statuses |= {500, 503}
         for each in (path, None if other is None else path.rsplit("/", 1)[0] + other):
             if each is not None:

@@ -26,6 +26,7 @@ SQLITE_PRAGMAS = (
 # PostgreSQL's default of 100 connections; a wait for a free one longer than POOL_TIMEOUT is a StorageError (503).
 POSTGRES_POOL: Mapping[str, Any] = {"pool_size": 5, "max_overflow": 5, "pool_timeout": 10.0}
 DDL_LOCK_KEY = 0x616F6D69  # "aomi": serialises concurrent schema creation on PostgreSQL
+DDL_TRIES, DDL_PAUSE = 8, 0.1  # SQLite's schema creation over other stores' writes: tried again, ~3 s in all
 
 
 def normalize_url(url: str) -> str:
@@ -93,7 +94,8 @@ class Schema:
     async def create(self) -> None:
         async with self._lock:
             if not self._created:
-                for attempt in range(2):
+                raced = False
+                for attempt in range(DDL_TRIES):
                     try:
                         async with self._engine.begin() as conn:
                             await lock_for_ddl(conn)
@@ -101,7 +103,13 @@ class Schema:
                         break
                     except OperationalError as exc:
                         # SQLite has no DDL lock: another store actor (another App's, on the same file) may create
-                        # a table between create_all's check and its CREATE. Checked again, it is there.
-                        if attempt or "already exists" not in str(exc):
+                        # a table between create_all's check and its CREATE (checked again, it is there), or write
+                        # between its check and its CREATE, which SQLite answers "database is locked" at once,
+                        # whatever its busy timeout (a transaction that read may not write over a newer commit).
+                        if "already exists" in str(exc) and not raced:
+                            raced = True
+                        elif "database is locked" not in str(exc) or attempt == DDL_TRIES - 1:
                             raise
+                        else:
+                            await asyncio.sleep(DDL_PAUSE * (attempt + 1))
                 self._created = True
