@@ -196,11 +196,17 @@ async def test_a_keyed_apps_sessions_show_only_with_its_key_which_never_leaves_m
         public_key = await page.get_by_label("Public key").input_value()
         listed = await client.get("/api/sessions", params={"public_key": public_key})
         assert [s["session_id"] for s in listed.json()] == [public_session]  # the API hides it without the key
-    # Another session open: the picker lists its App's models, not the previous session's.
+    # Another session open: the picker lists its App's models, not the previous session's. First the list is
+    # quiet: the turn's title came and the list reloaded with it (a row re-rendered under a click loses it).
+    await expect(page.locator("#timeline li[data-type='title_changed']")).to_have_count(1, timeout=TURN_SECONDS)
+    title = await page.locator("#session-title").text_content()
+    await expect(page.locator(f"#sessions li[data-session='{keyed_session}'] .title")).to_have_text(title or "")
     await page.locator(f"#sessions li[data-session='{public_session}'] .title").click()
+    await expect(page.locator("#sessions li.open")).to_have_attribute("data-session", public_session)
     await expect(page.get_by_label("Model")).to_contain_text("Scripted")
     await expect(page.get_by_label("Model")).not_to_contain_text("Fake GPT")
     await page.locator(f"#sessions li[data-session='{keyed_session}'] .title").click()
+    await expect(page.locator("#sessions li.open")).to_have_attribute("data-session", keyed_session)
     await expect(page.get_by_label("Model")).to_contain_text("Fake GPT")
 
     # The key removed: the keyed App's session leaves the list (and the open view), the App leaves the picker.
