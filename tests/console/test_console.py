@@ -3,6 +3,7 @@ runtime's own answers (GET /api/events, /api/sessions), never against the page a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
+from aomi_runtime.agent.system_messages import RUNTIME_EVENTS
 from tests.console.conftest import Console
 from tests.serve_app.conftest import h
 
@@ -177,12 +179,14 @@ async def test_a_keyed_apps_sessions_show_only_with_its_key_which_never_leaves_m
     apps = page.locator("#app")
     assert "research" not in await apps.locator("option").all_text_contents()
 
+    # Nothing submits the key or offers to save it as a password: it is in no form and has no name.
+    assert await page.get_by_label("App key").evaluate("k => [k.form, k.name]") == [None, ""]
     await page.get_by_label("App key").fill(key)
     await page.get_by_role("button", name="Apply").click()
     await expect(apps.locator("option[value='research']")).to_be_attached()
     await apps.select_option("research")
-    await expect(page.get_by_label("Model")).to_contain_text("Fake GPT")  # the research App's own models
     keyed_session = await new_session(console)
+    await expect(page.get_by_label("Model")).to_contain_text("Fake GPT")  # the open session's App's own models
     await page.get_by_label("Model").select_option("Scripted")
     await expect(page.locator("#status")).to_have_text("Later turns use scripted.")
     await send(console, "count to 3")  # a turn of a keyed App: the key goes with it
@@ -192,6 +196,18 @@ async def test_a_keyed_apps_sessions_show_only_with_its_key_which_never_leaves_m
         public_key = await page.get_by_label("Public key").input_value()
         listed = await client.get("/api/sessions", params={"public_key": public_key})
         assert [s["session_id"] for s in listed.json()] == [public_session]  # the API hides it without the key
+    # Another session open: the picker lists its App's models, not the previous session's. First the list is
+    # quiet: the turn's title came and the list reloaded with it (a row re-rendered under a click loses it).
+    await expect(page.locator("#timeline li[data-type='title_changed']")).to_have_count(1, timeout=TURN_SECONDS)
+    title = await page.locator("#session-title").text_content()
+    await expect(page.locator(f"#sessions li[data-session='{keyed_session}'] .title")).to_have_text(title or "")
+    await page.locator(f"#sessions li[data-session='{public_session}'] .title").click()
+    await expect(page.locator("#sessions li.open")).to_have_attribute("data-session", public_session)
+    await expect(page.get_by_label("Model")).to_contain_text("Scripted")
+    await expect(page.get_by_label("Model")).not_to_contain_text("Fake GPT")
+    await page.locator(f"#sessions li[data-session='{keyed_session}'] .title").click()
+    await expect(page.locator("#sessions li.open")).to_have_attribute("data-session", keyed_session)
+    await expect(page.get_by_label("Model")).to_contain_text("Fake GPT")
 
     # The key removed: the keyed App's session leaves the list (and the open view), the App leaves the picker.
     await page.get_by_label("App key").fill("")
@@ -249,7 +265,7 @@ async def test_keyboard_order_and_a_narrow_window(console: Console) -> None:
     for _ in range(5):
         await page.keyboard.press("Tab")
         order.append(await page.evaluate("document.activeElement.id || document.activeElement.textContent"))
-    assert order == ["app", "key", "public-key", "Apply", "new-session"], order
+    assert order == ["app", "key", "public-key", "apply", "new-session"], order
     await page.keyboard.press("Enter")  # on New session
     await expect(page.locator("#message")).to_be_enabled()
     # Enter sends, Shift+Enter starts a new line.
@@ -268,19 +284,211 @@ async def test_keyboard_order_and_a_narrow_window(console: Console) -> None:
 
 
 async def test_watching_a_session_takes_none_of_its_clients_system_events(console: Console) -> None:
-    """System events are handed out once, to the session's client (a wallet request, say): the console shows them
-    from the stream and reads snapshots with `peek`, so a session watched in it still hands them to its client."""
+    """System events are handed out once, to the session's client: the console reads snapshots with `peek`, so a
+    session watched in it still hands them to its client. Notices and posted JSON show from the stream; a wallet
+    request is not on the stream: it is left to the client (the console shows one only when its own chat or
+    interrupt answer hands it out, as the next test checks)."""
     page = console.page
     s = await new_session(console)
     async with httpx.AsyncClient(base_url=console.runtime_url, timeout=30) as client:
-        posted = await client.post("/api/system", params={"message": "the wallet connected"}, headers=h(s))
-        assert posted.status_code == 200, posted.text
+        # The event wakes the page's read of the state, sent while the event is pending, and answered.
+        async with page.expect_request(lambda r: "/api/state" in r.url, timeout=TURN_SECONDS) as woken:
+            posted = await client.post("/api/system", params={"message": "the wallet connected"}, headers=h(s))
+            assert posted.status_code == 200, posted.text
+        assert (await (await woken.value).response()).status == 200
         await expect(page.locator("#conversation li.system-event.SystemNotice .text")).to_have_text(
             "the wallet connected"
         )
-        # A read of the state the page sends after it showed the event, and its answer.
-        poll = await page.wait_for_event("request", lambda r: "/api/state" in r.url, timeout=TURN_SECONDS)
-        assert (await poll.response()).status == 200
         state = (await client.get("/api/state", headers=h(s))).json()
     assert state["system_events"] == [{"SystemNotice": "the wallet connected"}], "the console took the client's event"
     await console.screenshot("system-event")
+
+
+async def test_a_wallet_request_handed_to_the_consoles_own_chat_shows(console: Console) -> None:
+    """A wallet request is on no stream: only a snapshot hands it out. The console's own chat answer is such a
+    snapshot (the console is the session's client then), so the request shows there, not dropped."""
+    page = console.page
+    s = await new_session(console)
+    await send(console, '/tool send_eth {"to": "0xabc", "value": "5"}')
+    pending = page.locator("#conversation .card").filter(has=page.get_by_role("heading", name="send_eth"))
+    await expect(pending).to_be_visible(timeout=TURN_SECONDS)
+    await expect(page.locator("#interrupt")).to_be_disabled(timeout=TURN_SECONDS)  # the turn is over
+    await send(console, "done?")  # its answer hands out the request staged since
+    request = page.locator("#conversation li.system-event.InlineCall .text")
+    await expect(request).to_contain_text("wallet_tx_request")
+    await expect(request).to_contain_text('"tx_id":1')
+    async with httpx.AsyncClient(base_url=console.runtime_url, timeout=30) as client:
+        state = (await client.get("/api/state", headers=h(s))).json()
+    assert state["system_events"] == [], "handed to the console, so no longer pending"
+
+
+async def test_a_notice_after_a_message_announced_twice_or_not_yet_held_is_shown(console: Console) -> None:
+    """`Journal.set_tool_result` (a wallet outcome) announces a message a second time: a notice after it goes after
+    the message of the largest id announced; one after a message the snapshot does not hold yet goes at the end."""
+    shown = await console.page.evaluate(
+        """async () => {
+        const { Conversation } = await import('./console/conversation.js');
+        const list = document.createElement('ol');
+        document.body.append(list);
+        const c = new Conversation(list);
+        const m = (id, sender, content, tool_result = null) => ({ id, sender, content, tool_result,
+          is_streaming: false, queued: false, unanswered: false });
+        const messages = [m(0, 'user', 'pay'), m(1, 'agent', '', ['wallet', '{"pending": true}']), m(2, 'agent', 'ok')];
+        c.show({ messages, is_processing: false });
+        c.addEvent({ type: 'message', message: messages[0] });
+        c.addEvent({ type: 'message', message: messages[1] });
+        c.addEvent({ type: 'message', message: messages[2] });
+        c.addEvent({ type: 'message', message: m(1, 'agent', '', ['wallet', '{"hash": "0x1"}']) });
+        c.addEvent({ type: 'system_notice', message: 'after the outcome' });
+        c.addEvent({ type: 'message', message: m(3, 'user', 'next') });
+        c.addEvent({ type: 'system_notice', message: 'after a message not shown yet' });
+        const items = [...list.children].map(i => i.querySelector('.text').textContent);
+        list.remove();
+        return items;
+    }"""
+    )
+    assert shown == ["pay", "", "ok", "after the outcome", "after a message not shown yet"]
+
+
+async def test_reopening_a_session_loads_the_list_once_not_once_per_past_turn(console: Console) -> None:
+    """A replayed `processing_done` or `title_changed` (the stream starts from the first event) is no change of the
+    list: a session with N past turns does not cost N list requests on each open or reload."""
+    page = console.page
+    await new_session(console)
+    done = page.locator("#timeline li[data-type='processing_done']")
+    for n in range(1, 5):
+        await send(console, "count to 2")
+        await expect(done).to_have_count(n, timeout=TURN_SECONDS)
+    lists: list[str] = []
+    page.on("request", lambda r: lists.append(r.url) if "/api/sessions?" in r.url else None)
+    await page.reload()
+    await page.locator("body[data-ready]").wait_for(state="attached")
+    await expect(done).to_have_count(4, timeout=TURN_SECONDS)
+    await expect(page.locator("#timeline li[data-type='title_changed']")).to_have_count(1)
+    # the page's first read of the state, after which the replay's events are known as such
+    await page.wait_for_function("() => document.querySelector('#conversation li.message')")
+    assert len(lists) <= 2, lists
+
+
+async def test_a_session_made_under_a_key_is_not_opened_once_the_key_is_removed(
+    console: Console, keys: dict[str, str]
+) -> None:
+    """A caller changed while `POST /api/sessions` was on its way: the session made is not opened (a keyed App's
+    session would show to a caller without its key), and not remembered as the new caller's."""
+    page = console.page
+    await page.get_by_label("App key").fill(keys["research"])
+    await page.get_by_role("button", name="Apply").click()
+    await expect(page.locator("#app option[value='research']")).to_be_attached()
+    await page.locator("#app").select_option("research")
+    release = asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        if route.request.method == "POST":
+            await release.wait()
+        await route.continue_()
+
+    def lists(url: str) -> bool:  # the list's GETs and the maker's POST
+        return "/api/sessions?" in url
+
+    await page.route(lists, hold)
+    async with page.expect_request(lambda r: r.method == "POST" and "/api/sessions" in r.url):
+        await page.get_by_role("button", name="New session").click()
+    await page.get_by_label("App key").fill("")
+    await page.get_by_role("button", name="Apply").click()
+    await expect(page.locator("#status")).to_contain_text("No key")
+    async with page.expect_request_finished(lambda r: r.method == "GET" and "/api/sessions?" in r.url):
+        release.set()
+    await page.evaluate("() => new Promise(r => setTimeout(r, 0))")  # the task that follows the list's answer
+    await expect(page.locator("#session-title")).to_have_text("No session open")
+    await page.unroute(lists, hold)
+
+
+async def test_the_event_feed_redelivers_an_event_its_handler_failed_and_stops_on_a_refusal(
+    console: Console,
+) -> None:
+    """An exception in the handler leaves the event undelivered (asked for again on the next connection), and a
+    4xx other than 429 is not retried, and says so."""
+    page = console.page
+    session_id = await new_session(console)
+    await send(console, "hi")
+    await expect(page.locator("#timeline li[data-type='processing_done']")).to_have_count(1, timeout=TURN_SECONDS)
+    seqs = await page.evaluate(
+        """async (id) => {
+        const { EventFeed } = await import('./console/feed.js');
+        const seen = [];
+        let failed = false;
+        return await new Promise((resolve) => {
+          const feed = new EventFeed(id, {
+            onEvent: (seq, event) => {
+              if (!failed) { failed = true; throw new Error('the handler failed'); }
+              seen.push(seq);
+              if (event.type === 'processing_done') { feed.stop(); resolve(seen); }
+            },
+            onStatus: () => {},
+          }).start();
+        });
+    }""",
+        session_id,
+    )
+    assert seqs[0] == 1, seqs
+    status = await page.evaluate(
+        """async () => {
+        const { EventFeed } = await import('./console/feed.js');
+        return await new Promise((resolve) => {
+          const feed = new EventFeed('not a session id', { onEvent: () => {}, onStatus: (text) => {
+            if (!text.startsWith('live')) { feed.stop(); resolve(text); }
+          } }).start();
+        });
+    }"""
+    )
+    assert "not retried" in status and "status 400" in status, status
+    # the refusal asked for, as the page (and the browser's log) saw it
+    console.problems = [p for p in console.problems if "400" not in p]
+
+
+async def test_the_consoles_event_types_are_the_runtimes(console: Console) -> None:
+    """A type outside the runtime's own shows as a posted system message: the two lists must be the same."""
+    listed = await console.page.evaluate("async () => [...(await import('./console/conversation.js')).RUNTIME_EVENTS]")
+    assert set(listed) == set(RUNTIME_EVENTS)
+
+
+async def test_bars_bounds_scales_and_rates_as_the_data_says(console: Console) -> None:
+    """The parts drawn from data alone, fed in the page: finished tool bars of past turns go, bucket bounds are
+    exact, a waterfall's scale is its turn's length, a turn count that went down gives no rate."""
+    got = await console.page.evaluate(
+        """async () => {
+        const { ToolProgress } = await import('./console/timeline.js');
+        const { Glance, describeBounds } = await import('./console/glance.js');
+        const { Waterfalls } = await import('./console/waterfall.js');
+        const tools = new ToolProgress(document.createElement('ul'));
+        const call = (id, type) => ({ type, id, tool_name: 't',
+          status: type === 'tool_complete' ? 'completed' : 'running' });
+        const shown = () => [...tools.list.children].map(i => [i.dataset.call, i.dataset.status]);
+        tools.add(call('x', 'tool_update')); // a background call, running across turns
+        for (const id of ['a', 'b']) {
+          tools.add({ type: 'processing_started' });
+          tools.add(call(id, 'tool_update'));
+          tools.add(call(id, 'tool_complete'));
+          tools.add({ type: 'processing_done' });
+        }
+        const afterTwo = shown();
+        tools.add({ type: 'processing_started' });
+        tools.add(call('c', 'tool_update'));
+        const bars = [afterTwo, shown()];
+        const holder = document.createElement('div');
+        new Waterfalls(holder).add(1, { type: 'processing_done',
+          timings: { ms: 0.5, spans: [{ kind: 'model', name: 'm', start_ms: 0, ms: 0.25 }] } });
+        const width = holder.querySelector('.bar').style.width;
+        const glance = new Glance(document.createElement('div'));
+        const turns = (n) => [{ name: 'aomi_turn_seconds_count', labels: { app: 'default' }, value: n }];
+        glance.show(turns(10), 0);
+        glance.show(turns(2), 1000);
+        const rate = glance.holder.querySelector('td.rate').textContent;
+        return { bars, width, rate, bounds: [describeBounds([0.005, 0.0075]), describeBounds([0, 0.0025]),
+          describeBounds([1, 2.5])] };
+    }"""
+    )
+    assert got["bars"] == [[["x", "running"], ["b", "completed"]], [["x", "running"], ["c", "running"]]], got
+    assert got["width"] == "50%", got
+    assert got["rate"] == "—", got
+    assert got["bounds"] == ["5–7.5 ms", "≤ 2.5 ms", "1–2.5 s"], got

@@ -64,10 +64,17 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+// Resolves after `ms`, or at once when `signal` aborts; either way the other is undone (a long-lived signal does
+// not collect one listener per sleep).
 export function sleep(ms, signal) {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
   });
 }
 

@@ -15,8 +15,9 @@ import { Waterfalls } from "./waterfall.js";
 const $ = (id) => document.getElementById(id);
 const PUBLIC_KEY = "aomi-console-public-key";
 const OPEN_SESSION = "aomi-console-session";
-const BUSY_POLL_MS = 150; // while a turn runs: the reply's text grows between polls (304s while it does not)
-const IDLE_POLL_MS = 5000; // at rest: events wake the poll sooner
+// While a turn runs, the reply's text grows between polls (304s while it does not): Aomi's client's pace. At rest
+// the page polls only when an event wakes it (every change of a session is an event), and never while hidden.
+const BUSY_POLL_MS = 500;
 const GLANCE_MS = 3000;
 const SESSIONS_LISTED = 200;
 
@@ -29,6 +30,9 @@ const state = {
   sessions: [],
   open: null,
   sessionApps: new Map(), // sessions made here -> their App; a listed session's requests name none (its own)
+  lists: 0, // list loads asked for: only the latest one's answer is applied
+  listing: null, // the list load in flight (loads coalesce: one in flight, at most one more after it)
+  listAgain: false,
 };
 localStorage.setItem(PUBLIC_KEY, state.publicKey);
 
@@ -62,18 +66,23 @@ async function loadApps() {
   select.value = state.app;
 }
 
+// The models of the open session's App: a session made here names its App; a listed one is asked for with none,
+// which gives the key's App (else default's), the App a listed session of this caller belongs to.
 async function loadModels() {
   const select = $("model");
   const generation = state.generation;
-  const app = state.app;
+  const open = state.open;
+  const app = open ? state.sessionApps.get(open.id) : undefined;
+  const current = () => generation === state.generation && open === state.open; // not another caller or session
   try {
     const models = await request("GET", "api/control/models", { ...keyed(), params: { app } });
-    if (generation !== state.generation || app !== state.app) return; // another caller or App chosen since
+    if (!current()) return;
     select.replaceChildren(
       el("option", { value: "", text: "(as the session has it)" }),
       ...models.map((label) => el("option", { value: label, text: label })),
     );
   } catch (error) {
+    if (!current()) return;
     select.replaceChildren(el("option", { value: "", text: "(needs the App's key)" }));
     fail(error);
   }
@@ -92,7 +101,7 @@ async function applyCaller() {
   renderSessions();
   try {
     await loadApps();
-    await Promise.all([loadSessions(), loadModels()]);
+    await loadSessions();
     // Not over a session opened (or a caller applied) while the list loaded.
     const current = generation === state.generation && !state.open;
     if (current && reopen && state.sessions.some((s) => s.session_id === reopen)) openSession(reopen);
@@ -105,14 +114,35 @@ async function applyCaller() {
 
 // --- the session list -------------------------------------------------------------------------------------
 
-async function loadSessions() {
+// Loads coalesce: while one is in flight, any number of asks make one more after it (a burst of events, a reopened
+// session's replay, costs two requests, not one each).
+function loadSessions() {
+  if (state.listing) {
+    state.listAgain = true;
+    return state.listing;
+  }
+  state.listing = (async () => {
+    try {
+      do {
+        state.listAgain = false;
+        await loadSessionsOnce();
+      } while (state.listAgain);
+    } finally {
+      state.listing = null;
+    }
+  })();
+  return state.listing;
+}
+
+async function loadSessionsOnce() {
   const generation = state.generation;
+  const number = (state.lists += 1);
   const asked = state.open; // a session opened while the list loads (one just made) may not be in it yet
   const sessions = await request("GET", "api/sessions", {
     ...keyed(),
     params: { public_key: state.publicKey, limit: SESSIONS_LISTED },
   });
-  if (generation !== state.generation) return;
+  if (generation !== state.generation || number !== state.lists) return; // another caller, or a newer list asked
   state.sessions = sessions;
   renderSessions();
   // The open session goes when it is no longer listed for this caller (another key, deleted).
@@ -217,15 +247,19 @@ function confirmDelete(button, info) {
 
 async function newSession() {
   const id = uuid4();
+  const generation = state.generation;
+  const app = state.app;
   try {
     const made = await request("POST", "api/sessions", {
       ...keyed(),
       session: id,
-      params: { app: state.app },
+      params: { app },
       body: { public_key: state.publicKey },
     });
-    state.sessionApps.set(id, state.app);
+    const current = generation === state.generation; // the caller changed meanwhile: the list says what it sees
+    if (current) state.sessionApps.set(id, app);
     await loadSessions();
+    if (!current || generation !== state.generation) return;
     openSession(made.session_id);
     $("message").focus();
   } catch (error) {
@@ -247,6 +281,7 @@ function closeSession() {
   $("session-title").textContent = "No session open";
   $("stream-status").textContent = "";
   for (const id of ["message", "send", "interrupt", "model"]) $(id).disabled = true;
+  $("model").replaceChildren(); // the models of the next session's App, loaded when it opens
   renderSessions();
 }
 
@@ -257,14 +292,18 @@ function openSession(id) {
     closed: false,
     changed: false, // an event came since the last poll began: poll again at once
     wakeUp: null,
+    shown: -1, // the last_event_id of the snapshot shown: an older one answered late is dropped
+    live: null, // the first snapshot's last_event_id: events above it happen now, those at or below are replayed
+    listChanged: 0, // the seq of the newest list-changing event seen before the first snapshot
     wake() {
       this.changed = true;
       this.wakeUp?.();
     },
+    // Until woken, or `ms` (null: no timer). While the page is hidden, a change waits for it to show again.
     wait(ms) {
-      if (this.changed) return Promise.resolve();
+      if (this.changed && !document.hidden) return Promise.resolve();
       return new Promise((resolve) => {
-        const timer = setTimeout(resolve, ms);
+        const timer = ms === null ? null : setTimeout(resolve, ms);
         this.wakeUp = () => {
           clearTimeout(timer);
           resolve();
@@ -277,6 +316,7 @@ function openSession(id) {
   const info = state.sessions.find((s) => s.session_id === id);
   $("session-title").textContent = info ? info.title : "Session";
   for (const name of ["message", "send", "model"]) $(name).disabled = false;
+  loadModels();
   // Every stored event first (Last-Event-ID: 0), numbered by the stream itself, then live ones.
   open.feed = new EventFeed(id, {
     onEvent: (seq, event) => {
@@ -286,7 +326,12 @@ function openSession(id) {
       waterfalls.add(seq, event);
       conversation.addEvent(event);
       if (event.type === "title_changed") $("session-title").textContent = event.new_title;
-      if (event.type === "processing_done" || event.type === "title_changed") loadSessions().catch(fail);
+      // The list changes with a live turn's end or title, not with each of the replay's (reopening a session of
+      // N turns would load the list N times).
+      if (event.type === "processing_done" || event.type === "title_changed") {
+        if (open.live === null) open.listChanged = seq;
+        else if (seq > open.live) loadSessions().catch(fail);
+      }
       open.wake();
     },
     onStatus: (text) => {
@@ -299,6 +344,10 @@ function openSession(id) {
 
 async function poll(open) {
   while (!open.closed) {
+    if (document.hidden) {
+      await open.wait(null); // woken when the page shows again
+      continue;
+    }
     let busy = false;
     open.changed = false;
     try {
@@ -306,20 +355,39 @@ async function poll(open) {
       // shows them here).
       const snapshot = await request("GET", "api/state?peek=true", { session: open.id });
       if (open.closed) return;
-      showSnapshot(snapshot);
+      if (open.live === null) {
+        open.live = snapshot.last_event_id ?? 0;
+        if (open.listChanged > open.live) loadSessions().catch(fail); // one came live before this snapshot
+      }
+      showSnapshot(open, snapshot);
       busy = snapshot.is_processing;
     } catch (error) {
       fail(error);
     }
-    await open.wait(busy ? BUSY_POLL_MS : IDLE_POLL_MS);
+    await open.wait(busy ? BUSY_POLL_MS : null);
   }
 }
 
-function showSnapshot(snapshot) {
+// A snapshot of `open`, unless another session is open now or a later snapshot is shown already (answers to the
+// page's reads, sends and interrupts may cross).
+function showSnapshot(open, snapshot) {
+  if (state.open !== open) return;
+  const version = snapshot.last_event_id ?? -1;
+  if (version < open.shown) return;
+  open.shown = version;
   conversation.show(snapshot);
   $("interrupt").disabled = !snapshot.is_processing;
   $("conversation").setAttribute("aria-busy", snapshot.is_processing ? "true" : "false");
   if (snapshot.title) $("session-title").textContent = snapshot.title;
+}
+
+// An answer to the page's own chat or interrupt: its system events were handed to the page, shown even when its
+// snapshot is older than the one shown.
+function showAnswer(open, snapshot) {
+  if (state.open !== open) return;
+  conversation.addHandedOut(snapshot.system_events);
+  showSnapshot(open, snapshot);
+  if (conversation.snapshot !== snapshot) conversation.show(conversation.snapshot);
 }
 
 async function send() {
@@ -334,10 +402,11 @@ async function send() {
       params: { app: state.sessionApps.get(open.id), public_key: state.publicKey, request_id: uuid4() },
       body: { message: text },
     });
-    if (state.open === open) showSnapshot(snapshot);
+    showAnswer(open, snapshot);
     open.wake();
   } catch (error) {
-    $("message").value = text;
+    // Back where it was typed: not into another session opened since, nor over a text typed since.
+    if (state.open === open && !$("message").value) $("message").value = text;
     fail(error);
   }
 }
@@ -347,7 +416,7 @@ async function interrupt() {
   if (!open) return;
   try {
     const snapshot = await request("POST", "api/interrupt", { session: open.id });
-    if (state.open === open) showSnapshot(snapshot);
+    showAnswer(open, snapshot);
     say(`Interrupted at ${clock(new Date())}.`);
   } catch (error) {
     fail(error);
@@ -376,6 +445,7 @@ function selectTab(tab) {
   for (const other of document.querySelectorAll('[role="tab"]')) {
     const selected = other === tab;
     other.setAttribute("aria-selected", String(selected));
+    if (!selected && other.id === "tab-runtime") glance.forget(); // turns/s starts again when it shows again
     other.tabIndex = selected ? 0 : -1;
     $(other.getAttribute("aria-controls")).hidden = !selected;
   }
@@ -400,13 +470,15 @@ function wireTabs() {
 
 function wire() {
   $("public-key").value = state.publicKey;
-  $("caller").addEventListener("submit", (e) => {
-    e.preventDefault();
-    applyCaller();
-  });
+  // Not a form: the key field is in none, so no browser offers to save the key as a password or submits it.
+  $("apply").addEventListener("click", applyCaller);
+  for (const id of ["key", "public-key"]) {
+    $(id).addEventListener("keydown", (e) => {
+      if (e.key === "Enter") applyCaller();
+    });
+  }
   $("app").addEventListener("change", () => {
-    state.app = $("app").value;
-    loadModels();
+    state.app = $("app").value; // the App of sessions made next
   });
   $("new-session").addEventListener("click", newSession);
   $("composer").addEventListener("submit", (e) => {
@@ -422,6 +494,10 @@ function wire() {
   $("interrupt").addEventListener("click", interrupt);
   $("model").addEventListener("change", chooseModel);
   wireTabs();
+  document.addEventListener("visibilitychange", () => {
+    state.open?.wake(); // a poll paused while hidden goes on
+    if (document.hidden) glance.forget();
+  });
   setInterval(() => {
     if (document.visibilityState === "visible" && !$("panel-runtime").hidden) glance.refresh().catch(fail);
   }, GLANCE_MS);
@@ -431,7 +507,7 @@ async function start() {
   wire();
   try {
     await loadApps();
-    await Promise.all([loadSessions(), loadModels()]);
+    await loadSessions();
     const reopen = sessionStorage.getItem(OPEN_SESSION);
     if (!state.open && reopen && state.sessions.some((s) => s.session_id === reopen)) openSession(reopen);
     document.body.dataset.ready = "yes";

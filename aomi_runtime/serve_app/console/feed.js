@@ -24,6 +24,9 @@ export function parseFrame(text) {
   return data.length ? { id, data: data.join("\n") } : null;
 }
 
+// A refusal retrying cannot change (the stream answered 4xx, other than 429's "too many streams now").
+class Refused extends Error {}
+
 export class EventFeed {
   // onEvent(seq, event) is called once per event, in order; onStatus(text) says whether the stream is live.
   constructor(sessionId, { onEvent, onStatus }) {
@@ -52,6 +55,10 @@ export class EventFeed {
         this.onStatus("reconnecting");
       } catch (error) {
         if (this.controller.signal.aborted) return;
+        if (error instanceof Refused) {
+          this.onStatus(`stopped: the stream refused it (${error.message}); not retried`);
+          return;
+        }
         this.onStatus(`reconnecting after an error (${error.message})`);
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
       }
@@ -69,28 +76,50 @@ export class EventFeed {
       cache: "no-store",
       signal: this.controller.signal,
     });
-    if (!response.ok) throw new Error(`status ${response.status}`);
+    if (!response.ok) {
+      response.body?.cancel().catch(() => {}); // the connection is released, not left to the collector
+      const failed = response.status >= 400 && response.status < 500 && response.status !== 429 ? Refused : Error;
+      throw new failed(`status ${response.status}`);
+    }
     this.onStatus("live");
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const frame = parseFrame(buffer.slice(0, end));
-        buffer = buffer.slice(end + 2);
-        if (frame) this.deliver(frame);
+    // A gap in the seqs is accepted only as this connection's first event (the stored log no longer holds what
+    // is missing); later, it means an event went missing on the way: reconnect from the last one delivered.
+    let first = true;
+    try {
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const frame = parseFrame(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+          if (!frame) continue;
+          if (!this.deliver(frame, first)) {
+            this.onStatus(`a gap after event #${this.after}: reconnecting`);
+            return;
+          }
+          first = false;
+        }
       }
+    } finally {
+      // Whatever ends the read (the stream's end, a gap, an exception in onEvent or in JSON.parse): the connection
+      // is closed, never left open and unread.
+      reader.cancel().catch(() => {});
     }
   }
 
-  deliver(frame) {
+  // False when `frame` skips events (a gap) and a gap is not accepted.
+  deliver(frame, acceptGap) {
     const seq = Number(frame.id);
     // An event at or before the last one delivered is one a resumed stream sent again: never shown twice.
-    if (!Number.isInteger(seq) || seq <= this.after) return;
-    this.after = seq;
+    if (!Number.isInteger(seq) || seq <= this.after) return true;
+    if (seq > this.after + 1 && !acceptGap) return false;
+    // `after` moves only once the event is shown: one that failed is asked for again on the next connection.
     this.onEvent(seq, JSON.parse(frame.data));
+    this.after = seq;
+    return true;
   }
 }

@@ -48,8 +48,11 @@ export function quantileBounds({ buckets, count }, q) {
   return [lower, Infinity];
 }
 
+// A bucket's bound as it is (0.0075 s is 7.5 ms, not "8 ms"); toPrecision drops binary noise (0.0075 * 1000).
+const exact = (value) => Number(value.toPrecision(12));
+
 function seconds(value) {
-  return value >= 1 ? `${value} s` : `${Math.round(value * 1000)} ms`;
+  return value >= 1 ? `${exact(value)} s` : `${exact(value * 1000)} ms`;
 }
 
 export function describeBounds(bounds) {
@@ -58,8 +61,8 @@ export function describeBounds(bounds) {
   if (upper === Infinity) return `> ${seconds(lower)}`;
   if (lower === 0) return `≤ ${seconds(upper)}`;
   // One unit for both bounds where they share it: "100–250 ms", "1–2.5 s".
-  if (upper < 1) return `${Math.round(lower * 1000)}–${Math.round(upper * 1000)} ms`;
-  if (lower >= 1) return `${lower}–${upper} s`;
+  if (upper < 1) return `${exact(lower * 1000)}–${exact(upper * 1000)} ms`;
+  if (lower >= 1) return `${exact(lower)}–${exact(upper)} s`;
   return `${seconds(lower)}–${seconds(upper)}`;
 }
 
@@ -67,11 +70,25 @@ export class Glance {
   constructor(holder) {
     this.holder = holder;
     this.previous = null; // {at, turns: Map app -> count}: turns/s is the count's rise between scrapes
+    this.refreshing = null; // one refresh at a time: two crossing would make a rate of their order, not of time
   }
 
-  async refresh() {
-    const text = await request("GET", "metrics");
-    this.show(parseMetrics(text), performance.now());
+  refresh() {
+    this.refreshing ??= (async () => {
+      try {
+        const text = await request("GET", "metrics");
+        this.show(parseMetrics(text), performance.now());
+      } finally {
+        this.refreshing = null;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  // While the panel is hidden nothing is scraped: the next rate starts from the next refresh, not from the last
+  // one seen, minutes ago.
+  forget() {
+    this.previous = null;
   }
 
   show(samples, now) {
@@ -85,9 +102,11 @@ export class Glance {
     const turns = byApp("aomi_turn_seconds_count");
     const apps = [...new Set([...live.keys(), ...warm.keys(), ...turns.keys()])].sort();
     const rate = (app) => {
-      if (!this.previous || !this.previous.turns.has(app)) return "—";
+      if (!this.previous || !this.previous.turns.has(app) || !turns.has(app)) return "—";
+      const rise = turns.get(app) - this.previous.turns.get(app);
       const dt = (now - this.previous.at) / 1000;
-      return dt > 0 ? ((turns.get(app) - this.previous.turns.get(app)) / dt).toFixed(2) : "—";
+      // A count that went down is a restarted runtime (or another replica): this scrape is the new baseline.
+      return dt > 0 && rise >= 0 ? (rise / dt).toFixed(2) : "—";
     };
     const rows = apps.map((app) => {
       const h = histogram(samples, "aomi_turn_seconds", (l) => l.app === app);

@@ -1,5 +1,7 @@
 // The session's events as a timeline (seq, type, time received, payload expandable), and a progress bar per
-// tool call that reports progress (tool_update events, then its tool_complete).
+// running tool call that reports progress (tool_update events, then its tool_complete). A finished call's bar
+// stays until the next turn starts, so a reload (which replays the whole log) shows the last turn's, not every
+// call of the session's history.
 
 import { clock, el, following } from "./api.js";
 
@@ -55,6 +57,13 @@ export class ToolProgress {
   }
 
   add(event) {
+    if (event.type === "processing_started") {
+      for (const [id, entry] of this.bars) {
+        if (!entry.done) continue;
+        entry.item.remove();
+        this.bars.delete(id);
+      }
+    }
     if (event.type !== "tool_update" && event.type !== "tool_complete") return;
     let entry = this.bars.get(event.id);
     if (!entry) {
@@ -67,6 +76,7 @@ export class ToolProgress {
       this.list.append(item);
     }
     const done = event.type === "tool_complete";
+    entry.done = done;
     const part = done ? 1 : fraction(event.result);
     if (part === null) entry.bar.removeAttribute("value"); // indeterminate: the tool says only that it runs
     else entry.bar.value = part;

@@ -36,7 +36,8 @@ export class Waterfalls {
       this.holder.prepend(figure);
       return;
     }
-    const total = Math.max(timings.ms, 1);
+    // The turn's own length is the scale (a turn under 1 ms too); only a turn recorded as 0 ms needs another.
+    const total = timings.ms > 0 ? timings.ms : 1;
     figure.append(el("figcaption", { text: `${title}: ${ms(timings.ms)}` }));
     const rows = el("ol", { class: "spans", "aria-label": `${title} spans` });
     for (const span of timings.spans) {
