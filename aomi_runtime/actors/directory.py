@@ -61,6 +61,9 @@ class SessionDirectory:
         self._hosts = Hosts(namespace, self._placement, capacity, spec, store, model_keys, warm)
         self._live = LiveSet(spec, self._placement, self._hosts)
         self._loading: dict[str, asyncio.Future[Any]] = {}
+        # Sessions being deleted: a lookup waits for the delete, so that no read loads a session back into memory
+        # (whose next commit would store it again) between its release and its rows' deletion.
+        self._deleting: dict[str, asyncio.Future[None]] = {}
         self._appeared = asyncio.Event()
         self._started: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -113,6 +116,9 @@ class SessionDirectory:
 
     async def _find(self, session_id: str, create: bool, public_key: str | None) -> Any:
         while True:
+            if (deleting := self._deleting.get(session_id)) is not None:
+                await asyncio.shield(deleting)
+                continue
             if (closing := self._live.closing.get(session_id)) is not None:
                 await asyncio.shield(closing)
                 continue
@@ -247,11 +253,21 @@ class SessionDirectory:
     async def delete(self, session_id: str) -> bool:
         """Stop the session if live, and delete it with its messages and events."""
         await self._start()
-        host = self._live.pop(session_id, None)
-        if host is not None:
-            await self._live.release(host, session_id)
-        deleted: bool = await self._store.delete.remote(self._spec.name, session_id)
-        return deleted or host is not None
+        while (other := self._deleting.get(session_id)) is not None:  # deleted once at a time
+            await asyncio.shield(other)
+        done = self._deleting[session_id] = asyncio.get_running_loop().create_future()
+        try:
+            if (loading := self._loading.get(session_id)) is not None:  # a load under way lands first
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(loading)
+            host = self._live.pop(session_id, None)
+            if host is not None:
+                await self._live.release(host, session_id)
+            deleted: bool = await self._store.delete.remote(self._spec.name, session_id)
+            return deleted or host is not None
+        finally:
+            del self._deleting[session_id]
+            done.set_result(None)
 
     async def copies_out(self, session_id: str) -> None:
         """The session's actor will hand out copies of its snapshots: if that actor is lost, fence the session."""

@@ -4,6 +4,7 @@ sweep, a session actor, the directory or the store killed, many callers racing f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import uuid
@@ -329,3 +330,28 @@ async def test_a_record_without_messages_loads(runtime: Runtime, history: SqlHis
     s = str(uuid.uuid4())
     await history.commit("default", Commit(record=SessionRecord(session_id=s, app="default", title="Imported")))
     assert (await state(runtime, s))["title"] == "Imported"
+
+
+async def test_a_session_read_while_it_is_deleted_stays_deleted(runtime: Runtime, history: SqlHistory) -> None:
+    """Reads racing a delete (a console polling the session, say) never load it back between its release and the
+    deletion of its rows: loaded back, its next commit would store it again."""
+    for _ in range(3):
+        s = str(uuid.uuid4())
+        await chat(runtime, s, "hello")
+        await idle(runtime, s)
+
+        async def read(s: str = s) -> None:
+            with contextlib.suppress(SessionNotFound):
+                await runtime.call(s, "state", None)
+
+        reads = [asyncio.create_task(read()) for _ in range(4)]
+        deleting = asyncio.create_task(runtime.delete(s))
+        for _ in range(20):  # reads all through the delete
+            reads.append(asyncio.create_task(read()))
+            await asyncio.sleep(0.01)
+        assert await deleting
+        await asyncio.gather(*reads)
+        await runtime.close_sessions()  # anything loaded back is stored by its close
+        assert await history.load("default", s) is None, "deleted, then stored again"
+        with pytest.raises(SessionNotFound):
+            await runtime.info(s)
