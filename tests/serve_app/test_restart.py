@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Collection, Sequence
@@ -50,37 +51,50 @@ class Server:
             text=True,
             start_new_session=True,
         )
+        # Every line, read as it comes by a thread of its own: lines read ahead while looking for the URL would
+        # otherwise be lost to `communicate`, which reads the pipe itself (a console line printed right after the
+        # URL's was, now and then).
         self.output: list[str] = []
+        self._url: str | None = None
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         try:
             self.url = self._started()
             assert self.url == f"http://127.0.0.1:{self.port}", "".join(self.output)
         except BaseException:
             os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.communicate()
+            self.process.wait()
             raise
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with self.process.stdout as printed:
+            for line in printed:
+                self.output.append(line)
+                if self._url is None and "aomi-runtime serving on" in line:
+                    self._url = line.split("serving on ")[1].split(" ")[0].rstrip(",")
+                    self._ready.set()
+        self._ready.set()  # the server exited
 
     def _started(self) -> str:
         """The URL the server says it serves on, once it says so."""
-        deadline = time.monotonic() + STARTUP_SECONDS
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            if "aomi-runtime serving on" in line:
-                return line.split("serving on ")[1].split(" ")[0].rstrip(",")
-            assert time.monotonic() < deadline, "the server did not start:\n" + "".join(self.output)
-        raise AssertionError("the server exited:\n" + "".join(self.output))
+        assert self._ready.wait(STARTUP_SECONDS), "the server did not start:\n" + "".join(self.output)
+        if self._url is None:
+            raise AssertionError("the server exited:\n" + "".join(self.output))
+        return self._url
 
     def stop(self) -> int:
-        """Ctrl-C, as a user would; returns the exit code."""
+        """Ctrl-C, as a user would; returns the exit code once every line it printed is read."""
         started = time.monotonic()
         self.process.send_signal(signal.SIGINT)
         try:
-            out, _ = self.process.communicate(timeout=60)
+            self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
-            out, _ = self.process.communicate()
+            self.process.wait()
         self.stop_seconds = time.monotonic() - started
-        self.output.append(out)
+        self._reader.join(timeout=30)
         return self.process.returncode
 
 
