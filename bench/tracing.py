@@ -3,7 +3,7 @@ then on (OTEL_EXPORTER_OTLP_ENDPOINT naming a receiver on loopback that decodes 
 much two runs of the same code differ here: the noise), each on a runtime of its own started in this run, the same
 load for each; the figures as ratios to the first "off".
 
-    .venv/bin/python -m bench.tracing --quick     # about 3 minutes: three runtimes started, 40 turns and 5 s each
+    .venv/bin/python -m bench.tracing --quick     # about 4 minutes: three runtimes started, 40 turns and 5 s each
 
 From the repository's root. Per mode: sequential turns (`POST /api/chat` sent -> its `processing_done` seen on a
 stream opened before; the scripted model calling `time_now`, then answering: two model spans, a tool span, about
@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 
 import httpx
 
+from aomi_runtime.agent.timings import TurnTimings
+from aomi_runtime.agent.tracing import TRACER_NAME, record_turn, use_tracer
 from aomi_runtime.client import AsyncClient
 from aomi_runtime.serve_app.ingress import direct_urls, free_port, ray_env
 from aomi_runtime.serve_app.launch import APP_NAME
@@ -34,6 +36,7 @@ from tests.otlp_receiver import Receiver, running_receiver
 
 PORT = 8771
 TURN = '/tool time_now {"topic": "clock"}'
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 OTEL_SET = {"OTEL_BSP_SCHEDULE_DELAY": "200"}  # beside the endpoint: spans leave within 0.2 s of a turn's end
 
 
@@ -79,6 +82,58 @@ async def turns_per_second(http: httpx.AsyncClient, client: AsyncClient, clients
         await asyncio.gather(*(w.close() for w in watchers))
 
 
+def a_tool_turn() -> TurnTimings:
+    """The timings of a turn like `TURN`'s: a commit, a model call, a tool call, its result's commits, the answer."""
+    timings = TurnTimings()
+    for kind, name, extra in [
+        ("commit", "commit", {"messages": 2, "events": 2}),
+        ("model", "scripted", {"first_token_ms": 0.4, "input_tokens": 120, "output_tokens": 12}),
+        ("tool", "time_now", {"call_id": "call_1", "topic": "clock", "status": "ok"}),
+        ("commit", "commit", {"messages": 2, "events": 2}),
+        ("model", "scripted", {"first_token_ms": 0.3, "input_tokens": 160, "output_tokens": 20}),
+        ("commit", "commit", {"messages": 1, "events": 1}),
+    ]:
+        timings.record(kind, name, time.perf_counter(), **extra)  # type: ignore[arg-type]
+    timings.as_json()
+    return timings
+
+
+def in_process(receiver: Receiver, turns: int) -> list[str]:
+    """What making a turn's spans costs the session actor's event loop (CPU of the calling thread, per turn), off
+    and on, and on with the export thread's work and this process's receiver decoding it all counted too."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    timings = a_tool_turn()
+
+    def per_turn() -> tuple[float, float]:
+        thread, process = time.thread_time(), time.process_time()
+        for _ in range(turns):
+            record_turn(timings, traceparent=TRACEPARENT, session_id="s", app="default", request_id="r")
+        return (time.thread_time() - thread) / turns * 1e6, (time.process_time() - process) / turns * 1e6
+
+    use_tracer(None)
+    off, _ = per_turn()
+    provider = TracerProvider()
+    exporter = OTLPSpanExporter(endpoint=f"{receiver.url}/v1/traces")
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=8 * turns))  # none dropped
+    use_tracer(provider.get_tracer(TRACER_NAME))
+    try:
+        before = time.process_time()
+        on, _ = per_turn()
+        provider.force_flush()
+        everything = (time.process_time() - before) / turns * 1e6
+    finally:
+        use_tracer(None)
+        provider.shutdown()
+    return [
+        f"| making a turn's spans ({len(list(timings.wall_spans())) + 1}), in process: µs of CPU per turn, "
+        f"{turns} turns | {off:.2f} | {on:.1f} | | |",
+        f"| the same, with the export and the receiver's decoding | | {everything:.1f} | | |",
+    ]
+
+
 def run_mode(name: str, receiver: Receiver, args: argparse.Namespace) -> Mode:
     for variable in [*OTEL_SET, "OTEL_EXPORTER_OTLP_ENDPOINT"]:
         os.environ.pop(variable, None)
@@ -103,7 +158,20 @@ def run_mode(name: str, receiver: Receiver, args: argparse.Namespace) -> Mode:
     return mode
 
 
-def report(modes: list[Mode], args: argparse.Namespace, load_before: float) -> str:
+WORKERS = "session actors and other workers"
+
+
+def merged(cpu_ms: dict[str, float]) -> dict[str, float]:
+    """CPU by process, Ray's workers as one: a worker's title moves with what it runs (`python` as it starts,
+    `ray::IDLE`, `ray::SessionActor`, its actor's name), so a session actor's CPU lands under any of them."""
+    out: dict[str, float] = {}
+    for name, value in cpu_ms.items():
+        key = WORKERS if "SessionActor" in name or name in ("ray::IDLE", "python") else name
+        out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def report(modes: list[Mode], args: argparse.Namespace, load_before: float, spans: list[str]) -> str:
     floor, on, again = modes
 
     def row(figure: str, values: list[float], digits: int = 1) -> str:
@@ -123,17 +191,19 @@ def report(modes: list[Mode], args: argparse.Namespace, load_before: float) -> s
         lines.append(row(f"full turn p{round(q * 100)} ms", [percentile(m.latencies, q) * 1000 for m in modes]))
     lines.append(row(f"turns/s, {args.clients} clients", [m.turns_per_second for m in modes]))
     lines.append(row("CPU ms per turn, all processes", [sum(m.cpu_ms.values()) for m in modes], 2))
-    for name in sorted(set(on.cpu_ms) | set(floor.cpu_ms), key=lambda n: -on.cpu_ms.get(n, 0)):
-        values = [m.cpu_ms.get(name, 0.0) for m in modes]
-        if max(values) >= 0.1:
+    by_process = [merged(m.cpu_ms) for m in modes]
+    for name in sorted(by_process[1], key=lambda n: -by_process[1][n]):
+        values = [cpu.get(name, 0.0) for cpu in by_process]
+        if max(values) >= 0.5:
             lines.append(row(f"CPU ms per turn: {name}", values, 2))
     lines.append(f"| spans received | {floor.spans} | {on.spans} | {again.spans} | | |")
+    lines.extend(spans)
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer samples: about 3 minutes")
+    parser.add_argument("--quick", action="store_true", help="fewer samples: about 4 minutes")
     parser.add_argument("--turns", type=int, default=200, help="sequential turns per mode")
     parser.add_argument("--clients", type=int, default=8, help="sessions turning at once, for turns/s")
     parser.add_argument("--seconds", type=float, default=15.0, help="per turns/s measurement")
@@ -143,8 +213,9 @@ def main() -> None:
         args.turns, args.seconds = 40, 5.0
     load_before = os.getloadavg()[0]
     with running_receiver() as receiver:
+        spans = in_process(receiver, args.turns * 50)
         modes = [run_mode(name, receiver, args) for name in ("off", "on", "off")]
-    print(report(modes, args, load_before))
+    print(report(modes, args, load_before, spans))
 
 
 if __name__ == "__main__":
