@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
@@ -254,13 +255,16 @@ async def setup_of(store: SqlHistory) -> None:
 
 
 def test_the_cli_with_upgrades_on_start_off(url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """`keys` and `serve` (before Ray starts) refuse a database behind, until `db upgrade`; the setting from the
-    environment reaches the stores."""
+    """`keys` and `serve` (before Ray starts) refuse a database behind, until `db upgrade`: the setting, from the
+    environment, reaches the key store."""
     os.environ["AOMI_MIGRATE_ON_START"] = "false"
     try:
         assert main(["keys", "list", "--database-url", url]) == 1
         assert "run `aomi-runtime db upgrade`" in capsys.readouterr().err
-        assert main(["serve", "--database-url", url]) == 1
+        with socket.socket() as taken:  # were the database not refused, the start would stop here, not run on
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            assert main(["serve", "--database-url", url, "--port", str(taken.getsockname()[1])]) == 1
         assert "run `aomi-runtime db upgrade`" in capsys.readouterr().err
         assert main(["db", "upgrade", "--database-url", url]) == 0
         asyncio.run(setup_of(SqlHistory.from_url(url, migrate=False)))  # at head: served
