@@ -35,16 +35,15 @@ UPGRADE_COMMAND = "aomi-runtime db upgrade"
 log = logging.getLogger(__name__)
 
 
-def _quiet_alembic() -> None:
-    """Alembic's log keeps "Running upgrade A -> B"; not its plugins' set-up, nor its guess about transactions (it
-    runs in ours, which makes SQLite's DDL transactional too)."""
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    logging.getLogger("alembic.runtime.migration").addFilter(
-        lambda record: not str(record.msg).startswith(("Context impl", "Will assume"))
-    )
+def _without_guesses(record: logging.LogRecord) -> bool:
+    """Alembic's log keeps "Running upgrade A -> B", not its guess about transactions: it runs in ours, which makes
+    SQLite's DDL transactional too."""
+    return not str(record.msg).startswith(("Context impl", "Will assume"))
 
 
-_quiet_alembic()
+# Set where Alembic is first used, before it logs: its plugins' set-up (a line each), and its guesses.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+logging.getLogger("alembic.runtime.migration").addFilter(_without_guesses)
 
 
 @dataclass(frozen=True)
