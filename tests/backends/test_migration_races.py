@@ -53,7 +53,7 @@ async def state_of(url: str) -> tuple[list[str], list[str]]:
     engine = open_engine(url)
     try:
         async with engine.connect() as conn:
-            versions = list((await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars())
+            versions = list((await conn.execute(text("SELECT version_num FROM aomi_alembic_version"))).scalars())
             tables = await conn.run_sync(lambda c: sorted(inspect(c).get_table_names()))
         return versions, tables
     finally:
@@ -70,4 +70,4 @@ def test_processes_starting_together_on_one_database(kind: str, tmp_path: Path) 
             assert all(out == "ok\n" for _, out, _ in results)
             versions, tables = asyncio.run(state_of(url))
             assert versions == [migrations.head()], f"round {round_}"
-            assert tables == sorted({"alembic_version", *migrations.BASELINE_TABLES})
+            assert tables == sorted({migrations.VERSION_TABLE, *migrations.BASELINE_TABLES})

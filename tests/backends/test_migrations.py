@@ -164,7 +164,7 @@ async def test_a_filled_database_of_0_1_0_is_adopted_and_reads_back_identical(ur
     created = ddl_of(history._engine)
     try:
         await history.setup()  # upgrades: adopts the database at the baseline, then on to the head
-        assert created == [c for c in created if "alembic_version" in c] and len(created) == 1, created
+        assert [c.split(" (")[0] for c in created] == ["CREATE TABLE aomi_alembic_version"], created
         after = await everything(history, keys, secrets)
     finally:
         for store in (history, keys, secrets):
@@ -174,7 +174,7 @@ async def test_a_filled_database_of_0_1_0_is_adopted_and_reads_back_identical(ur
     async with engine_of(url) as engine:
         assert (await migrations.revision(engine)).at_head
         async with engine.connect() as conn:
-            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all() == [
+            assert (await conn.execute(text("SELECT version_num FROM aomi_alembic_version"))).scalars().all() == [
                 migrations.head()
             ]
 
@@ -191,7 +191,22 @@ async def test_what_0_1_0_had_not_made_yet_is_made(tmp_path: Path) -> None:
         await history.setup()
     finally:
         await history.close()
-    assert sorted(c.split(" (")[0] for c in created) == ["CREATE TABLE alembic_version", "CREATE TABLE aomi_secrets"]
+    assert sorted(c.split(" (")[0] for c in created) == [
+        "CREATE TABLE aomi_alembic_version",
+        "CREATE TABLE aomi_secrets",
+    ]
+
+
+async def test_another_alembic_projects_revision_in_the_same_database_is_left_alone(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    async with engine_of(url) as engine:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+            await conn.execute(text("INSERT INTO alembic_version VALUES ('theirs')"))
+        await migrations.prepare(engine, migrate=True)
+        assert (await migrations.revision(engine)).at_head
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all() == ["theirs"]
 
 
 def schema_of(conn: Any) -> dict[str, Any]:
@@ -204,7 +219,7 @@ def schema_of(conn: Any) -> dict[str, Any]:
             "indexes": sorted((i["name"], tuple(i["column_names"]), i["unique"]) for i in found.get_indexes(table)),
         }
         for table in sorted(found.get_table_names())
-        if table != "alembic_version"
+        if table != migrations.VERSION_TABLE
     }
 
 
@@ -217,7 +232,8 @@ def differences(conn: Any, metadatas: list[MetaData]) -> list[Any]:
     for metadata in metadatas:
         for table in metadata.tables.values():
             table.to_metadata(together)
-    return list(compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), together))
+    context = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": migrations.VERSION_TABLE})
+    return list(compare_metadata(context, together))
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
@@ -275,7 +291,7 @@ def test_the_cli_with_upgrades_on_start_off(url: str, capsys: pytest.CaptureFixt
 
 async def mark_newer(url: str) -> None:
     async with engine_of(url) as engine, engine.begin() as conn:
-        await conn.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))  # as a newer version leaves it
+        await conn.execute(text("UPDATE aomi_alembic_version SET version_num = 'ffff'"))  # as a newer version leaves it
 
 
 def test_db_current_and_upgrade(url: str, capsys: pytest.CaptureFixture[str]) -> None:

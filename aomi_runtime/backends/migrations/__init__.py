@@ -4,7 +4,7 @@ Each SQL store (history, keys, secrets) brings its database to the head revision
 `migrate` off, refuses one behind it. An upgrade runs in one transaction under a lock that serialises processes
 starting together: PostgreSQL's transaction-level advisory lock; SQLite's write lock, taken by `BEGIN IMMEDIATE`
 (waiting out the busy timeout). Alembic manages no transaction on a connection already in one, so the lock holds
-from the revision's check to the new revision's row.
+from the revision's check to the new revision's row (in `aomi_alembic_version`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ DDL_LOCK_KEY = 0x616F6D69  # "aomi": serialises schema changes on PostgreSQL (th
 # The tables of the baseline: a database holding some of them and no revision was made before migrations.
 BASELINE_TABLES = frozenset({"aomi_sessions", "aomi_messages", "aomi_events", "aomi_keys", "aomi_secrets"})
 UPGRADE_COMMAND = "aomi-runtime db upgrade"
+# The revision's table: of our own name, so that a database shared with another Alembic project keeps both apart.
+VERSION_TABLE = "aomi_alembic_version"
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,7 @@ def _known(revision: str) -> bool:
 def _read(conn: Connection) -> Revision:
     from alembic.runtime.migration import MigrationContext
 
-    current = MigrationContext.configure(conn).get_current_revision()
+    current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
     made_before = current is None and bool(BASELINE_TABLES & set(inspect(conn).get_table_names()))
     return Revision(current, head(), made_before)
 
