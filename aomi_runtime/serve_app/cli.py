@@ -139,7 +139,7 @@ async def _db(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print(f"Upgraded the schema from revision {before.current or 'none'} to {after.describe()}.")
         return 0
-    except (CommandError, StorageError, SQLAlchemyError) as exc:
+    except (CommandError, StorageError, SQLAlchemyError, OSError) as exc:  # OSError: no server at the address
         print(f"aomi-runtime: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -153,7 +153,9 @@ def _is_sql(url: str) -> bool:
 
 
 async def _schema_refused(settings: Settings) -> str | None:
-    """With upgrades on start off, why `serve` must not start on this database (behind the head), if so."""
+    """With upgrades on start off, why `serve` must not start on this database (behind the head, or unreadable)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from ..backends import migrations
 
     if settings.migrate_on_start or not _is_sql(settings.database_url):
@@ -161,6 +163,8 @@ async def _schema_refused(settings: Settings) -> str | None:
     engine = migrations.open_database(settings.database_url)
     try:
         found = await migrations.revision(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        return f"The database's schema revision could not be read: {exc}"
     finally:
         await engine.dispose()
     return None if found.at_head else migrations.behind(found)

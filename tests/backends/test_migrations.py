@@ -323,3 +323,12 @@ def test_db_made_before_migrations_is_described_so(tmp_path: Path, capsys: pytes
     asyncio.run(make())
     assert main(["db", "current", "--database-url", url]) == 0
     assert "none (made before migrations" in capsys.readouterr().out
+
+
+def test_db_on_a_database_out_of_reach_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    assert main(["db", "current", "--database-url", f"postgresql://aomi:pw@127.0.0.1:{port}/x"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("aomi-runtime: ") and "Traceback" not in err and "pw" not in err
