@@ -38,15 +38,16 @@ class AppActors:
         model_keys: Mapping[str, SecretStr],
         placement: SessionPlacement | None = None,
         secrets_key: SecretStr | None = None,
+        migrate: bool = True,
     ) -> AppActors:
         """Get the App's actors, creating them if this is the first caller. Detached: they outlive any replica.
 
         Only the provider keys this App's models name reach its actors; `placement` says where its session
         actors may run; `secrets_key` seals its clients' secrets in its database (without one, its store holds
-        them in memory)."""
+        them in memory); `migrate` has its store upgrade the database's schema as it starts (off: refuse one behind)."""
         own_keys = {env: model_keys[env] for m in spec.models if (env := m.api_key_env) and env in model_keys}
         options = {"namespace": namespace, "lifetime": "detached", "get_if_exists": True}
-        store = HistoryStore.options(name="store", **options).remote(spec.name, database_url, secrets_key)  # type: ignore[attr-defined]  # mypy ignores a class decorator's result: @ray.remote made an ActorClass
+        store = HistoryStore.options(name="store", **options).remote(spec.name, database_url, secrets_key, migrate)  # type: ignore[attr-defined]  # mypy ignores a class decorator's result: @ray.remote made an ActorClass
         directory = SessionDirectory.options(name="directory", **options).remote(  # type: ignore[attr-defined]  # mypy ignores a class decorator's result: @ray.remote made an ActorClass
             spec, store, namespace, own_keys, placement=placement
         )

@@ -47,10 +47,11 @@ class Runtime:
         placement: SessionPlacement | None = None,
         secrets_key: SecretStr | None = None,
         copy_bytes: int = MAX_BYTES,
+        migrate: bool = True,
     ) -> None:
         self.apps = {
             s.name: AppActors.start(
-                s, database_url, app_namespace(namespace, s.name), model_keys or {}, placement, secrets_key
+                s, database_url, app_namespace(namespace, s.name), model_keys or {}, placement, secrets_key, migrate
             )
             for s in specs
         }

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # A Ray that `launch` starts itself runs without what idle session actors pay for and the runtime never uses
     # (`actors.node.LEAN_RAY_ENV`); false keeps Ray's defaults. A joined cluster keeps its own (see cluster.yaml).
     lean_ray: bool = True
+    # Each App's store upgrades the database's schema to this version's as it starts (backends/migrations/, under a
+    # lock). Off: the operator runs `aomi-runtime db upgrade`, and a database behind is refused with a StorageError
+    # that says so.
+    migrate_on_start: bool = True
 
     @model_validator(mode="after")
     def _read_apps_and_their_keys(self) -> Settings:
@@ -118,4 +122,5 @@ class Settings(BaseSettings):
             self.placement,
             self.secrets_key,
             self.snapshot_copy_bytes,
+            self.migrate_on_start,
         )
