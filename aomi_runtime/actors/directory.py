@@ -24,6 +24,7 @@ from .hosts import WARM_ACTORS, WORKER_PREFIX, Host, Hosts, discard
 from .live_set import LiveSet
 from .placement import SessionPlacement
 from .sweep import SWEEP_SECONDS, evict_unused, expire_old
+from .versions import Drain, Stamp, app_version, move_if_old, newest_built
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,19 @@ class SessionDirectory:
         warm: int | None = None,
         sweep_seconds: float = SWEEP_SECONDS,
         placement: SessionPlacement | None = None,
+        stamp: Stamp | None = None,
     ) -> None:
         configure_logging()
         self._spec = spec
+        self._stamp = stamp or Stamp(0.0, app_version(spec))
         self._store = store
         self._namespace = namespace
         self._sweep_seconds = sweep_seconds
         self._placement = placement or SessionPlacement()
         capacity = spec.limits.sessions_per_actor or self._placement.sessions_per_actor
-        self._hosts = Hosts(namespace, self._placement, capacity, spec, store, model_keys, warm)
+        self._hosts = Hosts(namespace, self._placement, capacity, spec, store, model_keys, self._stamp, warm)
         self._live = LiveSet(spec, self._placement, self._hosts)
+        self._drain = Drain(spec.name, self._live, self._hosts)
         self._loading: dict[str, asyncio.Future[Any]] = {}
         # Sessions being deleted: a lookup waits for the delete, so that no read loads a session back into memory
         # (whose next commit would store it again) between its release and its rows' deletion.
@@ -122,6 +126,8 @@ class SessionDirectory:
             if (closing := self._live.closing.get(session_id)) is not None:
                 await asyncio.shield(closing)
                 continue
+            if await move_if_old(self._live, self._hosts, session_id):
+                continue  # it ran an older version: it loads in the newest
             if (handle := self._handle(session_id)) is not None:
                 self._counts["hits"] += 1
                 return handle
@@ -224,19 +230,20 @@ class SessionDirectory:
 
     async def _recover(self) -> None:
         """Find the App's session actors still alive (after a restart of this directory) and what they host."""
-        handles = await asyncio.to_thread(named_actors, self._namespace, WORKER_PREFIX)
+        named = await asyncio.to_thread(named_actor_names, self._namespace, WORKER_PREFIX)
+        handles = [handle for _, handle in named]
         # One still waiting for a node (the directory died while it was placed) would never answer: bounded.
         timeout = self._placement.timeout_seconds
         hosted = await asyncio.gather(
             *(asyncio.wait_for(h.held.remote(), timeout) for h in handles), return_exceptions=True
         )
-        for handle, sessions in zip(handles, hosted, strict=True):
+        for (name, handle), sessions in zip(named, hosted, strict=True):
             if isinstance(sessions, TimeoutError):
                 discard(handle)
                 continue
             if isinstance(sessions, BaseException):
                 continue
-            host = self._hosts.adopt(handle)
+            host = self._hosts.adopt(handle, name)
             for session_id in sessions:
                 if session_id in self._live:  # never two live copies: the second one found lets its copy go
                     await self._live.release(host, session_id)
@@ -247,8 +254,36 @@ class SessionDirectory:
             log.info(
                 "app %s: found %d live sessions in %d session actors", self._spec.name, len(self._live), len(handles)
             )
+        # Restarted by Ray, it was given the spec it was first started with: a newer version's actors say theirs.
+        if (newest := await newest_built(self._hosts, self._stamp)) is not None:
+            self._upgrade(*newest, self._placement)
         self._hosts.refill()
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        self._drain.start()
+
+    # --- versions (versions.py) ---------------------------------------------------------------------
+
+    async def deploy(
+        self, spec: AppSpec, model_keys: Mapping[str, SecretStr], stamp: Stamp, placement: SessionPlacement
+    ) -> str:
+        """A deploy's ingress replica says its version: a newer one than this directory's takes every placement
+        from now on, and the actors of older ones drain. An older one (a replica of the previous deploy, still
+        running during a rolling update) changes nothing. Returns the version in use."""
+        if stamp.version == self._stamp.version:
+            self._stamp = self._hosts.stamp = max(stamp, self._stamp)
+        elif stamp > self._stamp:
+            self._upgrade(spec, model_keys, stamp, placement)  # before any await: calls after this one see it
+        await self._start()
+        self._drain.start()
+        return self._stamp.version
+
+    def _upgrade(
+        self, spec: AppSpec, model_keys: Mapping[str, SecretStr], stamp: Stamp, placement: SessionPlacement
+    ) -> None:
+        log.info("app %s: version %s replaces %s", spec.name, stamp.version, self._stamp.version)
+        self._spec, self._stamp, self._placement = spec, stamp, placement
+        self._hosts.upgrade(spec, model_keys, stamp, placement)
+        self._live.set_bounds(spec, placement)
 
     async def delete(self, session_id: str) -> bool:
         """Stop the session if live, and delete it with its messages and events."""
@@ -284,6 +319,8 @@ class SessionDirectory:
             "warm": self._hosts.free,
             "actors": len(self._hosts),
             "max_live": self._live.max_live,
+            "version": self._stamp.version,
+            "old_actors": len(self._hosts.old()),  # of older versions, draining
             "load_seconds": self._load_seconds.snapshot(),
             "turn_seconds": self._turn_seconds.snapshot(),
         }
@@ -300,6 +337,7 @@ class SessionDirectory:
         """Stop every session actor."""
         if self._sweeper is not None:
             self._sweeper.cancel()
+        self._drain.stop()
         self._hosts.stop_refilling()
         await self.close_all()
         await self._hosts.retire_all()
@@ -307,8 +345,13 @@ class SessionDirectory:
 
 def named_actors(namespace: str, prefix: str = "") -> list[Any]:
     """Handles of the live named actors of a namespace whose names start with `prefix` (a blocking call)."""
+    return [handle for _, handle in named_actor_names(namespace, prefix)]
+
+
+def named_actor_names(namespace: str, prefix: str = "") -> list[tuple[str, Any]]:
+    """`named_actors` with their names."""
     return [
-        ray.get_actor(a["name"], namespace=namespace)
+        (a["name"], ray.get_actor(a["name"], namespace=namespace))
         for a in ray.util.list_named_actors(all_namespaces=True)
         if a["namespace"] == namespace and a["name"].startswith(prefix)
     ]

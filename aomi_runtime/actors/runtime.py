@@ -46,10 +46,20 @@ class Runtime:
         placement: SessionPlacement | None = None,
         secrets_key: SecretStr | None = None,
         copy_bytes: int = MAX_BYTES,
+        deployed_at: float = 0.0,
+        version_label: str | None = None,
     ) -> None:
+        namespaces = {s.name: app_namespace(namespace, s.name) for s in specs}
         self.apps = {
             s.name: AppActors.start(
-                s, database_url, app_namespace(namespace, s.name), model_keys or {}, placement, secrets_key
+                s,
+                database_url,
+                namespaces[s.name],
+                model_keys or {},
+                placement,
+                secrets_key,
+                deployed_at,
+                version_label,
             )
             for s in specs
         }
