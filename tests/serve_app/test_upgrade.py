@@ -60,10 +60,12 @@ def slow(lock: Path | None = None) -> str:
     return "/tool slow " + json.dumps({"lock": str(lock)} if lock else {})
 
 
-async def follow(client: httpx.AsyncClient, session_id: str, after: int, turns: int) -> tuple[list[int], int]:
+async def follow(
+    client: httpx.AsyncClient, session_id: str, after: int, turns: int, upto: int, reached: asyncio.Event
+) -> tuple[list[int], int]:
     """A client following a session's events from `after` until its `turns`-th `processing_done`, over as many
-    streams as it takes, each resuming with `Last-Event-ID`; returns the seqs it was given and how many times it
-    reconnected."""
+    streams as it takes, each resuming with `Last-Event-ID`; sets `reached` once given the event `upto`. Returns
+    the seqs it was given and how many times it reconnected."""
     seqs: list[int] = []
     done = reconnects = 0
     while True:
@@ -73,6 +75,8 @@ async def follow(client: httpx.AsyncClient, session_id: str, after: int, turns: 
                 if response.status_code == 200:
                     async for seq, data in frames(response, Stream()):
                         seqs.append(seq)
+                        if seq >= upto:
+                            reached.set()
                         done += data["type"] == "processing_done"
                         if done == turns:
                             return seqs, reconnects
@@ -110,7 +114,7 @@ async def test_an_upgrade_mid_turn_loses_no_turn_and_new_turns_run_the_new_versi
             await asyncio.gather(*(read_until(client, s, "processing_done") for s in ids))
             with held(lock):
                 before = {s: (await client.get("/api/state", headers=h(s))).json()["messages"] for s in ids}
-                marks = {s: await last_seq(client, s) for s in ids}
+                marks = marks_v1 = {s: await last_seq(client, s) for s in ids}
                 for s in ids:
                     sent = await client.post("/api/chat", params={"message": slow(lock)}, headers=h(s))
                     assert sent.status_code == 200
@@ -118,9 +122,13 @@ async def test_an_upgrade_mid_turn_loses_no_turn_and_new_turns_run_the_new_versi
                 await asyncio.gather(*(read_until(client, s, "tool_update", past=marks[s]) for s in ids))
                 old_actors = session_actors()
                 assert old_actors, "no session actor found: the check of their end would prove nothing"
-                watched = {s: await last_seq(client, s) for s in ids[:STREAMS]}
-                # Followed through the deploy (its replica stops), the drain (the session moves) and a v2 turn.
-                followers = {s: asyncio.create_task(follow(client, s, after, 2)) for s, after in watched.items()}
+                # Followed through the deploy (its replica stops), the drain (the session moves) and a v2 turn, from
+                # the turn's start: the streams cut by the deploy have sent events, and resume after them.
+                reached = {s: asyncio.Event() for s in ids[:STREAMS]}
+                for s, event in reached.items():
+                    upto = await last_seq(client, s)
+                    followers[s] = asyncio.create_task(follow(client, s, marks[s], 2, upto, event))
+                await asyncio.gather(*(event.wait() for event in reached.values()))
                 started = time.monotonic()
                 await asyncio.to_thread(deploy, settings(database_url, "v2"), name=APP, route_prefix=f"/{APP}")
                 deployed_seconds = time.monotonic() - started
@@ -145,7 +153,7 @@ async def test_an_upgrade_mid_turn_loses_no_turn_and_new_turns_run_the_new_versi
             # The streams, resumed with Last-Event-ID across the upgrade, gave every event exactly once.
             for s, follower in followers.items():
                 seqs, reconnects = await asyncio.wait_for(follower, 30)
-                assert seqs == list(range(watched[s] + 1, await last_seq(client, s) + 1))
+                assert seqs == list(range(marks_v1[s] + 1, await last_seq(client, s) + 1))
                 assert reconnects >= 1, "the stream was never cut: the resume is untested"
             # The old version's actors drained and stopped.
             # Ray tells no one of an actor's end: its name is looked for until it goes.
