@@ -22,9 +22,11 @@ from ..agent.logs import configure_logging
 from ..agent.stats import Histogram
 from .hosts import WARM_ACTORS, WORKER_PREFIX, Host, Hosts, discard
 from .live_set import LiveSet
+from .named import named_actor_names
+from .named import named_actors as named_actors  # where its callers have imported it from
 from .placement import SessionPlacement
 from .sweep import SWEEP_SECONDS, evict_unused, expire_old
-from .versions import Drain, Stamp, app_version, move_if_old, newest_built
+from .versions import Stamp, Versions, app_version, move_if_old
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +57,15 @@ class SessionDirectory:
     ) -> None:
         configure_logging()
         self._spec = spec
-        self._stamp = stamp or Stamp(0.0, app_version(spec))
+        stamp = stamp or Stamp(0.0, app_version(spec))
         self._store = store
         self._namespace = namespace
         self._sweep_seconds = sweep_seconds
         self._placement = placement or SessionPlacement()
         capacity = spec.limits.sessions_per_actor or self._placement.sessions_per_actor
-        self._hosts = Hosts(namespace, self._placement, capacity, spec, store, model_keys, self._stamp, warm)
+        self._hosts = Hosts(namespace, self._placement, capacity, spec, store, model_keys, stamp, warm)
         self._live = LiveSet(spec, self._placement, self._hosts)
-        self._drain = Drain(spec.name, self._live, self._hosts)
+        self._versions = Versions(spec.name, stamp, self._live, self._hosts)
         self._loading: dict[str, asyncio.Future[Any]] = {}
         # Sessions being deleted: a lookup waits for the delete, so that no read loads a session back into memory
         # (whose next commit would store it again) between its release and its rows' deletion.
@@ -255,35 +257,22 @@ class SessionDirectory:
                 "app %s: found %d live sessions in %d session actors", self._spec.name, len(self._live), len(handles)
             )
         # Restarted by Ray, it was given the spec it was first started with: a newer version's actors say theirs.
-        if (newest := await newest_built(self._hosts, self._stamp)) is not None:
-            self._upgrade(*newest, self._placement)
+        if (spec := await self._versions.recovered(self._placement)) is not None:
+            self._spec = spec
         self._hosts.refill()
         self._sweeper = asyncio.create_task(self._sweep_forever())
-        self._drain.start()
-
-    # --- versions (versions.py) ---------------------------------------------------------------------
+        self._versions.drain()
 
     async def deploy(
         self, spec: AppSpec, model_keys: Mapping[str, SecretStr], stamp: Stamp, placement: SessionPlacement
     ) -> str:
-        """A deploy's ingress replica says its version: a newer one than this directory's takes every placement
-        from now on, and the actors of older ones drain. An older one (a replica of the previous deploy, still
-        running during a rolling update) changes nothing. Returns the version in use."""
-        if stamp.version == self._stamp.version:
-            self._stamp = self._hosts.stamp = max(stamp, self._stamp)
-        elif stamp > self._stamp:
-            self._upgrade(spec, model_keys, stamp, placement)  # before any await: calls after this one see it
-        await self._start()
-        self._drain.start()
-        return self._stamp.version
-
-    def _upgrade(
-        self, spec: AppSpec, model_keys: Mapping[str, SecretStr], stamp: Stamp, placement: SessionPlacement
-    ) -> None:
-        log.info("app %s: version %s replaces %s", spec.name, stamp.version, self._stamp.version)
-        self._spec, self._stamp, self._placement = spec, stamp, placement
-        self._hosts.upgrade(spec, model_keys, stamp, placement)
-        self._live.set_bounds(spec, placement)
+        """A deploy's ingress replica says its version (versions.py). Returns the version in use."""
+        if self._versions.take(spec, model_keys, stamp, placement):  # before any await: calls after this see it
+            self._spec, self._placement = spec, placement
+        await self._start()  # recovered first: actors started before it would be found again as strangers
+        self._hosts.refill()
+        self._versions.drain()
+        return self._versions.stamp.version
 
     async def delete(self, session_id: str) -> bool:
         """Stop the session if live, and delete it with its messages and events."""
@@ -319,7 +308,7 @@ class SessionDirectory:
             "warm": self._hosts.free,
             "actors": len(self._hosts),
             "max_live": self._live.max_live,
-            "version": self._stamp.version,
+            "version": self._versions.stamp.version,
             "old_actors": len(self._hosts.old()),  # of older versions, draining
             "load_seconds": self._load_seconds.snapshot(),
             "turn_seconds": self._turn_seconds.snapshot(),
@@ -337,21 +326,7 @@ class SessionDirectory:
         """Stop every session actor."""
         if self._sweeper is not None:
             self._sweeper.cancel()
-        self._drain.stop()
+        self._versions.stop()
         self._hosts.stop_refilling()
         await self.close_all()
         await self._hosts.retire_all()
-
-
-def named_actors(namespace: str, prefix: str = "") -> list[Any]:
-    """Handles of the live named actors of a namespace whose names start with `prefix` (a blocking call)."""
-    return [handle for _, handle in named_actor_names(namespace, prefix)]
-
-
-def named_actor_names(namespace: str, prefix: str = "") -> list[tuple[str, Any]]:
-    """`named_actors` with their names."""
-    return [
-        (a["name"], ray.get_actor(a["name"], namespace=namespace))
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["namespace"] == namespace and a["name"].startswith(prefix)
-    ]

@@ -125,11 +125,11 @@ class Hosts:
     def upgrade(
         self, spec: AppSpec, model_keys: Mapping[str, SecretStr], stamp: Stamp, placement: SessionPlacement
     ) -> None:
-        """Take a new version: new sessions go to actors of it (warm ones started now), the others drain."""
+        """Take a new version: new sessions go to actors of it (its warm ones started by the next `refill`), the
+        others drain."""
         self._spec, self._model_keys, self.stamp, self._placement = spec, model_keys, stamp, placement
         self.capacity = spec.limits.sessions_per_actor or placement.sessions_per_actor
         self.warm = warm_places(self.capacity) if self._warm is None else self._warm
-        self.refill()
 
     # --- placing sessions -------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..agent.apps import AppSpec
     from .hosts import Host, Hosts
     from .live_set import LiveSet
+    from .placement import SessionPlacement
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,13 @@ class Stamp:
         return cls(int(millis) / 1000, version) if millis.isdigit() and version else None
 
 
-def app_version(spec: AppSpec, label: str | None = None) -> str:
-    """An App's version: a digest of its spec as built (tools, models, prompt, limits), the package's version and
-    the operator's `label` (AOMI_VERSION), which names code the spec cannot see (a tool module's new release)."""
+def app_version(spec: AppSpec, label: str | None = None, placement: SessionPlacement | None = None) -> str:
+    """An App's version: a digest of its spec as built (tools, models, prompt, limits), where its sessions run, the
+    package's version and the operator's `label` (AOMI_VERSION), which names code the spec cannot see (a tool
+    module's new release, a rotated provider key)."""
     from .. import __version__
 
-    text = "\n".join((spec.model_dump_json(), __version__, label or ""))
+    text = "\n".join((spec.model_dump_json(), repr(placement), __version__, label or ""))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -81,6 +83,43 @@ async def move_if_old(live: LiveSet, hosts: Hosts, session_id: str) -> bool:
     if host is None or not hosts.is_old(host):
         return False
     return await live.evict([(session_id, host, {})], unless_running=True) > 0
+
+
+class Versions:
+    """An App's version as its directory knows it, and the drain of the older versions' actors."""
+
+    def __init__(self, app: str, stamp: Stamp, live: LiveSet, hosts: Hosts) -> None:
+        self.stamp = stamp
+        self._live = live
+        self._hosts = hosts
+        self._drain = Drain(app, live, hosts)
+
+    def take(
+        self, spec: AppSpec, model_keys: Mapping[str, SecretStr], stamp: Stamp, placement: SessionPlacement
+    ) -> bool:
+        """A deploy's version: taken if newer (placements go to its actors from now on, the older ones drain), left
+        if older (a replica of the previous deploy). Returns whether the App's spec is now `spec`."""
+        if stamp.version == self.stamp.version:
+            self.stamp = self._hosts.stamp = max(stamp, self.stamp)
+            return False
+        if stamp < self.stamp:
+            return False
+        log.info("app %s: version %s replaces %s", spec.name, stamp.version, self.stamp.version)
+        self.stamp = stamp
+        self._hosts.upgrade(spec, model_keys, stamp, placement)
+        self._live.set_bounds(spec, placement)
+        return True
+
+    async def recovered(self, placement: SessionPlacement) -> AppSpec | None:
+        """After a restart, the newest version found among the App's actors, taken; its spec, if newer."""
+        newest = await newest_built(self._hosts, self.stamp)
+        return newest[0] if newest is not None and self.take(*newest, placement) else None
+
+    def drain(self) -> None:
+        self._drain.start()
+
+    def stop(self) -> None:
+        self._drain.stop()
 
 
 class Drain:

@@ -17,6 +17,7 @@ import ray
 
 from aomi_runtime.actors.app_actors import app_namespace
 from aomi_runtime.actors.directory import named_actors
+from aomi_runtime.actors.versions import Stamp, app_version
 from aomi_runtime.agent.apps import AppSpec, Limits
 from aomi_runtime.agent.session import CUT_SHORT
 from aomi_runtime.serve_app.settings import Settings
@@ -89,6 +90,22 @@ async def last_seq(client: httpx.AsyncClient, session_id: str) -> int:
     return seq
 
 
+async def draining(client: httpx.AsyncClient) -> float:
+    """The App's session actors of an older version, by `GET /metrics`."""
+    for line in (await client.get("/metrics")).text.splitlines():
+        if line.startswith('aomi_session_actors_draining{app="default"}'):
+            return float(line.split()[-1])
+    raise AssertionError("no aomi_session_actors_draining for the App")
+
+
+async def new_session_runs(client: httpx.AsyncClient) -> list[str]:
+    """The version a new session's turn ran."""
+    fresh = sid()
+    assert (await client.post("/api/chat", params={"message": slow()}, headers=h(fresh))).status_code == 200
+    await read_until(client, fresh, "processing_done")
+    return tool_answers((await client.get("/api/state", headers=h(fresh))).json()["messages"])
+
+
 def tool_answers(messages: list[dict[str, Any]]) -> list[str]:
     """The versions the `slow` tool answered in these messages."""
     return [json.loads(m["tool_result"][1])["version"] for m in messages if m["tool_result"] is not None]
@@ -106,7 +123,8 @@ async def test_an_upgrade_mid_turn_loses_no_turn_and_new_turns_run_the_new_versi
     ids = [sid() for _ in range(SESSIONS)]
     followers: dict[str, asyncio.Task[tuple[list[int], int]]] = {}
     try:
-        deploy(settings(database_url, "v1"), name=APP, route_prefix=f"/{APP}")
+        v1 = settings(database_url, "v1").model_copy(update={"deployed_at": time.time()})
+        deploy(v1, name=APP, route_prefix=f"/{APP}")
         async with httpx.AsyncClient(base_url=f"{proxy_url}/{APP}", timeout=30) as client:
             # History acknowledged before: a turn each, answered by v1.
             for s in ids:
@@ -132,6 +150,7 @@ async def test_an_upgrade_mid_turn_loses_no_turn_and_new_turns_run_the_new_versi
                 started = time.monotonic()
                 await asyncio.to_thread(deploy, settings(database_url, "v2"), name=APP, route_prefix=f"/{APP}")
                 deployed_seconds = time.monotonic() - started
+                assert await draining(client) >= 1, "no actor of the old version draining while its turns run"
             # The lock let go: the running turns finish where they run.
             await asyncio.gather(*(read_until(client, s, "processing_done", past=marks[s]) for s in ids))
             for s in ids:
@@ -159,14 +178,16 @@ async def test_an_upgrade_mid_turn_loses_no_turn_and_new_turns_run_the_new_versi
             # Ray tells no one of an actor's end: its name is looked for until it goes.
             await eventually(lambda: not old_actors & session_actors(), timeout=GONE_SECONDS, interval=0.1)
             assert session_actors(), "no actor of the new version"
+            assert await draining(client) == 0
             # Ray restarts a directory with the spec it was first started with: it takes the newest version up again
             # from the actors it finds.
-            ray.kill(ray.get_actor("directory", namespace=app_namespace(NAMESPACE, "default")), no_restart=False)
-            fresh = sid()
-            assert (await client.post("/api/chat", params={"message": slow()}, headers=h(fresh))).status_code == 200
-            await read_until(client, fresh, "processing_done")
-            messages = (await client.get("/api/state", headers=h(fresh))).json()["messages"]
-            assert tool_answers(messages) == ["v2"], "a restarted directory placed a session in the old version"
+            directory = ray.get_actor("directory", namespace=app_namespace(NAMESPACE, "default"))
+            ray.kill(directory, no_restart=False)
+            assert await new_session_runs(client) == ["v2"], "a restarted directory placed a session in the old version"
+            # A replica of the v1 deploy, started late in a rolling update, says its version: it changes nothing.
+            stamp = Stamp(v1.deployed_at, app_version(v1.apps[0], None, v1.placement))
+            assert await directory.deploy.remote(v1.apps[0], {}, stamp, v1.placement) != stamp.version
+            assert await new_session_runs(client) == ["v2"], "an older deploy's replica took the App back"
         print(f"deploying v2 took {deployed_seconds:.1f} s")
     finally:
         for follower in followers.values():
