@@ -17,6 +17,7 @@ from ray.exceptions import RayActorError
 from ..agent.apps import AppSpec
 from ..agent.errors import AppMismatch, InvalidInput, SessionClosed, SessionNotFound
 from ..agent.records import Event, SessionInfo, SessionRecord, new_request_id
+from ..agent.tracing import current_traceparent
 from .app_actors import DEFAULT_NAMESPACE, AppActors, app_namespace
 from .directory import named_actors
 from .hosts import actor_key
@@ -209,6 +210,7 @@ class Runtime:
             request_id,
             public_key,
             client_id,
+            current_traceparent(),  # the turn's spans are children of the caller's (the HTTP request's) span
             app=app,
             create=True,
             public_key=public_key,

@@ -32,6 +32,7 @@ from ..agent.logs import configure_logging
 from ..agent.records import Event, Message, SessionInfo
 from ..agent.session import LiveSession
 from ..backends.models import load_model
+from ..backends.otlp import start_tracing, stop_tracing
 from .readers import HEARTBEAT_SECONDS, Readers
 from .store_client import StoreClient
 
@@ -76,6 +77,7 @@ class SessionActor:
         capacity: int = 1,
     ) -> None:
         configure_logging()
+        start_tracing("session_actor")  # if OTEL_EXPORTER_OTLP_* say where to: else nothing of it is imported
         self._built_with = (spec, model_keys)
         self._history = StoreClient(store)
         self._app = dataclasses.replace(assemble_app(spec, model_keys), secrets=self._history)
@@ -164,6 +166,7 @@ class SessionActor:
             await asyncio.gather(self._readers.drop_all(), *closing, return_exceptions=True)
         finally:
             await self._app.aclose()
+            await asyncio.to_thread(stop_tracing)  # the spans of the last turns sent before the process is killed
 
     async def stats(self) -> dict[str, Any]:
         """What the directory decides eviction by: each session's idleness, and the process's private memory."""
@@ -213,8 +216,10 @@ class SessionActor:
         request_id: str,
         public_key: str | None,
         client_id: str | None = None,
+        traceparent: str | None = None,
     ) -> bytes:
-        snapshot = await self._live(session_id).chat(text, user_state, request_id, public_key, client_id)
+        session = self._live(session_id)
+        snapshot = await session.chat(text, user_state, request_id, public_key, client_id, traceparent)
         return snapshot.model_dump_json().encode()
 
     async def state(self, session_id: str, user_state: dict[str, Any] | None, client_id: str | None = None) -> bytes:

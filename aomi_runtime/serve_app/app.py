@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ from ray import serve
 from ray.serve import Application
 
 from ..agent.logs import configure_logging
+from ..backends.otlp import start_tracing, stop_tracing
 from .api import create_api
 from .settings import Settings
 
@@ -33,6 +35,7 @@ class Ingress:
 
     def __init__(self, settings: Settings) -> None:
         configure_logging()
+        start_tracing("replica")  # if OTEL_EXPORTER_OTLP_* say where to
         self._settings = settings
         self._runtime = settings.runtime()
 
@@ -41,7 +44,10 @@ class Ingress:
 
     async def __del__(self) -> None:
         """Serve calls it as the replica stops: the session actors stop counting this replica's copies now."""
-        await self._runtime.copies.aclose()
+        try:
+            await self._runtime.copies.aclose()
+        finally:
+            await asyncio.to_thread(stop_tracing)  # the last requests' spans sent before the process ends
 
 
 def build_application(settings: Settings) -> Application:
