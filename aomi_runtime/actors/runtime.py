@@ -48,10 +48,21 @@ class Runtime:
         secrets_key: SecretStr | None = None,
         copy_bytes: int = MAX_BYTES,
         migrate: bool = True,
+        deployed_at: float = 0.0,
+        version_label: str | None = None,
     ) -> None:
+        namespaces = {s.name: app_namespace(namespace, s.name) for s in specs}
         self.apps = {
             s.name: AppActors.start(
-                s, database_url, app_namespace(namespace, s.name), model_keys or {}, placement, secrets_key, migrate
+                s,
+                database_url,
+                namespaces[s.name],
+                model_keys or {},
+                placement,
+                secrets_key,
+                migrate=migrate,
+                deployed_at=deployed_at,
+                version_label=version_label,
             )
             for s in specs
         }

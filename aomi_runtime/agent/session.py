@@ -117,6 +117,11 @@ class LiveSession:
         return self._running or self.subscribers > 0
 
     @property
+    def is_running(self) -> bool:
+        """A turn, a background call or the title runs: what a session of an old version finishes before it moves."""
+        return self._running
+
+    @property
     def at_rest(self) -> bool:
         """Nothing runs or waits that changes the session without a call, and a read hands out no system event:
         a copy of its snapshot (an ingress replica's) stays true until a call comes."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from fastapi import FastAPI
@@ -50,7 +51,10 @@ class Ingress:
 
 
 def build_application(settings: Settings) -> Application:
-    """The runtime as a Serve application, for `serve.run`."""
+    """The runtime as a Serve application, for `serve.run`: stamped with the time it is built, once for all its
+    replicas, so that each App's directory tells this deploy's version from an older one's."""
+    if not settings.deployed_at:
+        settings = settings.model_copy(update={"deployed_at": time.time()})
     return Ingress.bind(settings)  # type: ignore[attr-defined,no-any-return]  # @serve.deployment made a Deployment
 
 
