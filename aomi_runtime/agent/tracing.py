@@ -71,6 +71,7 @@ def record_turn(
     follow_up: bool = False,
     error: str | None = None,
     interrupted: bool = False,
+    cut_short: bool = False,
 ) -> None:
     """Make the spans of a turn that ended: `turn` (child of `traceparent`'s span, if given), and under it one span
     per span of `timings`; a commit made while a tool call ran (its progress) is a child of that call's span."""
@@ -86,6 +87,8 @@ def record_turn(
         attributes["aomi.request_id"] = request_id
     if interrupted:
         attributes["aomi.turn.interrupted"] = True
+    if cut_short:  # its session closed while it ran: it ends now, its next holder telling the user
+        attributes["aomi.turn.cut_short"] = True
     if timings.dropped:
         attributes["aomi.spans.dropped"] = timings.dropped
     turn = _tracer.start_span("turn", parent, SpanKind.INTERNAL, attributes, start_time=turn_start)

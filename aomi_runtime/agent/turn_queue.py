@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 RETRY_WINDOW = 64  # how far back a retried chat request is looked for
 MAX_WAITING_TRACES = 256  # traceparents of queued turns kept (in memory only: a restored queue's turns start traces)
+TRACE_CUT_SHORT = "The turn was cut short when its session closed; its next holder ends it."
 FOLLOW_UP_CUT_SHORT = "The follow-up turn was cut short when its session stopped; it runs again."
 
 
@@ -172,6 +173,7 @@ class TurnQueue:
                 await self._model_task
             except asyncio.CancelledError:
                 if not self._interrupt_asked() or _cancelling():
+                    self._trace(error=TRACE_CUT_SHORT, cut_short=True)  # what ran until the session closed
                     raise  # closing: `close` stores what is left
             except AomiError as exc:
                 error = str(exc)
@@ -190,11 +192,28 @@ class TurnQueue:
         outcome = {"error": error} if error else {"interrupted": True} if interrupted else {}
         # Up to here: the commit that stores `processing_done` cannot be one of its own spans.
         journal.timings, timings = None, self._timings.as_json()
-        request = {} if record.follow_up_running else _turn_request(journal.messages)
-        journal.event("processing_done", **request, **outcome, timings=timings)
+        journal.event(
+            "processing_done",
+            **({} if record.follow_up_running else _turn_request(journal.messages)),
+            **outcome,
+            timings=timings,
+        )
+        self._trace(error=error, interrupted=interrupted)
         if interrupted:
             self._leave_unanswered()
         self._ended(timings["ms"] / 1000)
+        if record.queue and not journal.closed:
+            # The next queued message gets its turn as a task of its own, so an interrupt stops only this one.
+            await self._start(record.queue.pop(0))
+        else:
+            record.is_processing = record.follow_up_running = False
+            await journal.flush()
+
+    def _trace(self, *, error: str | None, interrupted: bool = False, cut_short: bool = False) -> None:
+        """Make the running turn's spans, now that it ended (or was cut short): before the messages an interrupt
+        leaves unanswered are stored, the last user message is the turn's."""
+        record = self._journal.record
+        request = {} if record.follow_up_running else _turn_request(self._journal.messages)
         record_turn(
             self._timings,
             traceparent=self._traceparent,
@@ -204,13 +223,8 @@ class TurnQueue:
             follow_up=record.follow_up_running,
             error=error,
             interrupted=interrupted,
+            cut_short=cut_short,
         )
-        if record.queue and not journal.closed:
-            # The next queued message gets its turn as a task of its own, so an interrupt stops only this one.
-            await self._start(record.queue.pop(0))
-        else:
-            record.is_processing = record.follow_up_running = False
-            await journal.flush()
 
     def _add_user_message(self, queued: QueuedMessage, *, unanswered: bool = False) -> None:
         journal = self._journal

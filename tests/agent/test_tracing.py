@@ -163,3 +163,20 @@ async def test_a_turn_the_model_failed_is_an_error_and_a_turn_with_no_parent_sta
     (turn,) = by_name(exported.get_finished_spans(), "turn")
     assert turn.parent is None and turn.status.status_code == StatusCode.ERROR
     assert "aomi.request_id" not in (turn.attributes or {})
+
+
+async def test_a_turn_its_session_closed_mid_call_has_its_spans_cut_short(
+    session: LiveSession, exported: InMemorySpanExporter
+) -> None:
+    """Closed while a tool runs (the actor stopping, the session moving): what ran until then is traced, the turn
+    an error saying so, under the request that started it; its next holder ends it for the user."""
+    await session.chat('call long_task {"steps": 600, "pause": 0.1}', request_id="r1", traceparent=TRACEPARENT)
+    await events_until(session, "tool_update")  # its first step: the tool runs on for another minute
+    await session.close()
+    (turn,) = by_name(exported.get_finished_spans(), "turn")
+    assert turn.parent is not None and f"{turn.parent.span_id:016x}" == PARENT
+    assert turn.status.status_code == StatusCode.ERROR and "cut short" in (turn.status.description or "")
+    assert (turn.attributes or {})["aomi.turn.cut_short"] is True
+    (tool,) = by_name(exported.get_finished_spans(), "execute_tool long_task")
+    assert tool.parent is not None and turn.context is not None and tool.parent.span_id == turn.context.span_id
+    assert turn.end_time is not None and tool.end_time is not None and tool.end_time <= turn.end_time
