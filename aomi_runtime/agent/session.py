@@ -60,7 +60,9 @@ class LiveSession:
         self._streams = Streams()
         self._title = AutoTitle(app, self._journal)
         self._wallet = WalletDesk(self._journal)
-        self._background = BackgroundCalls(self._journal, lambda: self._turns.follow_up())
+        self._background = BackgroundCalls(
+            self._journal, lambda: self._turns.follow_up(), lambda: self._turns.traceparent
+        )
         output = TurnOutput(self._journal, self._wallet, self._background)
         self._turns = TurnQueue(app, self._journal, output, self._title, self.check_open, lambda s: self.on_turn(s))
 

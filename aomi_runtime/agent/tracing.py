@@ -111,6 +111,24 @@ def record_turn(
     turn.end(end_time=turn_end)
 
 
+def record_background_call(
+    name: str, extra: dict[str, Any], start_ns: int, *, traceparent: str | None, session_id: str
+) -> None:
+    """Make the span of a background tool call's run, which ended now: after the turn that queued it (whose span of
+    it is the queueing), so a child of that turn's parent, the request's span, if it had one."""
+    if _tracer is None:
+        return
+    from opentelemetry.trace import Status, StatusCode
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent}) if traceparent else None
+    attributes = _attributes("tool", name, {**extra, "background": True}) | {"session.id": session_id}
+    span = _tracer.start_span(_span_name("tool", name), parent, attributes=attributes, start_time=start_ns)
+    if extra.get("status") == "error":
+        span.set_status(Status(StatusCode.ERROR))
+    span.end()
+
+
 def _span_name(kind: str, name: str) -> str:
     # GenAI's span names: "{operation} {model or tool}".
     if kind == "model":

@@ -59,6 +59,11 @@ class TurnQueue:
         self._traceparent: str | None = None  # the running turn's parent span, in the process that started it
         self._waiting_traces: dict[str, str] = {}  # by request id: the traceparents of queued turns
 
+    @property
+    def traceparent(self) -> str | None:
+        """The W3C `traceparent` of the running (or last) turn's parent span, if it had one."""
+        return self._traceparent
+
     async def resume(self, *, cut_short: str) -> None:
         """After the session was restored: end a turn its last process left open, telling the user `cut_short`,
         and start the next queued message's turn."""

@@ -180,3 +180,23 @@ async def test_a_turn_its_session_closed_mid_call_has_its_spans_cut_short(
     (tool,) = by_name(exported.get_finished_spans(), "execute_tool long_task")
     assert tool.parent is not None and turn.context is not None and tool.parent.span_id == turn.context.span_id
     assert turn.end_time is not None and tool.end_time is not None and tool.end_time <= turn.end_time
+
+
+async def test_a_background_calls_run_is_a_span_of_the_request_that_started_it(
+    session: LiveSession, exported: InMemorySpanExporter
+) -> None:
+    """The turn's span of a background call is its queueing (at once); its run, after the turn, is a span of its own
+    in the same trace, under the request, as long as the call ran and with its outcome."""
+    await session.chat('call background_task {"steps": 2, "pause": 0.1, "fail": true}', traceparent=TRACEPARENT)
+    await events_until(session, "tool_complete")
+    spans = exported.get_finished_spans()
+    queued, ran = sorted(by_name(spans, "execute_tool background_task"), key=lambda s: s.start_time or 0)
+    (turn,) = [t for t in by_name(spans, "turn") if t.context.trace_id == int(TRACE_ID, 16)]
+    assert queued.parent is not None and turn.context is not None and queued.parent.span_id == turn.context.span_id
+    assert (
+        ran.parent is not None and f"{ran.parent.span_id:016x}" == PARENT and ran.context.trace_id == int(TRACE_ID, 16)
+    )
+    assert (ran.attributes or {})["aomi.tool.background"] is True
+    assert (ran.attributes or {})["gen_ai.tool.call.id"] == (queued.attributes or {})["gen_ai.tool.call.id"]
+    assert ran.status.status_code == StatusCode.ERROR  # it failed, as asked
+    assert ran.start_time is not None and ran.end_time is not None and ran.end_time - ran.start_time >= 0.2e9
