@@ -10,7 +10,8 @@ What it answers, by the last user message:
 Under /strict/v1 the OpenAI protocol refuses a request naming `stream_options` (422), as strict servers do.
     anything else       "Echo: <message>", in three chunks
 Each streamed answer reports its usage (OpenAI's when the request asks with `stream_options.include_usage`):
-`usage(body, chunks)`'s input and output tokens, which it records in `usage_sent`.
+`usage(body, chunks)`'s input and output tokens, which it records in `usage_sent` (Anthropic's input split as a
+prompt cache hit reports it, into input, cache read and cache write tokens).
 A title request (its system prompt asks for a "short title") gets, as a chatty model might answer, a quoted first
 line ending in a period, naming the protocol and the last user message, then a second line:
 `"GPT title: <message>."` (OpenAI) or `"Claude title: <message>."` (Anthropic); the automatic title keeps
@@ -197,7 +198,10 @@ class FakeProvider:
         tokens_in, tokens_out = usage(body, len(what) if kind == "text" else 3)
         with self._lock:
             self.usage_sent.append((tokens_in, tokens_out))
-        started = {"input_tokens": tokens_in, "output_tokens": 1}
+        # As a prompt cache hit is reported: `input_tokens` only what was not read from, or written to, the cache.
+        read, written = tokens_in // 3, tokens_in // 4
+        started = {"input_tokens": tokens_in - read - written, "cache_read_input_tokens": read,
+                   "cache_creation_input_tokens": written, "output_tokens": 1}  # fmt: skip
         message = {"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": body["model"],
                    "stop_reason": None, "stop_sequence": None, "usage": started}  # fmt: skip
         yield event("message_start", message=message)
