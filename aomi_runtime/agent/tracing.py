@@ -103,7 +103,7 @@ def record_turn(
             context = set_span_in_context(holder) if holder is not None else inside
         attributes = _attributes(kind, name, extra)
         span = _tracer.start_span(_span_name(kind, name), context, attributes=attributes, start_time=start)
-        if kind == "tool" and extra.get("status") == "error":
+        if extra.get("status") == "error":  # a tool call that failed, or the model call that failed the turn
             span.set_status(Status(StatusCode.ERROR))
         if kind == "tool":
             tools.append((start, end, span))

@@ -163,6 +163,8 @@ async def test_a_turn_the_model_failed_is_an_error_and_a_turn_with_no_parent_sta
     (turn,) = by_name(exported.get_finished_spans(), "turn")
     assert turn.parent is None and turn.status.status_code == StatusCode.ERROR
     assert "aomi.request_id" not in (turn.attributes or {})
+    (model,) = by_name(exported.get_finished_spans(), f"chat {SLUG}")  # the call that failed says so itself
+    assert model.status.status_code == StatusCode.ERROR and (model.attributes or {})["aomi.model.status"] == "error"
 
 
 async def test_a_turn_its_session_closed_mid_call_has_its_spans_cut_short(
