@@ -268,8 +268,8 @@ class SessionActor:
     async def interrupt(self, session_id: str) -> bytes:
         return (await self._live(session_id).interrupt()).model_dump_json().encode()
 
-    async def post_system(self, session_id: str, message: str) -> Message:
-        return await self._live(session_id).post_system(message)
+    async def post_system(self, session_id: str, message: str, traceparent: str | None = None) -> Message:
+        return await self._live(session_id).post_system(message, traceparent)
 
     async def events_after(self, session_id: str, after: int, timeout: float, stream: str | None = None) -> list[Event]:
         return await self._live(session_id).events_after(after, timeout, stream)

@@ -103,14 +103,14 @@ class TurnQueue:
         else:
             await self._start(queued, traceparent)
 
-    async def follow_up(self) -> None:
+    async def follow_up(self, traceparent: str | None = None) -> None:
         """Start a turn that answers what arrived since the last one (a wallet's outcome, a background result),
         or queue it; one waiting follow-up answers everything that arrives before it starts. Stores what the
         session changed with it."""
         if any(q.follow_up for q in self._journal.record.queue):
             await self._journal.flush()
         else:
-            await self.submit(QueuedMessage(content="", follow_up=True))
+            await self.submit(QueuedMessage(content="", follow_up=True), traceparent)
 
     async def _start(self, queued: QueuedMessage, traceparent: str | None = None) -> None:
         """Store `queued` as the user's message, with the empty agent message that will hold the answer, and

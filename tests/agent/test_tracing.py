@@ -3,6 +3,7 @@ the turn's timings (the same spans, times and extras as its `processing_done`), 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -202,3 +203,24 @@ async def test_a_background_calls_run_is_a_span_of_the_request_that_started_it(
     assert (ran.attributes or {})["gen_ai.tool.call.id"] == (queued.attributes or {})["gen_ai.tool.call.id"]
     assert ran.status.status_code == StatusCode.ERROR  # it failed, as asked
     assert ran.start_time is not None and ran.end_time is not None and ran.end_time - ran.start_time >= 0.2e9
+
+
+async def test_the_follow_up_a_wallet_outcome_starts_is_a_child_of_the_request_that_posted_it(
+    session: LiveSession, exported: InMemorySpanExporter
+) -> None:
+    await session.chat('call send_eth {"to": "0xabc", "value": "1000"}', traceparent=TRACEPARENT)
+    asked = (await events_until(session, "processing_done"))[-1].seq
+    outcome = {
+        "type": "wallet:tx_complete",
+        "payload": {"txHash": "0xfeed", "status": "success", "pending_tx_ids": [1]},
+    }
+    other = f"00-{'1' * 32}-{'2' * 16}-01"
+    await session.post_system(json.dumps(outcome), traceparent=other)
+    await events_until(session, "processing_done", after=asked)
+    asking, answering = by_name(exported.get_finished_spans(), "turn")
+    assert asking.parent is not None and f"{asking.parent.span_id:016x}" == PARENT
+    assert (answering.attributes or {})["aomi.turn.follow_up"] is True
+    assert answering.parent is not None and (answering.parent.trace_id, answering.parent.span_id) == (
+        int("1" * 32, 16),
+        int("2" * 16, 16),
+    )
