@@ -32,7 +32,7 @@ from ..agent.logs import configure_logging
 from ..agent.records import Event, Message, SessionInfo
 from ..agent.session import LiveSession
 from ..backends.models import load_model
-from ..backends.otlp import start_tracing, stop_tracing
+from ..backends.otlp import start_tracing, stop_tracing_within
 from .readers import HEARTBEAT_SECONDS, Readers
 from .store_client import StoreClient
 
@@ -159,7 +159,7 @@ class SessionActor:
             await asyncio.gather(self._readers.drop_all(), *closing, return_exceptions=True)
         finally:
             await self._app.aclose()
-            await asyncio.to_thread(stop_tracing)  # the spans of the last turns sent before the process is killed
+            await stop_tracing_within()  # the spans of the last turns sent before the process is killed
 
     async def stats(self) -> dict[str, Any]:
         """What the directory decides eviction by: each session's idleness, and the process's private memory."""
