@@ -11,12 +11,15 @@ A turn's parent is the span of the HTTP request that started it, in another proc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .timings import TurnTimings
 
 if TYPE_CHECKING:  # the API is imported only by a process that traces
     from opentelemetry.trace import Span, Tracer
+
+    from .apps import ModelSpec
 
 _tracer: Tracer | None = None
 
@@ -72,9 +75,11 @@ def record_turn(
     error: str | None = None,
     interrupted: bool = False,
     cut_short: bool = False,
+    models: Mapping[str, ModelSpec] | None = None,
 ) -> None:
     """Make the spans of a turn that ended: `turn` (child of `traceparent`'s span, if given), and under it one span
-    per span of `timings`; a commit made while a tool call ran (its progress) is a child of that call's span."""
+    per span of `timings`; a commit made while a tool call ran (its progress) is a child of that call's span.
+    `models`, the App's by slug, name the provider and model of each model call (`timings` name its slug)."""
     if _tracer is None:
         return
     from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
@@ -102,6 +107,8 @@ def record_turn(
             holder = next((s for a, b, s in reversed(tools) if a <= start and end <= b), None)
             context = set_span_in_context(holder) if holder is not None else inside
         attributes = _attributes(kind, name, extra)
+        if kind == "model" and (spec := (models or {}).get(name)) is not None:
+            attributes |= {"gen_ai.request.model": spec.model, "gen_ai.provider.name": spec.provider}
         span = _tracer.start_span(_span_name(kind, name), context, attributes=attributes, start_time=start)
         if extra.get("status") == "error":  # a tool call that failed, or the model call that failed the turn
             span.set_status(Status(StatusCode.ERROR))
@@ -142,7 +149,7 @@ def _attributes(kind: str, name: str, extra: dict[str, Any]) -> dict[str, Any]:
     known = ATTRIBUTES.get(kind, {})
     out: dict[str, Any] = {"aomi.span.kind": kind}
     if kind == "model":
-        out |= {"gen_ai.operation.name": "chat", "gen_ai.request.model": name}
+        out |= {"gen_ai.operation.name": "chat", "gen_ai.request.model": name, "aomi.model.slug": name}
     elif kind == "tool":
         out |= {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
     for key, value in extra.items():

@@ -58,6 +58,7 @@ class TurnQueue:
         self._timings = TurnTimings()  # the running turn's, replaced as each turn starts
         self._traceparent: str | None = None  # the running turn's parent span, in the process that started it
         self._waiting_traces: dict[str, str] = {}  # by request id: the traceparents of queued turns
+        self._models = {m.slug: m for m in app.spec.models}  # a model span's provider and model, by its slug
 
     @property
     def traceparent(self) -> str | None:
@@ -229,6 +230,7 @@ class TurnQueue:
             error=error,
             interrupted=interrupted,
             cut_short=cut_short,
+            models=self._models,
         )
 
     def _add_user_message(self, queued: QueuedMessage, *, unanswered: bool = False) -> None:

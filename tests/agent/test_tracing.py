@@ -100,7 +100,11 @@ async def test_a_tool_turns_spans_are_its_timings_under_the_request_that_started
         for m in models
     ]
     assert usage == fake.usage_sent[sent : sent + 2]  # the title's call comes after the turn
-    assert all((m.attributes or {})["gen_ai.request.model"] == SLUG for m in models)
+    # the provider's model and its name for the provider, as GenAI's conventions say; the App's slug beside them
+    assert {
+        (a["gen_ai.request.model"], a["gen_ai.provider.name"], a["aomi.model.slug"])
+        for a in (m.attributes or {} for m in models)
+    } == {("trace-gpt", "openai", SLUG)}
 
     # the tool call, and its progress commits inside it
     (tool,) = by_name(spans, "execute_tool long_task")
