@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         TextDelta,
         ToolCallRequest,
         ToolSpec,
+        Usage,
     )
     from .agent.records import Event, Message, SessionInfo, Snapshot
     from .agent.tools import Tool, ToolContext, tool
@@ -76,6 +77,7 @@ _WHERE = {
         "TextDelta",
         "ToolCallRequest",
         "ToolSpec",
+        "Usage",
     ),
     "agent.records": ("Event", "Message", "SessionInfo", "Snapshot"),
     "agent.tools": ("Tool", "ToolContext", "tool"),
@@ -123,6 +125,7 @@ __all__ = [
     "ToolContext",
     "ToolSpec",
     "Unauthorized",
+    "Usage",
     "tool",
 ]
 

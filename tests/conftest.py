@@ -19,6 +19,10 @@ from aomi_runtime.actors.node import lean_ray_env
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 lean_ray_env(os.environ)  # as `launch` starts Ray; the runtimes the tests start in other processes inherit it
+# A developer's own OpenTelemetry settings would send the tests' spans to their collector, and take the place of a
+# test's (a TRACES endpoint wins over the one a test sets): the tests that trace set their own.
+for _name in [name for name in os.environ if name.startswith("OTEL_")]:
+    del os.environ[_name]
 
 TEST_NAMESPACE = "aomi-test"
 

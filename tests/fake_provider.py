@@ -7,9 +7,11 @@ What it answers, by the last user message:
     "fail"              500, every time
     "busy"              429 on the first try, then an answer (the SDK's retry)
     "hang"              nothing, for a minute
+Under /strict/v1 the OpenAI protocol refuses a request naming `stream_options` (422), as strict servers do.
     anything else       "Echo: <message>", in three chunks
 Each streamed answer reports its usage (OpenAI's when the request asks with `stream_options.include_usage`):
-`usage(body, chunks)`'s input and output tokens, which it records in `usage_sent`.
+`usage(body, chunks)`'s input and output tokens, which it records in `usage_sent` (Anthropic's input split as a
+prompt cache hit reports it, into input, cache read and cache write tokens).
 A title request (its system prompt asks for a "short title") gets, as a chatty model might answer, a quoted first
 line ending in a period, naming the protocol and the last user message, then a second line:
 `"GPT title: <message>."` (OpenAI) or `"Claude title: <message>."` (Anthropic); the automatic title keeps
@@ -45,12 +47,14 @@ class FakeProvider:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.usage_sent: list[tuple[int, int]] = []  # (input, output tokens), by answer
+        self.strict_refused = 0  # requests /strict refused for naming `stream_options`
         self.keys: list[tuple[str, str]] = []  # (the last user message, the API key it was sent with), in order
         self._tries: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._openai, methods=["POST"]),
+                Route("/strict/v1/chat/completions", self._strict_openai, methods=["POST"]),
                 Route("/v1/messages", self._anthropic, methods=["POST"]),
             ]
         )
@@ -92,6 +96,19 @@ class FakeProvider:
         return body
 
     # --- OpenAI ----------------------------------------------------------------------------------
+
+    async def _strict_openai(self, request: Request) -> Response:
+        """As a server validating strictly (Mistral's API, Azure's "on your data"): a field it does not know,
+        `stream_options` here, is refused with 422 whatever its value, null included."""
+        body = await request.json()
+        if "stream_options" in body:
+            with self._lock:
+                self.strict_refused += 1
+            detail = [{"type": "extra_forbidden", "loc": ["body", "stream_options"], "msg": "Extra inputs are not "
+                       "permitted", "input": body["stream_options"]}]  # fmt: skip
+            refusal = {"object": "error", "message": {"detail": detail}, "type": "invalid_request_error"}
+            return JSONResponse(refusal, status_code=422)
+        return await self._openai(request)
 
     async def _openai(self, request: Request) -> Response:
         body = await self._record(request)
@@ -181,7 +198,10 @@ class FakeProvider:
         tokens_in, tokens_out = usage(body, len(what) if kind == "text" else 3)
         with self._lock:
             self.usage_sent.append((tokens_in, tokens_out))
-        started = {"input_tokens": tokens_in, "output_tokens": 1}
+        # As a prompt cache hit is reported: `input_tokens` only what was not read from, or written to, the cache.
+        read, written = tokens_in // 3, tokens_in // 4
+        started = {"input_tokens": tokens_in - read - written, "cache_read_input_tokens": read,
+                   "cache_creation_input_tokens": written, "output_tokens": 1}  # fmt: skip
         message = {"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": body["model"],
                    "stop_reason": None, "stop_sequence": None, "usage": started}  # fmt: skip
         yield event("message_start", message=message)

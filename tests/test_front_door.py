@@ -31,6 +31,7 @@ PUBLIC = {
     "TextDelta",
     "ToolCallRequest",
     "ToolSpec",
+    "Usage",
     # what the clients return
     "Event",
     "Message",

@@ -32,7 +32,7 @@ from ..agent.logs import configure_logging
 from ..agent.records import Event, Message, SessionInfo
 from ..agent.session import LiveSession
 from ..backends.models import load_model
-from ..backends.otlp import start_tracing, stop_tracing
+from ..backends.otlp import start_tracing, stop_tracing_within
 from .readers import HEARTBEAT_SECONDS, Readers
 from .store_client import StoreClient
 
@@ -166,7 +166,7 @@ class SessionActor:
             await asyncio.gather(self._readers.drop_all(), *closing, return_exceptions=True)
         finally:
             await self._app.aclose()
-            await asyncio.to_thread(stop_tracing)  # the spans of the last turns sent before the process is killed
+            await stop_tracing_within()  # the spans of the last turns sent before the process is killed
 
     async def stats(self) -> dict[str, Any]:
         """What the directory decides eviction by: each session's idleness, and the process's private memory."""
@@ -276,8 +276,8 @@ class SessionActor:
     async def interrupt(self, session_id: str) -> bytes:
         return (await self._live(session_id).interrupt()).model_dump_json().encode()
 
-    async def post_system(self, session_id: str, message: str) -> Message:
-        return await self._live(session_id).post_system(message)
+    async def post_system(self, session_id: str, message: str, traceparent: str | None = None) -> Message:
+        return await self._live(session_id).post_system(message, traceparent)
 
     async def events_after(self, session_id: str, after: int, timeout: float, stream: str | None = None) -> list[Event]:
         return await self._live(session_id).events_after(after, timeout, stream)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any
@@ -18,7 +19,8 @@ from .errors import SessionClosed
 from .journal import Journal
 from .records import BackgroundCall, Message, ToolCall
 from .tools import Progress
-from .turn import result_text, tool_event
+from .tracing import record_background_call
+from .turn import is_error, result_text, tool_event
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,15 @@ CUT_SHORT_RESULT = {"error": "The background call was cut short when its session
 class BackgroundCalls:
     """The background calls of one session."""
 
-    def __init__(self, journal: Journal, follow_up: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        follow_up: Callable[[], Awaitable[None]],
+        traceparent: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self._journal = journal
         self._follow_up = follow_up  # starts a turn that answers what arrived
+        self._traceparent = traceparent  # the running turn's parent span: its calls' runs are traced under it
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -43,7 +51,8 @@ class BackgroundCalls:
         entry = BackgroundCall(call=call, topic=topic, starts_turn=starts_turn)
         self._journal.record.background.append(entry)
         self._journal.record_changed()
-        self._tasks[call.id] = asyncio.create_task(self._run(entry, run), name=f"background:{call.id}")
+        traced = self._traceparent()
+        self._tasks[call.id] = asyncio.create_task(self._run(entry, run, traced), name=f"background:{call.id}")
 
     async def end_cut_short(self) -> None:
         """After a restore: end each call its last process left running with an error result."""
@@ -67,19 +76,31 @@ class BackgroundCalls:
             with suppress(asyncio.CancelledError, SessionClosed):
                 await task
 
-    async def _run(self, entry: BackgroundCall, run: Callable[[Progress], Awaitable[Any]]) -> None:
+    async def _run(
+        self, entry: BackgroundCall, run: Callable[[Progress], Awaitable[Any]], traceparent: str | None
+    ) -> None:
         async def progress(update: Any) -> None:
             self._journal.event("tool_update", **tool_event(entry.call, update))
             await self._journal.flush()
+
+        call, started = entry.call, time.time_ns()
+
+        def trace(status: str) -> None:
+            extra = {"call_id": call.call_id, "topic": entry.topic, "status": status}
+            record_background_call(
+                call.name, extra, started, traceparent=traceparent, session_id=self._journal.record.session_id
+            )
 
         try:
             try:
                 result = await run(progress)
             except asyncio.CancelledError:
+                trace("error")  # cut short by the session closing
                 raise  # the session is closing: the call stays stored as running
             except Exception as exc:  # the model sees a tool's failure as its result
                 log.info("background tool %s failed: %s", entry.call.name, type(exc).__name__)
                 result = {"error": f"{type(exc).__name__}: {exc}"}
+            trace("error" if is_error(result) else "ok")
             await self._finish(entry, result, follow_up=entry.starts_turn)
         except SessionClosed:
             pass  # closed while storing its end: the session's final commit stores it (see `close`)

@@ -60,7 +60,9 @@ class LiveSession:
         self._streams = Streams()
         self._title = AutoTitle(app, self._journal)
         self._wallet = WalletDesk(self._journal)
-        self._background = BackgroundCalls(self._journal, lambda: self._turns.follow_up())
+        self._background = BackgroundCalls(
+            self._journal, lambda: self._turns.follow_up(), lambda: self._turns.traceparent
+        )
         output = TurnOutput(self._journal, self._wallet, self._background)
         self._turns = TurnQueue(app, self._journal, output, self._title, self.check_open, lambda s: self.on_turn(s))
 
@@ -212,12 +214,13 @@ class LiveSession:
         await self._turns.interrupt()
         return await self.snapshot()
 
-    async def post_system(self, message: str) -> Message:
+    async def post_system(self, message: str, traceparent: str | None = None) -> Message:
         """Text becomes a `system_notice`; a JSON object is published as-is. The model sees either next turn.
         Returns the message as a snapshot shows one (sender `system`, the text as posted), as Aomi answers it.
 
         A wallet outcome (`wallet:tx_complete`, `wallet_eip712_response`) answers its pending request: it becomes
-        the tool call's result and starts a follow-up turn; a duplicate of an outcome taken has no effect.
+        the tool call's result and starts a follow-up turn (its spans children of the span `traceparent` names, if
+        it starts at once); a duplicate of an outcome taken has no effect.
         """
         self.check_open()
         posted = Message(sender="system", content=message)
@@ -229,7 +232,7 @@ class LiveSession:
             self._journal.event(type_, **{k: v for k, v in parsed.items() if k not in ("type", "session_id")})
             self.record.pending_system_events.append(inline_call(type_, parsed))
             if outcome:
-                await self._turns.follow_up()  # stored with the outcome, in one commit
+                await self._turns.follow_up(traceparent)  # stored with the outcome, in one commit
                 return posted
             self.record.model_notes.append(json.dumps(parsed, ensure_ascii=False))
         else:

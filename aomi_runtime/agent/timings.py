@@ -26,9 +26,9 @@ SpanKind = Literal["model", "tool", "commit"]
 
 class Span(BaseModel):
     """One span of a turn's `timings`, as clients read it. Extras by kind: `model` has `first_token_ms` (when a
-    chunk came), and `input_tokens` and `output_tokens` where the provider reports its usage; `tool` has `call_id`,
-    `topic`, `status` ("ok" or "error") and `background` (true for a call that only queued); `commit` has
-    `messages` and `events` (how many it stored)."""
+    chunk came), `input_tokens` and `output_tokens` where the provider reports its usage, and `status` "error" if
+    it failed; `tool` has `call_id`, `topic`, `status` ("ok" or "error") and `background` (true for a call that
+    only queued); `commit` has `messages` and `events` (how many it stored)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 

@@ -11,12 +11,15 @@ A turn's parent is the span of the HTTP request that started it, in another proc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .timings import TurnTimings
 
 if TYPE_CHECKING:  # the API is imported only by a process that traces
     from opentelemetry.trace import Span, Tracer
+
+    from .apps import ModelSpec
 
 _tracer: Tracer | None = None
 
@@ -71,9 +74,12 @@ def record_turn(
     follow_up: bool = False,
     error: str | None = None,
     interrupted: bool = False,
+    cut_short: bool = False,
+    models: Mapping[str, ModelSpec] | None = None,
 ) -> None:
     """Make the spans of a turn that ended: `turn` (child of `traceparent`'s span, if given), and under it one span
-    per span of `timings`; a commit made while a tool call ran (its progress) is a child of that call's span."""
+    per span of `timings`; a commit made while a tool call ran (its progress) is a child of that call's span.
+    `models`, the App's by slug, name the provider and model of each model call (`timings` name its slug)."""
     if _tracer is None:
         return
     from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
@@ -86,6 +92,8 @@ def record_turn(
         attributes["aomi.request_id"] = request_id
     if interrupted:
         attributes["aomi.turn.interrupted"] = True
+    if cut_short:  # its session closed while it ran: it ends now, its next holder telling the user
+        attributes["aomi.turn.cut_short"] = True
     if timings.dropped:
         attributes["aomi.spans.dropped"] = timings.dropped
     turn = _tracer.start_span("turn", parent, SpanKind.INTERNAL, attributes, start_time=turn_start)
@@ -99,13 +107,33 @@ def record_turn(
             holder = next((s for a, b, s in reversed(tools) if a <= start and end <= b), None)
             context = set_span_in_context(holder) if holder is not None else inside
         attributes = _attributes(kind, name, extra)
+        if kind == "model" and (spec := (models or {}).get(name)) is not None:
+            attributes |= {"gen_ai.request.model": spec.model, "gen_ai.provider.name": spec.provider}
         span = _tracer.start_span(_span_name(kind, name), context, attributes=attributes, start_time=start)
-        if kind == "tool" and extra.get("status") == "error":
+        if extra.get("status") == "error":  # a tool call that failed, or the model call that failed the turn
             span.set_status(Status(StatusCode.ERROR))
         if kind == "tool":
             tools.append((start, end, span))
         span.end(end_time=end)
     turn.end(end_time=turn_end)
+
+
+def record_background_call(
+    name: str, extra: dict[str, Any], start_ns: int, *, traceparent: str | None, session_id: str
+) -> None:
+    """Make the span of a background tool call's run, which ended now: after the turn that queued it (whose span of
+    it is the queueing), so a child of that turn's parent, the request's span, if it had one."""
+    if _tracer is None:
+        return
+    from opentelemetry.trace import Status, StatusCode
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent}) if traceparent else None
+    attributes = _attributes("tool", name, {**extra, "background": True}) | {"session.id": session_id}
+    span = _tracer.start_span(_span_name("tool", name), parent, attributes=attributes, start_time=start_ns)
+    if extra.get("status") == "error":
+        span.set_status(Status(StatusCode.ERROR))
+    span.end()
 
 
 def _span_name(kind: str, name: str) -> str:
@@ -121,7 +149,7 @@ def _attributes(kind: str, name: str, extra: dict[str, Any]) -> dict[str, Any]:
     known = ATTRIBUTES.get(kind, {})
     out: dict[str, Any] = {"aomi.span.kind": kind}
     if kind == "model":
-        out |= {"gen_ai.operation.name": "chat", "gen_ai.request.model": name}
+        out |= {"gen_ai.operation.name": "chat", "gen_ai.request.model": name, "aomi.model.slug": name}
     elif kind == "tool":
         out |= {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
     for key, value in extra.items():

@@ -134,17 +134,21 @@ async def run_turn(
         calls: list[ToolCallRequest] = []
         with timings.span("model", slug) as span:
             opened = time.perf_counter()
-            async for chunk in provider.stream(request):
-                if isinstance(chunk, Usage):  # extras of the span: `timings` and the trace report them
-                    span.update(chunk.model_dump(include={"input_tokens", "output_tokens"}, exclude_none=True))
-                    continue
-                if "first_token_ms" not in span:
-                    span["first_token_ms"] = elapsed_ms(opened)
-                if isinstance(chunk, TextDelta):
-                    text.append(chunk.text)
-                    sink.append_text(chunk.text)
-                else:
-                    calls.append(chunk)
+            try:
+                async for chunk in provider.stream(request):
+                    if isinstance(chunk, Usage):  # extras of the span: `timings` and the trace report them
+                        span.update(chunk.model_dump(include={"input_tokens", "output_tokens"}, exclude_none=True))
+                        continue
+                    if "first_token_ms" not in span:
+                        span["first_token_ms"] = elapsed_ms(opened)
+                    if isinstance(chunk, TextDelta):
+                        text.append(chunk.text)
+                        sink.append_text(chunk.text)
+                    else:
+                        calls.append(chunk)
+            except Exception:
+                span["status"] = "error"  # the call that failed the turn (an interrupt is no failure of it)
+                raise
         if not calls:
             return
         await sink.end_text()

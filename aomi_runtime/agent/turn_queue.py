@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 RETRY_WINDOW = 64  # how far back a retried chat request is looked for
 MAX_WAITING_TRACES = 256  # traceparents of queued turns kept (in memory only: a restored queue's turns start traces)
+TRACE_CUT_SHORT = "The turn was cut short when its session closed; its next holder ends it."
 FOLLOW_UP_CUT_SHORT = "The follow-up turn was cut short when its session stopped; it runs again."
 
 
@@ -57,6 +58,12 @@ class TurnQueue:
         self._timings = TurnTimings()  # the running turn's, replaced as each turn starts
         self._traceparent: str | None = None  # the running turn's parent span, in the process that started it
         self._waiting_traces: dict[str, str] = {}  # by request id: the traceparents of queued turns
+        self._models = {m.slug: m for m in app.spec.models}  # a model span's provider and model, by its slug
+
+    @property
+    def traceparent(self) -> str | None:
+        """The W3C `traceparent` of the running (or last) turn's parent span, if it had one."""
+        return self._traceparent
 
     async def resume(self, *, cut_short: str) -> None:
         """After the session was restored: end a turn its last process left open, telling the user `cut_short`,
@@ -97,14 +104,14 @@ class TurnQueue:
         else:
             await self._start(queued, traceparent)
 
-    async def follow_up(self) -> None:
+    async def follow_up(self, traceparent: str | None = None) -> None:
         """Start a turn that answers what arrived since the last one (a wallet's outcome, a background result),
         or queue it; one waiting follow-up answers everything that arrives before it starts. Stores what the
         session changed with it."""
         if any(q.follow_up for q in self._journal.record.queue):
             await self._journal.flush()
         else:
-            await self.submit(QueuedMessage(content="", follow_up=True))
+            await self.submit(QueuedMessage(content="", follow_up=True), traceparent)
 
     async def _start(self, queued: QueuedMessage, traceparent: str | None = None) -> None:
         """Store `queued` as the user's message, with the empty agent message that will hold the answer, and
@@ -172,6 +179,7 @@ class TurnQueue:
                 await self._model_task
             except asyncio.CancelledError:
                 if not self._interrupt_asked() or _cancelling():
+                    self._trace(error=TRACE_CUT_SHORT, cut_short=True)  # what ran until the session closed
                     raise  # closing: `close` stores what is left
             except AomiError as exc:
                 error = str(exc)
@@ -190,11 +198,28 @@ class TurnQueue:
         outcome = {"error": error} if error else {"interrupted": True} if interrupted else {}
         # Up to here: the commit that stores `processing_done` cannot be one of its own spans.
         journal.timings, timings = None, self._timings.as_json()
-        request = {} if record.follow_up_running else _turn_request(journal.messages)
-        journal.event("processing_done", **request, **outcome, timings=timings)
+        journal.event(
+            "processing_done",
+            **({} if record.follow_up_running else _turn_request(journal.messages)),
+            **outcome,
+            timings=timings,
+        )
+        self._trace(error=error, interrupted=interrupted)
         if interrupted:
             self._leave_unanswered()
         self._ended(timings["ms"] / 1000)
+        if record.queue and not journal.closed:
+            # The next queued message gets its turn as a task of its own, so an interrupt stops only this one.
+            await self._start(record.queue.pop(0))
+        else:
+            record.is_processing = record.follow_up_running = False
+            await journal.flush()
+
+    def _trace(self, *, error: str | None, interrupted: bool = False, cut_short: bool = False) -> None:
+        """Make the running turn's spans, now that it ended (or was cut short): before the messages an interrupt
+        leaves unanswered are stored, the last user message is the turn's."""
+        record = self._journal.record
+        request = {} if record.follow_up_running else _turn_request(self._journal.messages)
         record_turn(
             self._timings,
             traceparent=self._traceparent,
@@ -204,13 +229,9 @@ class TurnQueue:
             follow_up=record.follow_up_running,
             error=error,
             interrupted=interrupted,
+            cut_short=cut_short,
+            models=self._models,
         )
-        if record.queue and not journal.closed:
-            # The next queued message gets its turn as a task of its own, so an interrupt stops only this one.
-            await self._start(record.queue.pop(0))
-        else:
-            record.is_processing = record.follow_up_running = False
-            await journal.flush()
 
     def _add_user_message(self, queued: QueuedMessage, *, unanswered: bool = False) -> None:
         journal = self._journal

@@ -7,7 +7,9 @@ is imported, and no exporter thread runs.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +18,10 @@ from ..agent.tracing import TRACER_NAME, use_tracer
 ENDPOINT_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 SERVICE_NAME = "aomi-runtime"  # unless OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) says otherwise
 FLUSH_MILLIS = 5000
+# How long a stopping process waits for its last spans to leave: under the 2 s a retiring session actor is given
+# before it is killed (actors/hosts.py), and the 5 s of a replica's graceful shutdown.
+STOP_SECONDS = 1.5
+STOP_THREAD = "aomi-otlp-stop"
 
 _provider: Any = None  # this process's TracerProvider, once set up
 
@@ -67,3 +73,12 @@ def stop_tracing() -> None:
     use_tracer(None)
     provider.force_flush(FLUSH_MILLIS)
     provider.shutdown()
+
+
+async def stop_tracing_within(seconds: float = STOP_SECONDS) -> None:
+    """`stop_tracing` on a thread of its own, waited for `seconds` at most: against a collector that cannot be
+    reached the exporter retries for up to its timeout (10 s), which the stop of a process must not wait out. The
+    thread goes on until then, or until the process ends."""
+    stopping = threading.Thread(target=stop_tracing, name=STOP_THREAD, daemon=True)
+    stopping.start()
+    await asyncio.to_thread(stopping.join, seconds)

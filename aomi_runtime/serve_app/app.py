@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -11,7 +10,7 @@ from ray import serve
 from ray.serve import Application
 
 from ..agent.logs import configure_logging
-from ..backends.otlp import start_tracing, stop_tracing
+from ..backends.otlp import start_tracing, stop_tracing_within
 from .api import create_api
 from .settings import Settings
 
@@ -47,7 +46,7 @@ class Ingress:
         try:
             await self._runtime.copies.aclose()
         finally:
-            await asyncio.to_thread(stop_tracing)  # the last requests' spans sent before the process ends
+            await stop_tracing_within()  # the last requests' spans sent before the process ends
 
 
 def build_application(settings: Settings) -> Application:

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..actors.node import LEAN_RAY_ENV, lean_ray_env
 from ..agent.errors import DeploymentError
@@ -18,6 +21,7 @@ from .ingress import DIRECT_INGRESS_ENV, INGRESS_ENV, check_port_free, direct_ur
 from .settings import Settings
 
 APP_NAME = "aomi"
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # how Ray's job supervisor hands a job's config to its driver
 RAY_ENV_SET = ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED", *INGRESS_ENV, *LEAN_RAY_ENV)  # by `launch`
 
 
@@ -74,6 +78,16 @@ class Launched(contextlib.AbstractContextManager["Launched"]):
         self.stop()
 
 
+def tracing_runtime_env(environ: Mapping[str, str] = os.environ) -> dict[str, Any] | None:
+    """The runtime env that sends this process's OpenTelemetry variables with the job it starts on a cluster. In a
+    Ray Job, those its own runtime env sets are left out: they reach the job's processes already, and `ray.init`
+    refuses a variable named twice."""
+    job = json.loads(environ.get(JOB_CONFIG_ENV) or "{}")
+    already = ((job.get("runtime_env") or {}).get("env_vars") or {}).keys()
+    traced = {name: value for name, value in tracing_env(environ).items() if name not in already}
+    return {"env_vars": traced} if traced else None
+
+
 def launch(settings: Settings, address: str | None = None) -> Launched:
     """Serve the runtime `settings` describe on `settings.host:port`, on a new local Ray instance, or on the
     cluster at `address`; an instance this process already joined is used as it is.
@@ -111,13 +125,8 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
             lean_ray_env(os.environ)
         # A local Ray's processes inherit this environment, OTEL_* included; a cluster's have their own, so the
         # OpenTelemetry variables go with the job (Serve's replicas, and the actors they start, inherit its env).
-        traced = tracing_env() if address is not None else {}
-        ray.init(
-            address=address or "local",
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": traced} if traced else None,
-        )
+        traced = tracing_runtime_env() if address is not None else None
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, runtime_env=traced)
     launched = Launched(settings, owns_ray, saved_env=saved_env, proxy_port=proxy_port)
     try:
         serve.start(http_options={"host": settings.host, "port": proxy_port or settings.port})

@@ -3,6 +3,7 @@ the turn's timings (the same spans, times and extras as its `processing_done`), 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -99,7 +100,11 @@ async def test_a_tool_turns_spans_are_its_timings_under_the_request_that_started
         for m in models
     ]
     assert usage == fake.usage_sent[sent : sent + 2]  # the title's call comes after the turn
-    assert all((m.attributes or {})["gen_ai.request.model"] == SLUG for m in models)
+    # the provider's model and its name for the provider, as GenAI's conventions say; the App's slug beside them
+    assert {
+        (a["gen_ai.request.model"], a["gen_ai.provider.name"], a["aomi.model.slug"])
+        for a in (m.attributes or {} for m in models)
+    } == {("trace-gpt", "openai", SLUG)}
 
     # the tool call, and its progress commits inside it
     (tool,) = by_name(spans, "execute_tool long_task")
@@ -163,3 +168,63 @@ async def test_a_turn_the_model_failed_is_an_error_and_a_turn_with_no_parent_sta
     (turn,) = by_name(exported.get_finished_spans(), "turn")
     assert turn.parent is None and turn.status.status_code == StatusCode.ERROR
     assert "aomi.request_id" not in (turn.attributes or {})
+    (model,) = by_name(exported.get_finished_spans(), f"chat {SLUG}")  # the call that failed says so itself
+    assert model.status.status_code == StatusCode.ERROR and (model.attributes or {})["aomi.model.status"] == "error"
+
+
+async def test_a_turn_its_session_closed_mid_call_has_its_spans_cut_short(
+    session: LiveSession, exported: InMemorySpanExporter
+) -> None:
+    """Closed while a tool runs (the actor stopping, the session moving): what ran until then is traced, the turn
+    an error saying so, under the request that started it; its next holder ends it for the user."""
+    await session.chat('call long_task {"steps": 600, "pause": 0.1}', request_id="r1", traceparent=TRACEPARENT)
+    await events_until(session, "tool_update")  # its first step: the tool runs on for another minute
+    await session.close()
+    (turn,) = by_name(exported.get_finished_spans(), "turn")
+    assert turn.parent is not None and f"{turn.parent.span_id:016x}" == PARENT
+    assert turn.status.status_code == StatusCode.ERROR and "cut short" in (turn.status.description or "")
+    assert (turn.attributes or {})["aomi.turn.cut_short"] is True
+    (tool,) = by_name(exported.get_finished_spans(), "execute_tool long_task")
+    assert tool.parent is not None and turn.context is not None and tool.parent.span_id == turn.context.span_id
+    assert turn.end_time is not None and tool.end_time is not None and tool.end_time <= turn.end_time
+
+
+async def test_a_background_calls_run_is_a_span_of_the_request_that_started_it(
+    session: LiveSession, exported: InMemorySpanExporter
+) -> None:
+    """The turn's span of a background call is its queueing (at once); its run, after the turn, is a span of its own
+    in the same trace, under the request, as long as the call ran and with its outcome."""
+    await session.chat('call background_task {"steps": 2, "pause": 0.1, "fail": true}', traceparent=TRACEPARENT)
+    await events_until(session, "tool_complete")
+    spans = exported.get_finished_spans()
+    queued, ran = sorted(by_name(spans, "execute_tool background_task"), key=lambda s: s.start_time or 0)
+    (turn,) = [t for t in by_name(spans, "turn") if t.context.trace_id == int(TRACE_ID, 16)]
+    assert queued.parent is not None and turn.context is not None and queued.parent.span_id == turn.context.span_id
+    assert (
+        ran.parent is not None and f"{ran.parent.span_id:016x}" == PARENT and ran.context.trace_id == int(TRACE_ID, 16)
+    )
+    assert (ran.attributes or {})["aomi.tool.background"] is True
+    assert (ran.attributes or {})["gen_ai.tool.call.id"] == (queued.attributes or {})["gen_ai.tool.call.id"]
+    assert ran.status.status_code == StatusCode.ERROR  # it failed, as asked
+    assert ran.start_time is not None and ran.end_time is not None and ran.end_time - ran.start_time >= 0.2e9
+
+
+async def test_the_follow_up_a_wallet_outcome_starts_is_a_child_of_the_request_that_posted_it(
+    session: LiveSession, exported: InMemorySpanExporter
+) -> None:
+    await session.chat('call send_eth {"to": "0xabc", "value": "1000"}', traceparent=TRACEPARENT)
+    asked = (await events_until(session, "processing_done"))[-1].seq
+    outcome = {
+        "type": "wallet:tx_complete",
+        "payload": {"txHash": "0xfeed", "status": "success", "pending_tx_ids": [1]},
+    }
+    other = f"00-{'1' * 32}-{'2' * 16}-01"
+    await session.post_system(json.dumps(outcome), traceparent=other)
+    await events_until(session, "processing_done", after=asked)
+    asking, answering = by_name(exported.get_finished_spans(), "turn")
+    assert asking.parent is not None and f"{asking.parent.span_id:016x}" == PARENT
+    assert (answering.attributes or {})["aomi.turn.follow_up"] is True
+    assert answering.parent is not None and (answering.parent.trace_id, answering.parent.span_id) == (
+        int("1" * 32, 16),
+        int("2" * 16, 16),
+    )

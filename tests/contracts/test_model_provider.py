@@ -124,6 +124,24 @@ async def test_a_remote_model_reports_its_usage_last(
     assert tokens_in > 10 and tokens_out > 0
 
 
+async def test_a_server_refusing_stream_options_is_asked_again_without_them_or_never_when_set_off(
+    fake_provider: tuple[FakeProvider, str], opened: Callable[[ModelSpec], ModelProvider]
+) -> None:
+    """A strict server (422 on a field it does not know) answers without usage: by default the option is dropped
+    after the first refusal, for this provider's later calls too; set off (`stream_options: null`), never sent."""
+    fake, base = fake_provider
+    hello = ModelMessage(role="user", content="hello there")
+    refused = fake.strict_refused
+    provider = opened(spec("openai", f"{base}/strict"))
+    for _ in range(2):
+        chunks = await reply(provider, hello)
+        assert text(chunks) == "Echo: hello there" and not [c for c in chunks if isinstance(c, Usage)]
+    assert fake.strict_refused == refused + 1
+    off = opened(spec("openai", f"{base}/strict", options={"stream_options": None}))
+    assert text(await reply(off, hello)) == "Echo: hello there"
+    assert fake.strict_refused == refused + 1
+
+
 async def test_after_a_tool_result_it_answers_about_it(kind: str, provider: ModelProvider) -> None:
     call = ToolCallRequest(call_id="call_9", name="time_now", arguments={})
     history = [

@@ -80,4 +80,8 @@ class AnthropicMessages:
                         f"The model {self._spec.label!r} called {block.name} with arguments that are not an object."
                     )
                 yield ToolCallRequest(call_id=block.id, name=block.name, arguments=block.input)
-        yield Usage(input_tokens=final.usage.input_tokens, output_tokens=final.usage.output_tokens)
+        # Anthropic's `input_tokens` leaves out the prompt read from or written to its cache; counted in, as OpenAI's
+        # `prompt_tokens` counts them: the tokens the model read.
+        used = final.usage
+        cached = (used.cache_read_input_tokens or 0) + (used.cache_creation_input_tokens or 0)
+        yield Usage(input_tokens=used.input_tokens + cached, output_tokens=used.output_tokens)

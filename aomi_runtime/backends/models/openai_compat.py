@@ -7,6 +7,7 @@ Text and tool calls are streamed; the SDK retries connection errors, 408, 409, 4
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,8 @@ from ...agent.apps import ModelSpec
 from ...agent.errors import ModelUnavailable
 from ...agent.protocols import ModelChunk, ModelMessage, ModelRequest, TextDelta, ToolCallRequest, Usage
 from ._errors import provider_error
+
+log = logging.getLogger(__name__)
 
 NO_KEY = "no-key"  # local servers (Ollama, vLLM) take any key, and the SDK insists on one
 
@@ -50,6 +53,11 @@ class OpenAICompatible:
             timeout=spec.timeout_seconds,
             max_retries=spec.max_retries,
         )
+        # The usage comes in a last chunk of its own when asked for (OpenAI, vLLM, Ollama, LiteLLM); servers that
+        # validate strictly refuse the option (Mistral's API: 422), so it is dropped after such a refusal, and
+        # `options: {stream_options: null}` never sends it (the SDK would send a null, which they refuse too).
+        self._ask_usage = "stream_options" not in spec.options
+        self._options = {k: v for k, v in spec.options.items() if not (k == "stream_options" and v is None)}
 
     async def aclose(self) -> None:
         """Close the SDK client and its connection pool."""
@@ -60,19 +68,8 @@ class OpenAICompatible:
         with_tools: dict[str, Any] = {"tools": tools} if tools else {}
         calls: dict[int, dict[str, str]] = {}
         usage: Usage | None = None
-        # The usage in a last chunk of its own (OpenAI, vLLM, Ollama, LiteLLM send it when asked); a server that
-        # refuses the option is configured with `options: {stream_options: null}`.
-        options = {"stream_options": {"include_usage": True}, **self._spec.options}
         try:
-            chunks = await self._client.chat.completions.create(
-                model=self._spec.model,
-                messages=to_openai_messages(request),  # type: ignore[arg-type]  # plain dicts, not the SDK's TypedDicts
-                stream=True,
-                **with_tools,
-                **options,
-            )
-            # Always a stream (`stream=True`); mypy cannot tell, as to it the options might name `stream` again.
-            assert isinstance(chunks, openai.AsyncStream)
+            chunks = await self._open(request, with_tools)
             async for chunk in chunks:
                 if chunk.usage is not None:
                     usage = Usage(input_tokens=chunk.usage.prompt_tokens, output_tokens=chunk.usage.completion_tokens)
@@ -102,3 +99,26 @@ class OpenAICompatible:
             yield ToolCallRequest(call_id=call["id"] or None, name=call["name"], arguments=arguments)
         if usage is not None:
             yield usage
+
+    async def _open(self, request: ModelRequest, with_tools: dict[str, Any]) -> openai.AsyncStream[Any]:
+        """The completion's stream, asking for its usage unless the server refused to be asked."""
+        while True:
+            usage: dict[str, Any] = {"stream_options": {"include_usage": True}} if self._ask_usage else {}
+            try:
+                chunks = await self._client.chat.completions.create(
+                    model=self._spec.model,
+                    messages=to_openai_messages(request),  # type: ignore[arg-type]  # plain dicts, not the SDK's TypedDicts
+                    stream=True,
+                    **with_tools,
+                    **usage,
+                    **self._options,
+                )
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if not (usage and "stream_options" in str(exc.body or exc.message)):
+                    raise
+                self._ask_usage = False  # refused by name: this server is not asked again
+                log.warning("model %s refused stream_options: its calls report no token counts", self._spec.label)
+                continue
+            # Always a stream (`stream=True`); mypy cannot tell, as to it the options might name `stream` again.
+            assert isinstance(chunks, openai.AsyncStream)
+            return chunks

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from ...actors.snapshot_copies import etag_of
 from ...agent.errors import InvalidInput, SessionNotFound
 from ...agent.records import EMPTY_SNAPSHOT, Message
+from ...agent.tracing import current_traceparent
 from ...agent.wallet import OUTCOME_TYPES
 from ..auth import ChatApp, OwnApp, RuntimeDep, SystemMaker
 from ..params import ClientId, SessionId, check_id, message_from_body, parse_user_state, system_type
@@ -135,7 +136,8 @@ async def system(maker: SystemMaker, message: str | None = None) -> dict[str, An
     maker.app.spec.limits.check_message(message)  # stored and shown to the model like a user's message
     outcome = system_type(message) in OUTCOME_TYPES
     try:
-        posted: Message = await maker.call("post_system", message, make=not outcome)
+        # A wallet outcome's follow-up turn is a child of this request's span, as a chat message's turn is.
+        posted: Message = await maker.call("post_system", message, current_traceparent(), make=not outcome)
     except SessionNotFound:
         if not outcome:
             raise
