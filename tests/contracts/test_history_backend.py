@@ -17,6 +17,12 @@ from aomi_runtime.agent.records import Commit, Event, Message, QueuedMessage, Se
 from aomi_runtime.backends.history import InMemoryHistory, SqlHistory, open_history
 
 
+class WithoutPages(InMemoryHistory):
+    """A backend written before history pages: everything but `messages` (None: no such method, to a protocol)."""
+
+    messages = None  # type: ignore[assignment]
+
+
 def custom_backend() -> HistoryBackend:
     """What a user's own backend looks like to `open_history`: a factory by import path."""
     return InMemoryHistory()
@@ -327,3 +333,5 @@ def test_open_history_names_what_it_cannot_open() -> None:
         open_history("no_such_module:factory")
     with pytest.raises(InvalidInput, match="not a HistoryBackend"):
         open_history("uuid:uuid4")
+    with pytest.raises(InvalidInput, match=r"not a HistoryBackend: it has no messages\.$"):
+        open_history("tests.contracts.test_history_backend:WithoutPages")
