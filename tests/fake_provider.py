@@ -8,6 +8,8 @@ What it answers, by the last user message:
     "busy"              429 on the first try, then an answer (the SDK's retry)
     "hang"              nothing, for a minute
     anything else       "Echo: <message>", in three chunks
+Each streamed answer reports its usage (OpenAI's when the request asks with `stream_options.include_usage`):
+`usage(body, chunks)`'s input and output tokens, which it records in `usage_sent`.
 A title request (its system prompt asks for a "short title") gets, as a chatty model might answer, a quoted first
 line ending in a period, naming the protocol and the last user message, then a second line:
 `"GPT title: <message>."` (OpenAI) or `"Claude title: <message>."` (Anthropic); the automatic title keeps
@@ -34,9 +36,15 @@ from starlette.routing import Route
 from tests.conftest import free_port
 
 
+def usage(body: dict[str, Any], chunks: int) -> tuple[int, int]:
+    """The tokens an answer reports: a quarter of its request's messages' JSON in, a token per chunk out."""
+    return len(json.dumps(body.get("messages", []))) // 4, chunks
+
+
 class FakeProvider:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.usage_sent: list[tuple[int, int]] = []  # (input, output tokens), by answer
         self.keys: list[tuple[str, str]] = []  # (the last user message, the API key it was sent with), in order
         self._tries: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -100,16 +108,21 @@ class FakeProvider:
         if kind == "hang":
             await asyncio.sleep(what)
             return JSONResponse({"error": {"message": "slept", "type": "timeout"}}, status_code=504)
-        return StreamingResponse(self._openai_chunks(body["model"], kind, what), media_type="text/event-stream")
+        return StreamingResponse(self._openai_chunks(body, kind, what), media_type="text/event-stream")
 
-    async def _openai_chunks(self, model: str, kind: str, what: Any) -> AsyncIterator[str]:
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+    async def _openai_chunks(self, body: dict[str, Any], kind: str, what: Any) -> AsyncIterator[str]:
+        model, sent = body["model"], 0
+
+        def chunk(delta: dict[str, Any] | None, finish: str | None = None, **more: Any) -> str:
+            nonlocal sent
+            sent += 1
             payload = {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion.chunk",
                 "created": int(time.time()),
                 "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if delta is not None else [],
+                **more,
             }
             return f"data: {json.dumps(payload)}\n\n"
 
@@ -131,6 +144,12 @@ class FakeProvider:
             for start in range(0, len(args), third):
                 yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[start : start + third]}}]})
             yield chunk({}, "tool_calls")
+        if (body.get("stream_options") or {}).get("include_usage"):  # as OpenAI: a last chunk with no choices
+            tokens_in, tokens_out = usage(body, sent)
+            with self._lock:
+                self.usage_sent.append((tokens_in, tokens_out))
+            counts = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out}
+            yield chunk(None, usage={**counts, "total_tokens": tokens_in + tokens_out})
         yield "data: [DONE]\n\n"
 
     # --- Anthropic -------------------------------------------------------------------------------
@@ -153,15 +172,18 @@ class FakeProvider:
         if kind == "hang":
             await asyncio.sleep(what)
             return JSONResponse({"type": "error", "error": {"type": "timeout", "message": "slept"}}, status_code=504)
-        return StreamingResponse(self._anthropic_events(body["model"], kind, what), media_type="text/event-stream")
+        return StreamingResponse(self._anthropic_events(body, kind, what), media_type="text/event-stream")
 
-    async def _anthropic_events(self, model: str, kind: str, what: Any) -> AsyncIterator[str]:
+    async def _anthropic_events(self, body: dict[str, Any], kind: str, what: Any) -> AsyncIterator[str]:
         def event(type_: str, **data: Any) -> str:
             return f"event: {type_}\ndata: {json.dumps({'type': type_, **data})}\n\n"
 
-        usage = {"input_tokens": 1, "output_tokens": 1}
-        message = {"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": model,
-                   "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
+        tokens_in, tokens_out = usage(body, len(what) if kind == "text" else 3)
+        with self._lock:
+            self.usage_sent.append((tokens_in, tokens_out))
+        started = {"input_tokens": tokens_in, "output_tokens": 1}
+        message = {"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": body["model"],
+                   "stop_reason": None, "stop_sequence": None, "usage": started}  # fmt: skip
         yield event("message_start", message=message)
         if kind == "text":
             yield event("content_block_start", index=0, content_block={"type": "text", "text": ""})
@@ -179,7 +201,8 @@ class FakeProvider:
                 yield event("content_block_delta", index=0, delta=delta)
             yield event("content_block_stop", index=0)
             stop = "tool_use"
-        yield event("message_delta", delta={"stop_reason": stop, "stop_sequence": None}, usage={"output_tokens": 3})
+        ended = {"stop_reason": stop, "stop_sequence": None}
+        yield event("message_delta", delta=ended, usage={"output_tokens": tokens_out})
         yield event("message_stop")
 
 

@@ -31,7 +31,11 @@ CLIENT_MODULES = sorted({m.name for m in pkgutil.iter_modules(aomi_runtime.clien
         ("aomi_runtime.backends.history, aomi_runtime.backends.models", ("ray", "fastapi", "starlette")),
         ("aomi_runtime.actors.runtime", ("fastapi", "starlette.routing")),
         # each live session is a process: it imports no database layer, web framework, or unused model SDK
-        ("aomi_runtime.actors.session", ("sqlalchemy", "aiosqlite", "asyncpg", "fastapi", "openai", "anthropic")),
+        # nor OpenTelemetry, unless its variables ask for traces (backends/otlp.py)
+        (
+            "aomi_runtime.actors.session",
+            ("sqlalchemy", "aiosqlite", "asyncpg", "fastapi", "openai", "anthropic", "opentelemetry"),
+        ),
         # the client runs where the runtime does not (a laptop, a notebook): only its bootstrap module, which
         # starts or joins a runtime, imports Ray or the server
         (

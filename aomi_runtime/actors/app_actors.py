@@ -12,6 +12,7 @@ from ..agent.apps import AppSpec
 from .directory import SessionDirectory
 from .placement import SessionPlacement
 from .store import HistoryStore
+from .versions import Stamp, app_version
 
 DEFAULT_NAMESPACE = "aomi"
 
@@ -38,16 +39,24 @@ class AppActors:
         model_keys: Mapping[str, SecretStr],
         placement: SessionPlacement | None = None,
         secrets_key: SecretStr | None = None,
+        migrate: bool = True,
+        deployed_at: float = 0.0,
+        version_label: str | None = None,
     ) -> AppActors:
         """Get the App's actors, creating them if this is the first caller. Detached: they outlive any replica.
 
         Only the provider keys this App's models name reach its actors; `placement` says where its session
         actors may run; `secrets_key` seals its clients' secrets in its database (without one, its store holds
-        them in memory)."""
+        them in memory); `migrate` has its store upgrade the database's schema as it starts (off: refuse one
+        behind). A deploy (`deployed_at`, when it was built) tells the App's directory its version, which
+        takes over from an older one found running (actors/versions.py)."""
         own_keys = {env: model_keys[env] for m in spec.models if (env := m.api_key_env) and env in model_keys}
         options = {"namespace": namespace, "lifetime": "detached", "get_if_exists": True}
-        store = HistoryStore.options(name="store", **options).remote(spec.name, database_url, secrets_key)  # type: ignore[attr-defined]  # mypy ignores a class decorator's result: @ray.remote made an ActorClass
+        store = HistoryStore.options(name="store", **options).remote(spec.name, database_url, secrets_key, migrate)  # type: ignore[attr-defined]  # mypy ignores a class decorator's result: @ray.remote made an ActorClass
+        stamp = Stamp(deployed_at, app_version(spec, version_label, placement))
         directory = SessionDirectory.options(name="directory", **options).remote(  # type: ignore[attr-defined]  # mypy ignores a class decorator's result: @ray.remote made an ActorClass
-            spec, store, namespace, own_keys, placement=placement
+            spec, store, namespace, own_keys, placement=placement, stamp=stamp
         )
+        if deployed_at:  # told, not awaited: Ray runs this caller's calls in order, so its lookups come after
+            directory.deploy.remote(spec, own_keys, stamp, placement or SessionPlacement())
         return cls(spec=spec, namespace=namespace, directory=directory, store=store)

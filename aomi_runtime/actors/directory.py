@@ -22,8 +22,11 @@ from ..agent.logs import configure_logging
 from ..agent.stats import Histogram
 from .hosts import WARM_ACTORS, WORKER_PREFIX, Host, Hosts, discard
 from .live_set import LiveSet
+from .named import named_actor_names
+from .named import named_actors as named_actors  # where its callers have imported it from
 from .placement import SessionPlacement
 from .sweep import SWEEP_SECONDS, evict_unused, expire_old
+from .versions import Stamp, Versions, app_version, move_if_old
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +53,19 @@ class SessionDirectory:
         warm: int | None = None,
         sweep_seconds: float = SWEEP_SECONDS,
         placement: SessionPlacement | None = None,
+        stamp: Stamp | None = None,
     ) -> None:
         configure_logging()
         self._spec = spec
+        stamp = stamp or Stamp(0.0, app_version(spec))
         self._store = store
         self._namespace = namespace
         self._sweep_seconds = sweep_seconds
         self._placement = placement or SessionPlacement()
         capacity = spec.limits.sessions_per_actor or self._placement.sessions_per_actor
-        self._hosts = Hosts(namespace, self._placement, capacity, spec, store, model_keys, warm)
+        self._hosts = Hosts(namespace, self._placement, capacity, spec, store, model_keys, stamp, warm)
         self._live = LiveSet(spec, self._placement, self._hosts)
+        self._versions = Versions(spec.name, stamp, self._live, self._hosts)
         self._loading: dict[str, asyncio.Future[Any]] = {}
         # Sessions being deleted: a lookup waits for the delete, so that no read loads a session back into memory
         # (whose next commit would store it again) between its release and its rows' deletion.
@@ -122,6 +128,8 @@ class SessionDirectory:
             if (closing := self._live.closing.get(session_id)) is not None:
                 await asyncio.shield(closing)
                 continue
+            if await move_if_old(self._live, self._hosts, session_id):
+                continue  # it ran an older version: it loads in the newest
             if (handle := self._handle(session_id)) is not None:
                 self._counts["hits"] += 1
                 return handle
@@ -224,19 +232,20 @@ class SessionDirectory:
 
     async def _recover(self) -> None:
         """Find the App's session actors still alive (after a restart of this directory) and what they host."""
-        handles = await asyncio.to_thread(named_actors, self._namespace, WORKER_PREFIX)
+        named = await asyncio.to_thread(named_actor_names, self._namespace, WORKER_PREFIX)
+        handles = [handle for _, handle in named]
         # One still waiting for a node (the directory died while it was placed) would never answer: bounded.
         timeout = self._placement.timeout_seconds
         hosted = await asyncio.gather(
             *(asyncio.wait_for(h.held.remote(), timeout) for h in handles), return_exceptions=True
         )
-        for handle, sessions in zip(handles, hosted, strict=True):
+        for (name, handle), sessions in zip(named, hosted, strict=True):
             if isinstance(sessions, TimeoutError):
                 discard(handle)
                 continue
             if isinstance(sessions, BaseException):
                 continue
-            host = self._hosts.adopt(handle)
+            host = self._hosts.adopt(handle, name)
             for session_id in sessions:
                 if session_id in self._live:  # never two live copies: the second one found lets its copy go
                     await self._live.release(host, session_id)
@@ -247,8 +256,23 @@ class SessionDirectory:
             log.info(
                 "app %s: found %d live sessions in %d session actors", self._spec.name, len(self._live), len(handles)
             )
+        # Restarted by Ray, it was given the spec it was first started with: a newer version's actors say theirs.
+        if (spec := await self._versions.recovered(self._placement)) is not None:
+            self._spec = spec
         self._hosts.refill()
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        self._versions.drain()
+
+    async def deploy(
+        self, spec: AppSpec, model_keys: Mapping[str, SecretStr], stamp: Stamp, placement: SessionPlacement
+    ) -> str:
+        """A deploy's ingress replica says its version (versions.py). Returns the version in use."""
+        if self._versions.take(spec, model_keys, stamp, placement):  # before any await: calls after this see it
+            self._spec, self._placement = spec, placement
+        await self._start()  # recovered first: actors started before it would be found again as strangers
+        self._hosts.refill()
+        self._versions.drain()
+        return self._versions.stamp.version
 
     async def delete(self, session_id: str) -> bool:
         """Stop the session if live, and delete it with its messages and events."""
@@ -284,6 +308,8 @@ class SessionDirectory:
             "warm": self._hosts.free,
             "actors": len(self._hosts),
             "max_live": self._live.max_live,
+            "version": self._versions.stamp.version,
+            "old_actors": len(self._hosts.old()),  # of older versions, draining
             "load_seconds": self._load_seconds.snapshot(),
             "turn_seconds": self._turn_seconds.snapshot(),
         }
@@ -300,15 +326,7 @@ class SessionDirectory:
         """Stop every session actor."""
         if self._sweeper is not None:
             self._sweeper.cancel()
+        self._versions.stop()
         self._hosts.stop_refilling()
         await self.close_all()
         await self._hosts.retire_all()
-
-
-def named_actors(namespace: str, prefix: str = "") -> list[Any]:
-    """Handles of the live named actors of a namespace whose names start with `prefix` (a blocking call)."""
-    return [
-        ray.get_actor(a["name"], namespace=namespace)
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["namespace"] == namespace and a["name"].startswith(prefix)
-    ]

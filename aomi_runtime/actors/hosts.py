@@ -19,6 +19,7 @@ from ..agent.apps import AppSpec
 from ..agent.errors import NoCapacity
 from .placement import SessionPlacement
 from .session import SessionActor
+from .versions import Stamp
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Host:
 
     handle: Any
     capacity: int
+    stamp: Stamp | None = None  # the version it runs (None: not known, taken as older than any)
     sessions: set[str] = field(default_factory=set)
     opening: int = 0  # places promised to sessions being opened
     private_bytes: int = 0  # the actor's own memory, as it last reported it
@@ -64,9 +66,10 @@ class Host:
 
 
 class Hosts:
-    """An App's session actors, by key. A session is placed in the least loaded actor with a free place; a new
-    actor is started only when every one is full, and in the background when free places fall below the warm
-    floor; an actor left with no session is stopped once the others' free places make the floor."""
+    """An App's session actors, by key. A session is placed in the least loaded actor of the App's version
+    (`stamp`) with a free place; a new actor is started only when every one is full, and in the background when
+    free places fall below the warm floor; an actor left with no session is stopped once the others' free places
+    make the floor, and at once if it runs an older version (versions.py)."""
 
     def __init__(
         self,
@@ -76,9 +79,13 @@ class Hosts:
         spec: AppSpec,
         store: Any,
         model_keys: Mapping[str, SecretStr],
+        stamp: Stamp,
         warm: int | None = None,
     ) -> None:
         self._namespace = namespace
+        self.stamp = stamp
+        self._warm = warm
+        self._retiring: set[asyncio.Task[None]] = set()
         self._placement = placement
         self.capacity = capacity
         self.warm = warm_places(capacity) if warm is None else warm
@@ -93,11 +100,36 @@ class Hosts:
 
     @property
     def free(self) -> int:
-        """Free places in running actors: the warm capacity."""
-        return sum(h.free for h in self._hosts.values() if h.ready)
+        """Free places in running actors of the App's version: the warm capacity."""
+        return sum(h.free for h in self._hosts.values() if h.ready and self.is_current(h))
 
     def _free_ahead(self) -> int:
-        return sum(h.free for h in self._hosts.values() if not h.started.done() or h.ready)
+        return sum(h.free for h in self._hosts.values() if (not h.started.done() or h.ready) and self.is_current(h))
+
+    # --- versions (versions.py) -------------------------------------------------------------------
+
+    def is_current(self, host: Host) -> bool:
+        return host.stamp is not None and host.stamp.version == self.stamp.version
+
+    def is_old(self, host: Host) -> bool:
+        """An actor of an older version, to drain. One of a newer version (found by a directory restarted with the
+        spec it was first started with) is neither used nor drained until that version is deployed to it again."""
+        return not self.is_current(host) and (host.stamp is None or host.stamp < self.stamp)
+
+    def all(self) -> list[Host]:
+        return list(self._hosts.values())
+
+    def old(self) -> list[Host]:
+        return [h for h in self._hosts.values() if self.is_old(h)]
+
+    def upgrade(
+        self, spec: AppSpec, model_keys: Mapping[str, SecretStr], stamp: Stamp, placement: SessionPlacement
+    ) -> None:
+        """Take a new version: new sessions go to actors of it (its warm ones started by the next `refill`), the
+        others drain."""
+        self._spec, self._model_keys, self.stamp, self._placement = spec, model_keys, stamp, placement
+        self.capacity = spec.limits.sessions_per_actor or placement.sessions_per_actor
+        self.warm = warm_places(self.capacity) if self._warm is None else self._warm
 
     # --- placing sessions -------------------------------------------------------------------------
 
@@ -108,7 +140,9 @@ class Hosts:
         Raises:
             NoCapacity: no node had room for a new actor within the placement timeout.
         """
-        with_room = [h for h in self._hosts.values() if h.free > 0 and (h.ready or not h.started.done())]
+        with_room = [
+            h for h in self._hosts.values() if h.free > 0 and (h.ready or not h.started.done()) and self.is_current(h)
+        ]
         host = min(with_room, key=lambda h: (not h.ready, h.taken), default=None) or self._start()
         host.opening += 1
         try:
@@ -127,28 +161,39 @@ class Hosts:
         host.opening -= 1
         self.trim(host, spare)
 
-    def adopt(self, handle: Any) -> Host:
-        """An actor found running (after this directory restarted); its sessions are `placed` in it after."""
-        host = Host(handle, self.capacity)
+    def adopt(self, handle: Any, name: str) -> Host:
+        """An actor found running (after this directory restarted), of the version its name says; its sessions are
+        `placed` in it after."""
+        token = name.removeprefix(WORKER_PREFIX).rpartition(":")[0]
+        host = Host(handle, self.capacity, Stamp.parse(token))
         host.started.set_result(None)
         self._hosts[host.key] = host
         return host
 
     # --- releasing sessions and actors ------------------------------------------------------------
 
-    async def release(self, host: Host, session_id: str, only_if_idle: bool = False, spare: int = 0) -> bool:
+    async def release(
+        self, host: Host, session_id: str, only_if_idle: bool = False, spare: int = 0, unless_running: bool = False
+    ) -> bool:
         """Close a session (its state is stored), freeing its place; an actor left empty is stopped unless the
         warm floor needs it (counting `spare` places about to be taken). With `only_if_idle`, a session that
-        became busy meanwhile stays; returns whether it was released. Raises what the actor's call raised."""
-        released = bool(await host.handle.release.remote(session_id, only_if_idle))
+        became busy meanwhile stays; with `unless_running`, one that runs something (a stream watching it does
+        not hold it). Returns whether it was released. Raises what the actor's call raised."""
+        released = bool(await host.handle.release.remote(session_id, only_if_idle, unless_running))
         if released:
             host.sessions.discard(session_id)
             self.trim(host, spare)
         return released
 
     def trim(self, host: Host, spare: int = 0) -> None:
-        """Stop an empty actor if the others' free places make the warm floor (plus `spare`)."""
-        if host.taken == 0 and host.ready and self.free - host.free >= self.warm + spare:
+        """Stop an empty actor if the others' free places make the warm floor (plus `spare`); an empty one of an
+        older version whatever the floor, letting it close its providers first."""
+        if host.taken == 0 and host.started.done() and self.is_old(host) and self._hosts.get(host.key) is host:
+            del self._hosts[host.key]
+            stopping = asyncio.create_task(retire(host.handle))
+            self._retiring.add(stopping)  # held: a task only weakly referenced may be collected mid-way
+            stopping.add_done_callback(self._retiring.discard)
+        elif host.taken == 0 and host.ready and self.free - host.free >= self.warm + spare:
             self.lose(host)
 
     def lose(self, host: Host) -> set[str]:
@@ -171,12 +216,12 @@ class Hosts:
         # slot of the session resource for each of its places: autoscaling follows sessions, not processes.
         resources = {name: amount * self.capacity for name, amount in self._placement.resources.items()}
         handle = SessionActor.options(  # type: ignore[attr-defined]  # mypy ignores a class decorator's result: @ray.remote made an ActorClass
-            name=f"{WORKER_PREFIX}{uuid.uuid4().hex}",
+            name=f"{WORKER_PREFIX}{self.stamp.token}:{uuid.uuid4().hex}",
             namespace=self._namespace,
             lifetime="detached",
             resources=resources,
         ).remote(self._spec, self._store, self._model_keys, ray.get_runtime_context().current_actor, self.capacity)
-        host = Host(handle, self.capacity)
+        host = Host(handle, self.capacity, self.stamp)
         self._hosts[host.key] = host
         host.starting = asyncio.create_task(self._await_start(host))
         return host

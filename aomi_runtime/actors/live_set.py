@@ -46,12 +46,16 @@ class LiveSet(dict[str, Host]):
         # the lost actor's copies until their lease runs out (actors/readers.py).
         self.copied: set[str] = set()
         self.fenced: dict[str, float] = {}
+        self.set_bounds(spec, placement)
+
+    def set_bounds(self, spec: AppSpec, placement: SessionPlacement) -> None:
+        """The bounds of the live set, from the App's limits (those of its newest version)."""
         limits = spec.limits
         self.max_live: int | None = limits.max_live_sessions
         self.max_bytes: int | None = (limits.max_live_memory_mb << 20) if limits.max_live_memory_mb else None
         if not placement.resources:
             # One machine: the sessions share this node, so its CPUs and memory bound them.
-            self.max_live = self.max_live or ACTORS_PER_CPU * (os.cpu_count() or 1) * hosts.capacity
+            self.max_live = self.max_live or ACTORS_PER_CPU * (os.cpu_count() or 1) * self._hosts.capacity
             self.max_bytes = self.max_bytes or int(_node_memory_bytes() * MEMORY_SHARE)
         elif self.max_live is None:
             # A cluster: the sessions spread over nodes whose slots bound each node, and this node's size says
@@ -79,12 +83,14 @@ class LiveSet(dict[str, Host]):
         """How long the session's next actor holds back its commits, in seconds (0 for most)."""
         return max(0.0, self.fenced.pop(session_id, 0.0) - time.monotonic())
 
-    async def release(self, host: Host, session_id: str, only_if_idle: bool = False, spare: int = 0) -> bool:
+    async def release(
+        self, host: Host, session_id: str, only_if_idle: bool = False, spare: int = 0, unless_running: bool = False
+    ) -> bool:
         """Release a session from its actor (see `Hosts.release`); an actor that fails to is lost, with its
         sessions (the session is released all the same: its state is stored)."""
         closed = self.closing[session_id] = asyncio.get_running_loop().create_future()
         try:
-            released = await self._hosts.release(host, session_id, only_if_idle, spare)
+            released = await self._hosts.release(host, session_id, only_if_idle, spare, unless_running)
             if released:  # its copies were dropped as it left
                 self.copied.discard(session_id)
             return released
@@ -96,9 +102,10 @@ class LiveSet(dict[str, Host]):
             if self.closing.get(session_id) is closed:
                 del self.closing[session_id]
 
-    async def stats(self) -> list[Stat]:
-        """Each live session's idleness (and, kept on each host, its actor's private memory)."""
-        hosts = list({id(h): h for h in self.values()}.values())
+    async def stats(self, of: list[Host] | None = None) -> list[Stat]:
+        """Each live session's idleness (and, kept on each host, its actor's private memory), of the hosts `of`
+        (by default, all)."""
+        hosts = list({id(h): h for h in self.values()}.values()) if of is None else of
         asked = [set(h.sessions) for h in hosts]  # a session placed while the actors answer is not in their answer
         results = await asyncio.gather(*(h.handle.stats.remote() for h in hosts), return_exceptions=True)
         found: list[Stat] = []
@@ -127,12 +134,15 @@ class LiveSet(dict[str, Host]):
         # replaced by a new process a second later.
         return await self.evict(chosen, spare=1)
 
-    async def evict(self, chosen: list[Stat], spare: int = 0) -> int:
+    async def evict(self, chosen: list[Stat], spare: int = 0, unless_running: bool = False) -> int:
+        """Release the `chosen` sessions unless busy by now (or, `unless_running`, running something); returns how
+        many went."""
         evicted = 0
         for session_id, host, _ in chosen:
             if self.get(session_id) is host:
                 del self[session_id]
-                if await self.release(host, session_id, only_if_idle=True, spare=spare):
+                idle = not unless_running
+                if await self.release(host, session_id, idle, spare, unless_running):
                     evicted += 1
                 elif session_id not in self:
                     self[session_id] = host  # it became busy since it was chosen: it stays

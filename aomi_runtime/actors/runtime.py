@@ -17,6 +17,7 @@ from ray.exceptions import RayActorError
 from ..agent.apps import AppSpec
 from ..agent.errors import AppMismatch, InvalidInput, SessionClosed, SessionNotFound
 from ..agent.records import Event, SessionInfo, SessionRecord, new_request_id
+from ..agent.tracing import current_traceparent
 from .app_actors import DEFAULT_NAMESPACE, AppActors, app_namespace
 from .directory import named_actors
 from .hosts import actor_key
@@ -46,10 +47,22 @@ class Runtime:
         placement: SessionPlacement | None = None,
         secrets_key: SecretStr | None = None,
         copy_bytes: int = MAX_BYTES,
+        migrate: bool = True,
+        deployed_at: float = 0.0,
+        version_label: str | None = None,
     ) -> None:
+        namespaces = {s.name: app_namespace(namespace, s.name) for s in specs}
         self.apps = {
             s.name: AppActors.start(
-                s, database_url, app_namespace(namespace, s.name), model_keys or {}, placement, secrets_key
+                s,
+                database_url,
+                namespaces[s.name],
+                model_keys or {},
+                placement,
+                secrets_key,
+                migrate=migrate,
+                deployed_at=deployed_at,
+                version_label=version_label,
             )
             for s in specs
         }
@@ -207,6 +220,7 @@ class Runtime:
             request_id,
             public_key,
             client_id,
+            current_traceparent(),  # the turn's spans are children of the caller's (the HTTP request's) span
             app=app,
             create=True,
             public_key=public_key,

@@ -32,6 +32,7 @@ from ..agent.logs import configure_logging
 from ..agent.records import Event, Message, SessionInfo
 from ..agent.session import LiveSession
 from ..backends.models import load_model
+from ..backends.otlp import start_tracing, stop_tracing
 from .readers import HEARTBEAT_SECONDS, Readers
 from .store_client import StoreClient
 
@@ -76,6 +77,8 @@ class SessionActor:
         capacity: int = 1,
     ) -> None:
         configure_logging()
+        start_tracing("session_actor")  # if OTEL_EXPORTER_OTLP_* say where to: else nothing of it is imported
+        self._built_with = (spec, model_keys)
         self._history = StoreClient(store)
         self._app = dataclasses.replace(assemble_app(spec, model_keys), secrets=self._history)
         self._directory = directory
@@ -96,6 +99,10 @@ class SessionActor:
         if self._stopped:
             raise SessionClosed("This session actor was stopped.")
         return list(self._sessions)
+
+    async def built_with(self) -> tuple[AppSpec, Mapping[str, SecretStr]]:
+        """The spec and keys its App was built from: a directory restarted with an older spec takes them up."""
+        return self._built_with
 
     async def open(self, session_id: str, public_key: str | None, fence: float = 0.0) -> str:
         """Host a session: a stored one read and restored ("loaded"), else a new one made ("created"). Idempotent
@@ -133,13 +140,15 @@ class SessionActor:
         self._sessions[session_id] = session
         return "loaded" if found is not None else "created"
 
-    async def release(self, session_id: str, only_if_idle: bool = False) -> bool:
+    async def release(self, session_id: str, only_if_idle: bool = False, unless_running: bool = False) -> bool:
         """Close a session hosted here (its state is stored), freeing its place. With `only_if_idle`, keep a
-        session that became busy since the directory looked, and return False. True for one not hosted here."""
+        session that became busy since the directory looked, and return False; with `unless_running`, one that
+        runs something (its streams move with it: their next wait finds it in its new place). True for one not
+        hosted here."""
         session = self._sessions.get(session_id)
         if session is None:
             return True
-        if only_if_idle and session.is_busy:
+        if (only_if_idle and session.is_busy) or (unless_running and session.is_running):
             return False
         del self._sessions[session_id]
         self._noted.discard(session_id)
@@ -157,6 +166,7 @@ class SessionActor:
             await asyncio.gather(self._readers.drop_all(), *closing, return_exceptions=True)
         finally:
             await self._app.aclose()
+            await asyncio.to_thread(stop_tracing)  # the spans of the last turns sent before the process is killed
 
     async def stats(self) -> dict[str, Any]:
         """What the directory decides eviction by: each session's idleness, and the process's private memory."""
@@ -166,6 +176,7 @@ class SessionActor:
                 session_id: {
                     "idle_seconds": now - session.last_active,
                     "busy": session.is_busy,
+                    "running": session.is_running,
                     "subscribers": session.subscribers,
                 }
                 for session_id, session in self._sessions.items()
@@ -205,8 +216,10 @@ class SessionActor:
         request_id: str,
         public_key: str | None,
         client_id: str | None = None,
+        traceparent: str | None = None,
     ) -> bytes:
-        snapshot = await self._live(session_id).chat(text, user_state, request_id, public_key, client_id)
+        session = self._live(session_id)
+        snapshot = await session.chat(text, user_state, request_id, public_key, client_id, traceparent)
         return snapshot.model_dump_json().encode()
 
     async def state(self, session_id: str, user_state: dict[str, Any] | None, client_id: str | None = None) -> bytes:

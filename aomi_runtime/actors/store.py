@@ -25,13 +25,14 @@ class HistoryStore:
     """A `HistoryBackend` behind an actor, bound to one App. Its writes are idempotent, so Ray may retry
     them after a restart (`max_task_retries=-1`) without duplicating anything."""
 
-    def __init__(self, app: str, url: str, secrets_key: SecretStr | None = None) -> None:
+    def __init__(self, app: str, url: str, secrets_key: SecretStr | None = None, migrate: bool = True) -> None:
         configure_logging()
         self._app = app
-        self._backend = open_history(url)
-        self._keys = SqlKeys.from_url(url)
+        # `migrate`: each backend's setup upgrades the database's schema (or, off, refuses one behind this version's)
+        self._backend = open_history(url, migrate=migrate)
+        self._keys = SqlKeys.from_url(url, migrate=migrate)
         # Every replica and session actor of the App reaches the same secrets here, in memory without a key.
-        self._secrets = SqlSecrets.open(url, secrets_key)
+        self._secrets = SqlSecrets.open(url, secrets_key, migrate=migrate)
         self._write_seconds = Histogram()
         self._batch_sizes = Histogram(SIZE_BUCKETS)
         self._commits_per_transaction = Histogram(SIZE_BUCKETS)

@@ -136,7 +136,15 @@ class ToolCallRequest(BaseModel):
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
-ModelChunk = TextDelta | ToolCallRequest
+class Usage(BaseModel):
+    """The tokens a model call took, as its provider reports them (after its last text or tool call)."""
+
+    kind: Literal["usage"] = "usage"
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+ModelChunk = TextDelta | ToolCallRequest | Usage
 
 
 class ModelProvider(Protocol):

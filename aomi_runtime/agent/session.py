@@ -117,6 +117,11 @@ class LiveSession:
         return self._running or self.subscribers > 0
 
     @property
+    def is_running(self) -> bool:
+        """A turn, a background call or the title runs: what a session of an old version finishes before it moves."""
+        return self._running
+
+    @property
     def at_rest(self) -> bool:
         """Nothing runs or waits that changes the session without a call, and a read hands out no system event:
         a copy of its snapshot (an ingress replica's) stays true until a call comes."""
@@ -140,18 +145,20 @@ class LiveSession:
         request_id: str | None = None,
         public_key: str | None = None,
         client_id: str | None = None,
+        traceparent: str | None = None,
     ) -> Snapshot:
         """Store the user's message, start its turn (or queue it behind the running one), return the snapshot.
 
         A `request_id` already stored (a retry of a request whose answer was lost) adds nothing again. A
-        `public_key` or `client_id` is bound to the session (`bind`).
+        `public_key` or `client_id` is bound to the session (`bind`). The turn's spans are children of the span a
+        W3C `traceparent` names (the HTTP request's, in the ingress replica), if given.
         """
         self.check_open()
         self.bind(public_key, client_id)
         if request_id is not None and self._turns.has_request(request_id):
             return await self.snapshot(user_state)
         self._journal.set_user_state(user_state)
-        await self._turns.submit(QueuedMessage(content=text, request_id=request_id))
+        await self._turns.submit(QueuedMessage(content=text, request_id=request_id), traceparent)
         return await self.snapshot()
 
     def bind(self, public_key: str | None = None, client_id: str | None = None, *, rebind: bool = True) -> None:

@@ -2,7 +2,8 @@
 on the turn's `processing_done` event as `timings`.
 
 The recorder is plain Python on `time.perf_counter`: two clock reads and a tuple per span, no await, and the JSON is
-built once, when the turn ends. It knows nothing of OpenTelemetry, but its spans map onto one span each.
+built once, when the turn ends. It knows nothing of OpenTelemetry: `tracing.py` makes a span of each of its spans,
+with the same times.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ SpanKind = Literal["model", "tool", "commit"]
 
 class Span(BaseModel):
     """One span of a turn's `timings`, as clients read it. Extras by kind: `model` has `first_token_ms` (when a
-    chunk came); `tool` has `call_id`, `topic`, `status` ("ok" or "error") and `background` (true for a call
-    that only queued); `commit` has `messages` and `events` (how many it stored)."""
+    chunk came), and `input_tokens` and `output_tokens` where the provider reports its usage; `tool` has `call_id`,
+    `topic`, `status` ("ok" or "error") and `background` (true for a call that only queued); `commit` has
+    `messages` and `events` (how many it stored)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -50,10 +52,12 @@ class TurnTimings:
     """The recorder of one turn, started when the turn starts: `span` times a block as one span, `record` a span
     that started at a `time.perf_counter` reading and ends now."""
 
-    __slots__ = ("_dropped", "_left", "_origin", "_spans")
+    __slots__ = ("_dropped", "_ended", "_left", "_origin", "_origin_ns", "_spans")
 
     def __init__(self, calls: int = MAX_CALL_SPANS, commits: int = MAX_COMMIT_SPANS) -> None:
         self._origin = time.perf_counter()
+        self._origin_ns = time.time_ns()  # the wall clock at the origin, for spans exported with their times
+        self._ended: float | None = None  # set by `as_json`: where the turn's duration ends
         self._spans: list[tuple[float, float, SpanKind, str, dict[str, Any]]] = []
         self._dropped = 0
         self._left = {"tool": calls, "commit": commits}  # model calls count with the tools
@@ -79,12 +83,29 @@ class TurnTimings:
 
     def as_json(self) -> dict[str, Any]:
         """The `timings` of `processing_done`: the turn's duration up to now, and its spans ordered by start."""
-        total = _ms(time.perf_counter() - self._origin)
+        self._ended = time.perf_counter()
+        total = _ms(self._ended - self._origin)
         spans = [
             {"kind": kind, "name": name, "start_ms": _ms(start - self._origin), "ms": _ms(end - start), **extra}
             for start, end, kind, name, extra in sorted(self._spans, key=lambda s: s[0])
         ]
         return {"ms": total, "spans": spans, **({"dropped": self._dropped} if self._dropped else {})}
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    def wall_ns(self) -> tuple[int, int]:
+        """The turn's start and end (as `as_json` measured it, else now), in nanoseconds since the epoch."""
+        return self._origin_ns, self._wall(self._ended if self._ended is not None else time.perf_counter())
+
+    def wall_spans(self) -> Iterator[tuple[int, int, SpanKind, str, dict[str, Any]]]:
+        """The spans as `as_json` gives them, by start, with their start and end in nanoseconds since the epoch."""
+        for start, end, kind, name, extra in sorted(self._spans, key=lambda s: s[0]):
+            yield self._wall(start), self._wall(end), kind, name, extra
+
+    def _wall(self, reading: float) -> int:
+        return self._origin_ns + round((reading - self._origin) * 1e9)
 
 
 def elapsed_ms(since: float) -> float:

@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol
 
 from .apps import App
 from .errors import InvalidInput, ModelUnavailable
-from .protocols import ModelMessage, ModelRequest, TextDelta, ToolCallRequest
+from .protocols import ModelMessage, ModelRequest, TextDelta, ToolCallRequest, Usage
 from .records import Message, ToolCall
 from .timings import TurnTimings, elapsed_ms
 from .tools import Progress, ToolContext, no_wallet
@@ -135,6 +135,9 @@ async def run_turn(
         with timings.span("model", slug) as span:
             opened = time.perf_counter()
             async for chunk in provider.stream(request):
+                if isinstance(chunk, Usage):  # extras of the span: `timings` and the trace report them
+                    span.update(chunk.model_dump(include={"input_tokens", "output_tokens"}, exclude_none=True))
+                    continue
                 if "first_token_ms" not in span:
                     span["first_token_ms"] = elapsed_ms(opened)
                 if isinstance(chunk, TextDelta):

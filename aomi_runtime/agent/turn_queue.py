@@ -15,11 +15,13 @@ from .records import INTERRUPTION, Message, QueuedMessage, system_error
 from .secrets import for_client
 from .timings import TurnTimings
 from .titles import AutoTitle
+from .tracing import record_turn
 from .turn import TurnSink, run_turn
 
 log = logging.getLogger(__name__)
 
 RETRY_WINDOW = 64  # how far back a retried chat request is looked for
+MAX_WAITING_TRACES = 256  # traceparents of queued turns kept (in memory only: a restored queue's turns start traces)
 FOLLOW_UP_CUT_SHORT = "The follow-up turn was cut short when its session stopped; it runs again."
 
 
@@ -53,6 +55,8 @@ class TurnQueue:
         self._dropping = 0  # how many queued messages an interrupt leaves unanswered, from the queue's front
         self._model_task: asyncio.Task[None] | None = None
         self._timings = TurnTimings()  # the running turn's, replaced as each turn starts
+        self._traceparent: str | None = None  # the running turn's parent span, in the process that started it
+        self._waiting_traces: dict[str, str] = {}  # by request id: the traceparents of queued turns
 
     async def resume(self, *, cut_short: str) -> None:
         """After the session was restored: end a turn its last process left open, telling the user `cut_short`,
@@ -79,14 +83,19 @@ class TurnQueue:
             q.request_id == request_id for q in self._journal.record.queue
         )
 
-    async def submit(self, queued: QueuedMessage) -> None:
-        """Start `queued`'s turn, or queue it behind the running one."""
+    async def submit(self, queued: QueuedMessage, traceparent: str | None = None) -> None:
+        """Start `queued`'s turn, or queue it behind the running one. Its spans are children of `traceparent`'s
+        span (a W3C `traceparent`: the HTTP request's), if given."""
         if self._journal.record.is_processing:
+            if traceparent and queued.request_id:
+                self._waiting_traces[queued.request_id] = traceparent
+                if len(self._waiting_traces) > MAX_WAITING_TRACES:
+                    del self._waiting_traces[next(iter(self._waiting_traces))]
             self._journal.record.queue.append(queued)
             self._journal.record_changed()
             await self._journal.flush()
         else:
-            await self._start(queued)
+            await self._start(queued, traceparent)
 
     async def follow_up(self) -> None:
         """Start a turn that answers what arrived since the last one (a wallet's outcome, a background result),
@@ -97,12 +106,14 @@ class TurnQueue:
         else:
             await self.submit(QueuedMessage(content="", follow_up=True))
 
-    async def _start(self, queued: QueuedMessage) -> None:
+    async def _start(self, queued: QueuedMessage, traceparent: str | None = None) -> None:
         """Store `queued` as the user's message, with the empty agent message that will hold the answer, and
         start its turn."""
         journal, record = self._journal, self._journal.record
         # The turn starts here, its `processing_started` commit its first span; the journal times the turn's commits.
         self._timings = journal.timings = TurnTimings()
+        waiting = self._waiting_traces.pop(queued.request_id, None) if queued.request_id else None
+        self._traceparent = traceparent or waiting
         record.is_processing = True
         record.follow_up_running = queued.follow_up
         if not queued.follow_up:
@@ -179,15 +190,21 @@ class TurnQueue:
         outcome = {"error": error} if error else {"interrupted": True} if interrupted else {}
         # Up to here: the commit that stores `processing_done` cannot be one of its own spans.
         journal.timings, timings = None, self._timings.as_json()
-        journal.event(
-            "processing_done",
-            **({} if record.follow_up_running else _turn_request(journal.messages)),
-            **outcome,
-            timings=timings,
-        )
+        request = {} if record.follow_up_running else _turn_request(journal.messages)
+        journal.event("processing_done", **request, **outcome, timings=timings)
         if interrupted:
             self._leave_unanswered()
         self._ended(timings["ms"] / 1000)
+        record_turn(
+            self._timings,
+            traceparent=self._traceparent,
+            session_id=record.session_id,
+            app=self._app.name,
+            request_id=request.get("request_id"),
+            follow_up=record.follow_up_running,
+            error=error,
+            interrupted=interrupted,
+        )
         if record.queue and not journal.closed:
             # The next queued message gets its turn as a task of its own, so an interrupt stops only this one.
             await self._start(record.queue.pop(0))
@@ -214,6 +231,8 @@ class TurnQueue:
         dropped, queue[: self._dropping] = queue[: self._dropping], []
         self._dropping = 0
         for q in dropped:
+            if q.request_id:
+                self._waiting_traces.pop(q.request_id, None)
             if q.follow_up:
                 continue  # what it would have answered stays stored for the next turn
             self._add_user_message(q, unanswered=True)

@@ -19,12 +19,13 @@ from sqlalchemy.pool import StaticPool
 
 from ..agent.records import utcnow
 from .history import MEMORY_URL, _dialects
+from .migrations import Schema
 
 KEY_PREFIX = "aomi"
 KEYS_POOL = {"pool_size": 1, "max_overflow": 2, "pool_timeout": 10.0}  # a replica checks a key once per 30 s
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 
-metadata = MetaData()
+metadata = MetaData()  # a change to its tables needs a migration (backends/migrations/versions/)
 
 keys = Table(
     "aomi_keys",
@@ -61,20 +62,21 @@ def _split(key: str) -> tuple[str, str] | None:
 class SqlKeys:
     """Keys in the history database, in a table of their own."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, migrate: bool = True) -> None:
         self._engine = engine
-        self._schema = _dialects.Schema(engine, metadata)
+        self._schema = Schema(engine, migrate=migrate)
 
     @classmethod
-    def from_url(cls, url: str) -> SqlKeys:
+    def from_url(cls, url: str, *, migrate: bool = True) -> SqlKeys:
         """Keys beside the history a database URL names; otherwise (`memory://`, a custom backend) in an
-        in-memory SQLite of this process, which only `create` in the same process can fill."""
+        in-memory SQLite of this process, which only `create` in the same process can fill. `migrate`: as
+        `SqlHistory`'s."""
         if url == MEMORY_URL or "://" not in url:
             return cls(create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool))
-        return cls(_dialects.open_engine(url, postgres_pool=KEYS_POOL))
+        return cls(_dialects.open_engine(url, postgres_pool=KEYS_POOL), migrate=migrate)
 
     async def setup(self) -> None:
-        await self._schema.create()
+        await self._schema.prepare()
 
     async def close(self) -> None:
         await self._engine.dispose()

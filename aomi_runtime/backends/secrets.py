@@ -24,11 +24,12 @@ from ..agent.errors import ConfigError, LimitReached
 from ..agent.records import utcnow
 from ..agent.secrets import MAX_SECRETS_PER_CLIENT, check_secret, key_prefix
 from .history import MEMORY_URL, _dialects
+from .migrations import Schema
 
 SECRETS_POOL = {"pool_size": 1, "max_overflow": 2, "pool_timeout": 10.0}  # read once a turn of a bound session
 NONCE_BYTES = 12
 
-metadata = MetaData()
+metadata = MetaData()  # a change to its tables needs a migration (backends/migrations/versions/)
 
 secrets_table = Table(
     "aomi_secrets",
@@ -68,19 +69,19 @@ def parse_key(key: SecretStr) -> bytes:
 class SqlSecrets:
     """One App's client secrets, sealed with one key."""
 
-    def __init__(self, engine: AsyncEngine, key: bytes) -> None:
+    def __init__(self, engine: AsyncEngine, key: bytes, *, migrate: bool = True) -> None:
         self._engine = engine
         self._aead = AESGCM(key)
-        self._schema = _dialects.Schema(engine, metadata)
+        self._schema = Schema(engine, migrate=migrate)
 
     @classmethod
-    def open(cls, url: str, key: SecretStr | None) -> SqlSecrets:
+    def open(cls, url: str, key: SecretStr | None, *, migrate: bool = True) -> SqlSecrets:
         """Beside the history `url` names when there is a key (in memory for `memory://` or a custom backend);
-        in memory, under a random key, without one."""
+        in memory, under a random key, without one. `migrate`: as `SqlHistory`'s."""
         if key is None or url == MEMORY_URL or "://" not in url:
             engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
             return cls(engine, parse_key(key) if key is not None else AESGCM.generate_key(bit_length=256))
-        return cls(_dialects.open_engine(url, postgres_pool=SECRETS_POOL), parse_key(key))
+        return cls(_dialects.open_engine(url, postgres_pool=SECRETS_POOL), parse_key(key), migrate=migrate)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -102,7 +103,7 @@ class SqlSecrets:
         `MAX_SECRETS_PER_CLIENT` names."""
         for name, value in values.items():
             check_secret(name, value)
-        await self._schema.create()
+        await self._schema.prepare()
         now = _dialects.naive_utc(utcnow())
         row = {"app": app, "client_id": client_id, "label": label, "updated_at": now}
         rows = [{**row, "name": n, "sealed": self._seal(app, client_id, n, v)} for n, v in values.items()]
@@ -121,7 +122,7 @@ class SqlSecrets:
             )  # fmt: skip
 
     async def get(self, app: str, client_id: str, name: str) -> str | None:
-        await self._schema.create()
+        await self._schema.prepare()
         query = select(secrets_table.c.sealed).where(*_row(app, client_id, name))
         async with self._engine.connect() as conn:
             sealed = (await conn.execute(query)).scalar_one_or_none()
@@ -129,7 +130,7 @@ class SqlSecrets:
 
     async def describe(self, app: str, client_id: str, prefix: str = "") -> list[SecretInfo]:
         """The client's secrets whose names start with `prefix`, each with a few characters of its value."""
-        await self._schema.create()
+        await self._schema.prepare()
         query = (
             select(secrets_table.c.name, secrets_table.c.sealed, secrets_table.c.label, secrets_table.c.updated_at)
             .where(secrets_table.c.app == app, secrets_table.c.client_id == client_id)
@@ -149,7 +150,7 @@ class SqlSecrets:
 
     async def delete(self, app: str, client_id: str, name: str | None = None) -> int:
         """Delete one secret of a client, or all of them (`name` None); returns how many there were."""
-        await self._schema.create()
+        await self._schema.prepare()
         where = _row(app, client_id, name) if name is not None else _row(app, client_id)
         async with self._engine.begin() as conn:
             result = await conn.execute(delete(secrets_table).where(*where))

@@ -6,6 +6,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from ..actors.runtime import Runtime
+from ..agent.tracing import tracer
 from . import errors
 from .auth import Keys
 from .metrics import Metrics, RequestTimer
@@ -33,6 +34,10 @@ def create_api(runtime: Runtime, settings: Settings) -> FastAPI:
         expose_headers=["*"],
     )
     api.add_middleware(RequestTimer, metrics=metrics)
+    if (traced := tracer()) is not None:  # added last, so outermost: the span covers the whole request
+        from .request_spans import RequestSpans
+
+        api.add_middleware(RequestSpans, tracer=traced)
     errors.install(api)
     for router in ROUTERS:
         api.include_router(router)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from fastapi import FastAPI
@@ -9,6 +11,7 @@ from ray import serve
 from ray.serve import Application
 
 from ..agent.logs import configure_logging
+from ..backends.otlp import start_tracing, stop_tracing
 from .api import create_api
 from .settings import Settings
 
@@ -32,6 +35,7 @@ class Ingress:
 
     def __init__(self, settings: Settings) -> None:
         configure_logging()
+        start_tracing("replica")  # if OTEL_EXPORTER_OTLP_* say where to
         self._settings = settings
         self._runtime = settings.runtime()
 
@@ -40,11 +44,17 @@ class Ingress:
 
     async def __del__(self) -> None:
         """Serve calls it as the replica stops: the session actors stop counting this replica's copies now."""
-        await self._runtime.copies.aclose()
+        try:
+            await self._runtime.copies.aclose()
+        finally:
+            await asyncio.to_thread(stop_tracing)  # the last requests' spans sent before the process ends
 
 
 def build_application(settings: Settings) -> Application:
-    """The runtime as a Serve application, for `serve.run`."""
+    """The runtime as a Serve application, for `serve.run`: stamped with the time it is built, once for all its
+    replicas, so that each App's directory tells this deploy's version from an older one's."""
+    if not settings.deployed_at:
+        settings = settings.model_copy(update={"deployed_at": time.time()})
     return Ingress.bind(settings)  # type: ignore[attr-defined,no-any-return]  # @serve.deployment made a Deployment
 
 

@@ -1,4 +1,5 @@
-"""`aomi-runtime serve`: start Ray (or join a cluster) and Serve, print the URL, serve until Ctrl-C, clean up."""
+"""`aomi-runtime serve`: start Ray (or join a cluster) and Serve, print the URL, serve until Ctrl-C, clean up; `keys`
+and `db` (the schema's revision and upgrades) on the database the same settings name."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from typing import get_args
 
-from ..agent.errors import ConfigError, DeploymentError
+from ..agent.errors import ConfigError, DeploymentError, StorageError
 from .ingress import Ingress
 from .settings import Settings
 
@@ -52,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--app", help="only this App's keys")
     revoke = with_settings(keys.add_parser("revoke", help="revoke a key by its id"))
     revoke.add_argument("key_id", help="the id `keys list` shows")
+
+    db = commands.add_parser("db", help="the database's schema: its revision, and upgrades")
+    db_commands = db.add_subparsers(dest="db", required=True)
+    upgrade = with_settings(db_commands.add_parser("upgrade", help="upgrade the schema (the runtime does on start)"))
+    upgrade.add_argument("--to", default="head", help="the revision to upgrade to (default: head, this version's)")
+    with_settings(db_commands.add_parser("current", help="print the schema's revision and whether it is at head"))
     return parser
 
 
@@ -86,7 +93,7 @@ def _wait_for_signal() -> None:
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:
     from ..backends.keys import SqlKeys
 
-    store = SqlKeys.from_url(settings.database_url)
+    store = SqlKeys.from_url(settings.database_url, migrate=settings.migrate_on_start)
     try:
         if args.keys == "create":
             if args.app not in {a.name for a in settings.apps}:
@@ -112,6 +119,57 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
         await store.close()
 
 
+async def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..backends import migrations
+
+    if not _is_sql(settings.database_url):
+        print(f"aomi-runtime: {settings.database_url!r} is not an SQL database: it has no schema.", file=sys.stderr)
+        return 2
+    engine = migrations.open_database(settings.database_url)
+    try:
+        if args.db == "current":
+            print(f"revision {(await migrations.revision(engine)).describe()}")
+            return 0
+        before, after = await migrations.upgrade(engine, args.to)
+        if before.current == after.current:
+            print(f"The schema is at revision {after.describe()}: nothing to upgrade.")
+        else:
+            print(f"Upgraded the schema from revision {before.current or 'none'} to {after.describe()}.")
+        return 0
+    except (CommandError, StorageError, SQLAlchemyError, OSError) as exc:  # OSError: no server at the address
+        print(f"aomi-runtime: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+
+
+def _is_sql(url: str) -> bool:
+    from ..backends.history import MEMORY_URL
+
+    return url != MEMORY_URL and "://" in url
+
+
+async def _schema_refused(settings: Settings) -> str | None:
+    """With upgrades on start off, why `serve` must not start on this database (behind the head, or unreadable)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..backends import migrations
+
+    if settings.migrate_on_start or not _is_sql(settings.database_url):
+        return None
+    engine = migrations.open_database(settings.database_url)
+    try:
+        found = await migrations.revision(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        return f"The database's schema revision could not be read: {exc}"
+    finally:
+        await engine.dispose()
+    return None if found.at_head else migrations.behind(found)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -132,7 +190,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aomi-runtime: invalid settings: {exc}", file=sys.stderr)
         return 2
     if args.command == "keys":
-        return asyncio.run(_keys(args, settings))
+        try:
+            return asyncio.run(_keys(args, settings))
+        except StorageError as exc:  # the database behind this version's schema, with upgrades on start off
+            print(f"aomi-runtime: {exc}", file=sys.stderr)
+            return 1
+    if args.command == "db":
+        return asyncio.run(_db(args, settings))
+    if (refused := asyncio.run(_schema_refused(settings))) is not None:
+        print(f"aomi-runtime: {refused}", file=sys.stderr)
+        return 1
     try:
         serve_until_stopped(settings, args.address)
     except DeploymentError as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ..actors.node import LEAN_RAY_ENV, lean_ray_env
 from ..agent.errors import DeploymentError
+from ..backends.otlp import tracing_env
 from .ingress import DIRECT_INGRESS_ENV, INGRESS_ENV, check_port_free, direct_urls, free_port, ray_env
 from .settings import Settings
 
@@ -108,7 +109,15 @@ def launch(settings: Settings, address: str | None = None) -> Launched:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if settings.lean_ray:
             lean_ray_env(os.environ)
-        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
+        # A local Ray's processes inherit this environment, OTEL_* included; a cluster's have their own, so the
+        # OpenTelemetry variables go with the job (Serve's replicas, and the actors they start, inherit its env).
+        traced = tracing_env() if address is not None else {}
+        ray.init(
+            address=address or "local",
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": traced} if traced else None,
+        )
     launched = Launched(settings, owns_ray, saved_env=saved_env, proxy_port=proxy_port)
     try:
         serve.start(http_options={"host": settings.host, "port": proxy_port or settings.port})

@@ -68,13 +68,18 @@ class _Snapshot(Collector):
             "aomi_session_places_free", "Places for live sessions free in running session actors.", labels=["app"]
         )
         actors = GaugeMetricFamily("aomi_session_actors", "Session actors (processes) running.", labels=["app"])
+        draining = GaugeMetricFamily(
+            "aomi_session_actors_draining", "Session actors of an older version, draining.", labels=["app"]
+        )
         for app, s in self._stats.items():
             live.add_metric([app], s["live"])
             warm.add_metric([app], s["warm"])
             actors.add_metric([app], s["actors"])
+            draining.add_metric([app], s["old_actors"])
         yield live
         yield warm
         yield actors
+        yield draining
         for key, help_text in COUNTERS.items():
             family = CounterMetricFamily(f"aomi_sessions_{key}", help_text, labels=["app"])
             for app, s in self._stats.items():

@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     # A Ray that `launch` starts itself runs without what idle session actors pay for and the runtime never uses
     # (`actors.node.LEAN_RAY_ENV`); false keeps Ray's defaults. A joined cluster keeps its own (see cluster.yaml).
     lean_ray: bool = True
+    # Each App's store upgrades the database's schema to this version's as it starts (backends/migrations/, under a
+    # lock). Off: the operator runs `aomi-runtime db upgrade`, and a database behind is refused with a StorageError
+    # that says so.
+    migrate_on_start: bool = True
+    # Upgrades (docs/lifecycle.md#upgrades): each App's version is a digest of its spec and the package's version,
+    # plus this label, which names what the spec cannot see (a new release of a tool's module): change it to roll
+    # new code out under an unchanged config.
+    version: str | None = None
+    # When the deploy was built (set by `build_application`; 0: not a deploy): orders versions, so that a replica of
+    # an older deploy never takes an App back to its version.
+    deployed_at: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _read_apps_and_their_keys(self) -> Settings:
@@ -118,4 +129,7 @@ class Settings(BaseSettings):
             self.placement,
             self.secrets_key,
             self.snapshot_copy_bytes,
+            migrate=self.migrate_on_start,
+            deployed_at=self.deployed_at,
+            version_label=self.version,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +14,9 @@ import ray
 
 from aomi_runtime.actors.store import HistoryStore
 from aomi_runtime.actors.store_client import StoreClient
-from aomi_runtime.agent.errors import AppMismatch
+from aomi_runtime.agent.errors import AppMismatch, StorageError
 from aomi_runtime.agent.records import Commit, Event, Message, SessionRecord
+from aomi_runtime.backends import migrations
 from aomi_runtime.backends.history import SqlHistory
 from tests.contracts.test_history_backend import long_history
 
@@ -101,3 +103,25 @@ async def test_so_it_does_from_a_backend_without_load_json(ray_instance: None) -
     finally:
         await store.close.remote()
         ray.kill(store)
+
+
+async def test_with_upgrades_on_start_off_the_stores_refuse_a_database_behind(
+    ray_instance: None, tmp_path: Path
+) -> None:
+    """`migrate_on_start=False` travels from the settings to each App's store, which then refuses a database behind
+    the head (naming the command that upgrades it) and serves it once the operator has upgraded it."""
+    from aomi_runtime.serve_app.settings import Settings
+
+    url = f"sqlite:///{tmp_path / 'behind.db'}"
+    runtime = Settings(database_url=url, migrate_on_start=False, namespace=f"aomi-t{uuid.uuid4().hex[:10]}").runtime()
+    try:
+        with pytest.raises(StorageError, match=r"at revision none \(empty.*run `aomi-runtime db upgrade`"):
+            await runtime.owner("s-1")
+        engine = migrations.open_database(url)
+        try:
+            await migrations.upgrade(engine)
+        finally:
+            await engine.dispose()
+        assert await runtime.owner("s-1") is None
+    finally:
+        await runtime.stop()

@@ -477,18 +477,21 @@ async def test_bars_bounds_scales_and_rates_as_the_data_says(console: Console) -
         const bars = [afterTwo, shown()];
         const holder = document.createElement('div');
         new Waterfalls(holder).add(1, { type: 'processing_done',
-          timings: { ms: 0.5, spans: [{ kind: 'model', name: 'm', start_ms: 0, ms: 0.25 }] } });
+          timings: { ms: 0.5, spans: [{ kind: 'model', name: 'm', start_ms: 0, ms: 0.25, input_tokens: 53,
+            output_tokens: 6 }] } });
         const width = holder.querySelector('.bar').style.width;
+        const tokens = holder.querySelector('.ms').textContent;
         const glance = new Glance(document.createElement('div'));
         const turns = (n) => [{ name: 'aomi_turn_seconds_count', labels: { app: 'default' }, value: n }];
         glance.show(turns(10), 0);
         glance.show(turns(2), 1000);
         const rate = glance.holder.querySelector('td.rate').textContent;
-        return { bars, width, rate, bounds: [describeBounds([0.005, 0.0075]), describeBounds([0, 0.0025]),
+        return { bars, width, tokens, rate, bounds: [describeBounds([0.005, 0.0075]), describeBounds([0, 0.0025]),
           describeBounds([1, 2.5])] };
     }"""
     )
     assert got["bars"] == [[["x", "running"], ["b", "completed"]], [["x", "running"], ["c", "running"]]], got
     assert got["width"] == "50%", got
+    assert got["tokens"].endswith(" · 53 → 6 tokens"), got  # the usage the provider reported
     assert got["rate"] == "—", got
     assert got["bounds"] == ["5–7.5 ms", "≤ 2.5 ms", "1–2.5 s"], got

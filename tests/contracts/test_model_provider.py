@@ -21,6 +21,7 @@ from aomi_runtime.agent.protocols import (
     TextDelta,
     ToolCallRequest,
     ToolSpec,
+    Usage,
 )
 from aomi_runtime.agent.session import LiveSession
 from aomi_runtime.agent.titles import TITLE_INSTRUCTION
@@ -103,6 +104,24 @@ async def test_a_tool_call_comes_whole_with_its_arguments(kind: str, provider: M
     assert len(calls) == 1
     assert (calls[0].name, calls[0].arguments) == ("time_now", {"topic": "clock", "n": [1, 2]})
     assert calls[0].call_id
+
+
+@pytest.mark.parametrize("what", ["hello there", "tool"])
+async def test_a_remote_model_reports_its_usage_last(
+    kind: str, what: str, provider: ModelProvider, fake_provider: tuple[FakeProvider, str]
+) -> None:
+    """The tokens the provider reports (OpenAI's only when asked for), as the last chunk; the scripted model has
+    none to report."""
+    fake = fake_provider[0]
+    sent = len(fake.usage_sent)
+    chunks = await reply(provider, ModelMessage(role="user", content=phrase(kind, what)))
+    usages = [c for c in chunks if isinstance(c, Usage)]
+    if kind == "scripted":
+        assert usages == []
+        return
+    (tokens_in, tokens_out), *_ = fake.usage_sent[sent:]
+    assert chunks[-1] == usages[0] == Usage(input_tokens=tokens_in, output_tokens=tokens_out)
+    assert tokens_in > 10 and tokens_out > 0
 
 
 async def test_after_a_tool_result_it_answers_about_it(kind: str, provider: ModelProvider) -> None:

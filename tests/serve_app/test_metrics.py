@@ -37,6 +37,7 @@ def app_stats(seen: float) -> dict[str, Any]:
         "live": 3,
         "warm": 2,
         "actors": 5,
+        "old_actors": 1,
         **{key: i + 1 for i, key in enumerate(COUNTERS)},
         "hits": 7,
         "misses": 4,
@@ -51,7 +52,7 @@ def test_the_scrape_reports_each_apps_counts_and_histograms() -> None:
     got = samples(generate_latest(registry))
     default = (("app", "default"),)
     assert got[("aomi_sessions_live", default)] == 3 and got[("aomi_session_places_free", default)] == 2
-    assert got[("aomi_session_actors", default)] == 5
+    assert got[("aomi_session_actors", default)] == 5 and got[("aomi_session_actors_draining", default)] == 1
     assert [got[(f"aomi_sessions_{key}_total", default)] for key in COUNTERS] == [1, 2, 3, 4]
     assert got[("aomi_cache_hits_total", (("app", "default"), ("layer", "directory")))] == 7
     assert got[("aomi_cache_misses_total", (("app", "default"), ("layer", "directory")))] == 4

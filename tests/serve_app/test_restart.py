@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -38,10 +38,12 @@ class Server:
         *options: str,
         unset: Collection[str] = (),
         program: Sequence[str] = CLI,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self.stop_seconds = 0.0  # Ctrl-C to exit
-        env = {name: value for name, value in os.environ.items() if name not in unset} | {"RAY_TMPDIR": ray_tmp}
+        kept = {name: value for name, value in os.environ.items() if name not in unset}
+        env = kept | dict(env or {}) | {"RAY_TMPDIR": ray_tmp}
         command = [sys.executable, *program, "--port", str(self.port), *options]
         self.process = subprocess.Popen(
             [*command, "--database-url", database_url, "--config", str(config)],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,13 +63,19 @@ def faults_url(runtime_url: str, runtime_settings: Settings, proxy_url: str) -> 
         AppSpec(name=NOWHERE),
         AppSpec(name=GONE),
     )
-    url = runtime_settings.database_url
-    # The App's actors are found by name, whoever started them: started here, `nowhere`'s directory places its
-    # session actors as this placement says, whatever the front door's settings would have said.
-    Runtime(own[1:2], url, TEST_NAMESPACE, placement=SessionPlacement({"aomi_test_nowhere": 1}, timeout_seconds=1))
     settings = runtime_settings.model_copy(update={"apps": (*runtime_settings.apps, *own)})
     try:
         with front_door(settings, FAULTS, proxy_url) as faults:
+            # A deploy after the front door's, as an operator's next one would be: `nowhere`'s directory then places
+            # its session actors as this placement says. Asked once more so that the deploy has landed.
+            nowhere = Runtime(
+                own[1:2],
+                runtime_settings.database_url,
+                TEST_NAMESPACE,
+                placement=SessionPlacement({"aomi_test_nowhere": 1}, timeout_seconds=1),
+                deployed_at=time.time(),
+            )
+            ray.get(nowhere.apps[NOWHERE].directory.stats.remote())
             yield faults
     finally:  # its own Apps' actors only (found by name: none started again to be stopped); their sessions stay stored
         for spec in own:

@@ -13,13 +13,14 @@ from .sql import SqlHistory
 MEMORY_URL = "memory://"
 
 
-def open_history(url: str) -> HistoryBackend:
+def open_history(url: str, *, migrate: bool = True) -> HistoryBackend:
     """The backend a URL names: `memory://`, an SQLAlchemy URL (`sqlite:///aomi.db`, `postgresql://...`),
-    or `package.module:factory`, a callable returning a `HistoryBackend`. Call `setup()` before use."""
+    or `package.module:factory`, a callable returning a `HistoryBackend`. Call `setup()` before use, which
+    upgrades a database's schema, or with `migrate` off refuses one behind this version's."""
     if url == MEMORY_URL:
         return InMemoryHistory()
     if "://" in url:
-        return SqlHistory.from_url(url)
+        return SqlHistory.from_url(url, migrate=migrate)
     module_name, _, attribute = url.partition(":")
     if not attribute:
         raise InvalidInput(

@@ -36,9 +36,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...agent.errors import AppMismatch, StorageError
 from ...agent.records import Commit, Event, Message, SessionRecord, StoredSession
+from ..migrations import Schema
 from . import _dialects
 
-metadata = MetaData()
+metadata = MetaData()  # a change to its tables needs a migration (backends/migrations/versions/)
 
 sessions = Table(
     "aomi_sessions",
@@ -72,11 +73,12 @@ RECORD, MESSAGE = 0, 1
 
 
 class SqlHistory:
-    """A `HistoryBackend` on an `AsyncEngine`. `from_url` builds one that owns its engine."""
+    """A `HistoryBackend` on an `AsyncEngine`. `from_url` builds one that owns its engine. `setup` upgrades the
+    database's schema to this version's, or with `migrate` off refuses one behind it (`migrations.prepare`)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, migrate: bool = True) -> None:
         self._engine = engine
-        self._schema = _dialects.Schema(engine, metadata)
+        self._schema = Schema(engine, migrate=migrate)
         # SQLite has one writer at a time: writers of this process queue here, in order, rather than in
         # SQLite's busy handler, which gives up after its timeout (under load, with a 503 for a message).
         self._one_writer: contextlib.AbstractAsyncContextManager[Any] = (
@@ -85,15 +87,15 @@ class SqlHistory:
         self._upsert_record, self._upsert_message, self._append_event = _writes(engine)
 
     @classmethod
-    def from_url(cls, url: str, **engine_options: Any) -> SqlHistory:
-        return cls(_dialects.open_engine(url, **engine_options))
+    def from_url(cls, url: str, *, migrate: bool = True, **engine_options: Any) -> SqlHistory:
+        return cls(_dialects.open_engine(url, **engine_options), migrate=migrate)
 
     async def setup(self) -> None:
-        # Every operation calls this first. Creating the schema takes a write lock: SQLite may answer "database
-        # is locked" while another App's store writes the same file. A StorageError (503, "try again") then,
-        # not a raw driver error (500); the next call tries again.
+        # Every operation calls this first. An upgrade of the schema waits for the database's write lock, which
+        # another App's store may hold: should that fail, a StorageError (503, "try again"), not a raw driver
+        # error (500); the next call tries again.
         try:
-            await self._schema.create()
+            await self._schema.prepare()
         except SQLAlchemyError as exc:
             raise StorageError(f"The history database could not be prepared: {type(exc).__name__}.") from exc
 

@@ -9,7 +9,7 @@ import anthropic
 
 from ...agent.apps import ModelSpec
 from ...agent.errors import ModelUnavailable
-from ...agent.protocols import ModelChunk, ModelRequest, TextDelta, ToolCallRequest
+from ...agent.protocols import ModelChunk, ModelRequest, TextDelta, ToolCallRequest, Usage
 from ._errors import provider_error
 
 DEFAULT_MAX_TOKENS = 1024
@@ -80,3 +80,4 @@ class AnthropicMessages:
                         f"The model {self._spec.label!r} called {block.name} with arguments that are not an object."
                     )
                 yield ToolCallRequest(call_id=block.id, name=block.name, arguments=block.input)
+        yield Usage(input_tokens=final.usage.input_tokens, output_tokens=final.usage.output_tokens)

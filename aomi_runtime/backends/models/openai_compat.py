@@ -14,7 +14,7 @@ import openai
 
 from ...agent.apps import ModelSpec
 from ...agent.errors import ModelUnavailable
-from ...agent.protocols import ModelChunk, ModelMessage, ModelRequest, TextDelta, ToolCallRequest
+from ...agent.protocols import ModelChunk, ModelMessage, ModelRequest, TextDelta, ToolCallRequest, Usage
 from ._errors import provider_error
 
 NO_KEY = "no-key"  # local servers (Ollama, vLLM) take any key, and the SDK insists on one
@@ -59,17 +59,23 @@ class OpenAICompatible:
         tools = [{"type": "function", "function": t.model_dump()} for t in request.tools]
         with_tools: dict[str, Any] = {"tools": tools} if tools else {}
         calls: dict[int, dict[str, str]] = {}
+        usage: Usage | None = None
+        # The usage in a last chunk of its own (OpenAI, vLLM, Ollama, LiteLLM send it when asked); a server that
+        # refuses the option is configured with `options: {stream_options: null}`.
+        options = {"stream_options": {"include_usage": True}, **self._spec.options}
         try:
             chunks = await self._client.chat.completions.create(
                 model=self._spec.model,
                 messages=to_openai_messages(request),  # type: ignore[arg-type]  # plain dicts, not the SDK's TypedDicts
                 stream=True,
                 **with_tools,
-                **self._spec.options,
+                **options,
             )
             # Always a stream (`stream=True`); mypy cannot tell, as to it the options might name `stream` again.
             assert isinstance(chunks, openai.AsyncStream)
             async for chunk in chunks:
+                if chunk.usage is not None:
+                    usage = Usage(input_tokens=chunk.usage.prompt_tokens, output_tokens=chunk.usage.completion_tokens)
                 if not chunk.choices:
                     continue
                 delta = chunk.choices[0].delta
@@ -94,3 +100,5 @@ class OpenAICompatible:
                     f"The model {self._spec.label!r} called {call['name']} with arguments that are not a JSON object."
                 )
             yield ToolCallRequest(call_id=call["id"] or None, name=call["name"], arguments=arguments)
+        if usage is not None:
+            yield usage

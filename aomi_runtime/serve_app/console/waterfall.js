@@ -52,7 +52,10 @@ export class Waterfalls {
         mark.style.left = `${Math.min(100, (100 * (span.start_ms + span.first_token_ms)) / total)}%`;
         track.append(mark);
       }
-      const extra = span.kind === "tool" && span.status === "error" ? " error" : "";
+      let extra = span.kind === "tool" && span.status === "error" ? " error" : "";
+      if (span.kind === "model" && typeof span.input_tokens === "number") {
+        extra += ` · ${span.input_tokens} → ${span.output_tokens ?? "?"} tokens`; // where the provider reports usage
+      }
       rows.append(el("li", { class: `span ${span.kind}`, "data-kind": span.kind },
         el("span", { class: "name", text: spanLabel(span) }),
         track,

@@ -1,0 +1,29 @@
+"""An App's version and the order of deploys (actors/versions.py), without Ray."""
+
+from __future__ import annotations
+
+from aomi_runtime.actors.placement import SessionPlacement
+from aomi_runtime.actors.versions import Stamp, app_version
+from aomi_runtime.agent.apps import AppSpec, Limits
+
+
+def test_a_version_changes_with_what_the_sessions_run_and_only_with_it() -> None:
+    spec = AppSpec(name="default", tools=("time_now",))
+    same = AppSpec(name="default", tools=("time_now",))
+    assert app_version(spec) == app_version(same)
+    changed = [
+        app_version(AppSpec(name="default", tools=("long_task",))),
+        app_version(AppSpec(name="default", tools=("time_now",), system_prompt="Be brief.")),
+        app_version(AppSpec(name="default", tools=("time_now",), limits=Limits(max_tool_rounds=2))),
+        app_version(spec, "2026-12-06.1"),  # AOMI_VERSION
+        app_version(spec, None, SessionPlacement(sessions_per_actor=256)),
+    ]
+    assert app_version(spec) not in changed and len(set(changed)) == len(changed)
+
+
+def test_deploys_are_ordered_by_when_they_were_built_and_a_stamp_survives_an_actor_name() -> None:
+    older, newer = Stamp(1_800_000_000.5, "bbbbbbbbbbbb"), Stamp(1_800_000_060.25, "aaaaaaaaaaaa")
+    assert older < newer  # whatever their versions: a rollback is a newer deploy of an older version
+    assert Stamp(0.0, "aaaaaaaaaaaa") < older  # a runtime that deploys nothing never wins
+    assert Stamp.parse(newer.token) == newer
+    assert Stamp.parse("") is None and Stamp.parse("abc") is None  # an actor named before versions: the oldest
