@@ -89,6 +89,14 @@ class Runtime:
         name = next((o for o in owners if o is not None), None)
         return None if name is None else self.apps.get(name)
 
+    def live_handle(self, session_id: str) -> Any:
+        """The actor this replica last found the session live in, or None (it may have left there since)."""
+        found = self._handles.get(session_id)
+        return None if found is None else found.handle
+
+    def forget(self, session_id: str) -> None:
+        self._handles.pop(session_id, None)
+
     async def session_app(self, session_id: str) -> AppActors:
         """The App a session belongs to. Raises `SessionNotFound`."""
         owner = await self.owner(session_id)

@@ -291,6 +291,12 @@ class SessionActor:
     async def last_events(self, session_id: str, count: int) -> list[Event]:
         return await self._live(session_id).last_events(count)
 
+    async def events_page(self, session_id: str, after: int, limit: int) -> list[Event]:
+        return await self._live(session_id).events_page(after, limit)
+
+    async def messages_page(self, session_id: str, before: int | None, limit: int) -> list[Message]:
+        return await self._live(session_id).messages_page(before, limit)
+
     async def rename(self, session_id: str, title: str) -> SessionInfo:
         session = self._live(session_id)
         await session.rename(title)

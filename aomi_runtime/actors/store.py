@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from ..agent.errors import AppMismatch
 from ..agent.logs import configure_logging
 from ..agent.protocols import HistoryBackend, LoadsJson
-from ..agent.records import Commit, Event, SessionRecord
+from ..agent.records import Commit, Event, Message, SessionRecord
 from ..agent.stats import SIZE_BUCKETS, Histogram
 from ..backends.history import GroupCommit, open_history
 from ..backends.keys import SqlKeys
@@ -86,6 +86,9 @@ class HistoryStore:
 
     async def list(self, app: str, public_key: str | None, limit: int) -> builtins.list[SessionRecord]:
         return await (await self._ready(app)).list(app, public_key, limit)
+
+    async def messages(self, app: str, session_id: str, before: int | None, limit: int) -> builtins.list[Message]:
+        return await (await self._ready(app)).messages(app, session_id, before, limit)
 
     async def events(self, app: str, session_id: str, after: int, limit: int) -> builtins.list[Event]:
         return await (await self._ready(app)).events(app, session_id, after, limit)

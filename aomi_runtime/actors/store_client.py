@@ -9,7 +9,7 @@ import builtins
 from datetime import datetime
 from typing import Any
 
-from ..agent.records import Commit, Event, SessionRecord, StoredSession
+from ..agent.records import Commit, Event, Message, SessionRecord, StoredSession
 
 
 class StoreClient:
@@ -40,6 +40,10 @@ class StoreClient:
     async def list(self, app: str, public_key: str | None, limit: int) -> builtins.list[SessionRecord]:
         records: builtins.list[SessionRecord] = await self._store.list.remote(app, public_key, limit)
         return records
+
+    async def messages(self, app: str, session_id: str, before: int | None, limit: int) -> builtins.list[Message]:
+        page: builtins.list[Message] = await self._store.messages.remote(app, session_id, before, limit)
+        return page
 
     async def events(self, app: str, session_id: str, after: int, limit: int) -> builtins.list[Event]:
         page: builtins.list[Event] = await self._store.events.remote(app, session_id, after, limit)

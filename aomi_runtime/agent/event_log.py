@@ -7,6 +7,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
+from itertools import islice
 
 from .protocols import HistoryBackend
 from .records import Event
@@ -70,3 +71,14 @@ class EventLog:
         return [
             e for e in await self._history.last_events(self._app, self._session_id, count) if e.seq <= self.published
         ]
+
+    async def page(self, after: int, limit: int) -> list[Event]:
+        """Up to `limit` published events with seq above `after`, oldest first: from memory where it holds them
+        all, else from the history backend (only what was published, as `read_after`)."""
+        if limit <= 0 or after >= self.published:
+            return []
+        if self._recent and self._recent[0].seq <= after + 1:
+            start = after + 1 - self._recent[0].seq  # seq rises by one per event
+            return list(islice(self._recent, start, start + limit))
+        page = await self._history.events(self._app, self._session_id, after, limit)
+        return [e for e in page if e.seq <= self.published]

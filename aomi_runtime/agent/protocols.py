@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from .records import Commit, Event, SessionRecord, StoredSession
+from .records import Commit, Event, Message, SessionRecord, StoredSession
 
 # --- history ------------------------------------------------------------------------------------
 
@@ -45,6 +45,10 @@ class HistoryBackend(Protocol):
 
     async def list(self, app: str, public_key: str | None, limit: int) -> builtins.list[SessionRecord]:
         """Return up to `limit` records bound to `public_key`, most recently active first."""
+
+    async def messages(self, app: str, session_id: str, before: int | None, limit: int) -> builtins.list[Message]:
+        """Return the newest `limit` messages with an id below `before` (any id if None), in message order: a page
+        of the history, read backward from the newest (`GET /api/sessions/{id}/messages`)."""
 
     async def events(self, app: str, session_id: str, after: int, limit: int) -> builtins.list[Event]:
         """Return up to `limit` events with seq greater than `after`, oldest first."""

@@ -298,6 +298,18 @@ class LiveSession:
         self.check_open()
         return await self._log.last(count)
 
+    async def events_page(self, after: int, limit: int) -> list[Event]:
+        self.check_open()
+        return await self._log.page(after, limit)
+
+    async def messages_page(self, before: int | None, limit: int) -> list[Message]:
+        """The newest `limit` messages with an id below `before`, in order, as a snapshot shows them (a commit under
+        way lands first). A message's id is its place in the list: it is numbered so as it is added."""
+        self.check_open()
+        await self._journal.flush()
+        end = len(self.messages) if before is None else max(0, min(before, len(self.messages)))
+        return self.messages[max(0, end - limit) : end]
+
     def check_open(self) -> None:
         if self._journal.closed:
             raise SessionClosed(f"The session {self.session_id!r} is closing; look it up again.")

@@ -39,6 +39,7 @@ RECONNECTS = 10  # a stream reconnects this many times in a row before it gives 
 KEEPALIVE_GRACE = 60.0  # the server sends a comment at least every 15 s: silence this long means a dead link
 ATTEMPTS = 3  # of a call that is safe to repeat, when the connection fails
 STATE_CHECK_SECONDS = 5.0  # a wait for a turn looks at the session this often when no event comes
+PAGE_SIZE = 100  # messages or events in one page (the runtime's default; at most 1,000)
 
 
 class AsyncSession:
@@ -194,6 +195,39 @@ class AsyncSession:
 
     async def messages(self) -> list[Message]:
         return (await self.state()).messages
+
+    async def message_pages(self, page_size: int = PAGE_SIZE) -> AsyncGenerator[list[Message], None]:
+        """The session's messages a page of `page_size` at a time, newest page first, each page in message order
+        (`GET /api/sessions/{id}/messages`): a long session read without all of it crossing at once. Messages
+        added meanwhile come after the first page, never into a later one; stop when you have read enough."""
+        before: int | None = None
+        while True:
+            params = {"limit": page_size, "before": before}
+            page = await self.client.request(
+                "GET", f"/api/sessions/{self.id}/messages", params=params, attempts=ATTEMPTS
+            )
+            messages = [Message.model_validate(m) for m in page["messages"]]
+            if messages:
+                yield messages
+            before = page["before"]
+            if before is None:
+                return
+
+    async def event_pages(self, *, after: int = 0, page_size: int = PAGE_SIZE) -> AsyncGenerator[list[Event], None]:
+        """The session's stored events after `after`, oldest first, a page of `page_size` at a time
+        (`GET /api/events?after=`), up to the newest one when the last page is read; `events` follows them live."""
+        while True:
+            params = {"after": after, "limit": page_size}
+            page = await self._call("GET", "/api/events", params=params, attempts=ATTEMPTS)
+            # The log's seq rises by one per event: a page's events are numbered from `after + 1`.
+            events = [Event(seq=after + 1 + i, data=data) for i, data in enumerate(page["events"])]
+            if events:
+                if events[-1].seq != page["after"]:
+                    raise ServerError(f"A page of events ended at {page['after']}, not {events[-1].seq}.", 502)
+                yield events
+            after = page["after"]
+            if len(events) < page_size:
+                return
 
     async def recent_events(self, count: int = 100) -> list[dict[str, Any]]:
         """The last `count` events, oldest first, as their payloads (`GET /api/events`)."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from ..agent.records import Event, Message, SessionInfo, Snapshot, new_request_id
 from .async_client import DEFAULT_URL, IN_CLUSTER_URL, AsyncClient, ClientOptions
-from .async_session import AsyncSession, SendOptions
+from .async_session import PAGE_SIZE, AsyncSession, SendOptions
 from .reply import Reply
 
 if TYPE_CHECKING:
@@ -223,6 +223,12 @@ class Session:
 
     def messages(self) -> list[Message]:
         return self._run(self._async.messages())
+
+    def message_pages(self, page_size: int = PAGE_SIZE) -> Iterator[list[Message]]:
+        return self.client._loop.iterate(self._async.message_pages(page_size))
+
+    def event_pages(self, *, after: int = 0, page_size: int = PAGE_SIZE) -> Iterator[list[Event]]:
+        return self.client._loop.iterate(self._async.event_pages(after=after, page_size=page_size))
 
     def recent_events(self, count: int = 100) -> list[dict[str, Any]]:
         return self._run(self._async.recent_events(count))

@@ -6,7 +6,7 @@ import json
 from typing import Annotated, Any
 from urllib.parse import unquote_to_bytes
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 from starlette.exceptions import HTTPException
 
 from ..agent.errors import InvalidInput
@@ -31,6 +31,12 @@ def check_session_id(session_id: str | None) -> str:
 SESSION_HEADER = Header(description="The session's id, made by the client.", json_schema_extra=SESSION_ID_SCHEMA)
 SESSION_PATH = Path(description="The session's id.", json_schema_extra=SESSION_ID_SCHEMA)
 PathId = Annotated[str, SESSION_PATH]
+
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1_000
+MAX_CURSOR = 2**31 - 1  # the range of stored message ids and event seqs (32-bit columns): beyond, no row is
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="The most items in one page.")]
 
 
 # The dependencies are `async def`: FastAPI runs a plain `def` dependency in a worker thread, a thread hop on

@@ -80,6 +80,28 @@ class StreamEvent(BaseModel):
     session_id: str
 
 
+class EventPage(BaseModel):
+    """A page of a session's events (`GET /api/events?after=`)."""
+
+    events: list[StreamEvent] = Field(
+        description="Events with seq above `after`, oldest first, each as sent on the stream: the event log's seq "
+        "rises by one per event, so the i-th (from 0) is event `after + 1 + i`."
+    )
+    after: int = Field(
+        description="The seq of the page's last event (`after` as sent, for an empty page): send it as `after` for "
+        "the next page. A page shorter than `limit` reached the newest event."
+    )
+
+
+class MessagePage(BaseModel):
+    """A page of a session's messages (`GET /api/sessions/{id}/messages`), newest page first."""
+
+    messages: list[Message] = Field(description="Messages with an id below `before`, the newest `limit`, in order.")
+    before: int | None = Field(
+        description="Send it as `before` for the previous (older) page; null once this page holds the first message."
+    )
+
+
 class EventStreamResponse(StreamingResponse):
     media_type = "text/event-stream"
 

@@ -17,6 +17,12 @@ from aomi_runtime.agent.records import Commit, Event, Message, QueuedMessage, Se
 from aomi_runtime.backends.history import InMemoryHistory, SqlHistory, open_history
 
 
+class WithoutPages(InMemoryHistory):
+    """A backend written before history pages: everything but `messages` (None: no such method, to a protocol)."""
+
+    messages = None  # type: ignore[assignment]
+
+
 def custom_backend() -> HistoryBackend:
     """What a user's own backend looks like to `open_history`: a factory by import path."""
     return InMemoryHistory()
@@ -161,6 +167,54 @@ async def test_events_page_forward_and_the_last_n_come_oldest_first(backend: His
     assert await backend.last_events("a", sid, 0) == []
 
 
+async def test_messages_page_backward_newest_first_each_page_in_order(backend: HistoryBackend) -> None:
+    sid = new_id()
+    messages = [Message(id=i, sender="user", content=str(i)) for i in range(25)]
+    await backend.commit("a", Commit(record=record(sid), messages=messages[10:]))
+    await backend.commit("a", Commit(record=record(sid), messages=messages[:10]))
+    assert await backend.messages("a", sid, None, 10) == messages[15:]
+    assert await backend.messages("a", sid, 15, 10) == messages[5:15]
+    assert await backend.messages("a", sid, 5, 10) == messages[:5]
+    assert await backend.messages("a", sid, 0, 10) == []
+    assert await backend.messages("a", sid, None, 100) == messages
+    assert await backend.messages("a", sid, 10**6, 3) == messages[-3:]
+    assert await backend.messages("a", sid, None, 0) == []
+    assert await backend.messages("a", new_id(), None, 10) == []
+
+
+async def test_a_10000_message_session_pages_whole_while_it_grows(backend: HistoryBackend) -> None:
+    """Pages of 100 back from the newest, and of events forward, while commits append to both: each item
+    once, none missing, the appended ones after the first page's cursor (messages) or in later pages (events)."""
+    sid = new_id()
+    messages = long_history(10_100)
+    events = [Event(seq=i, data={"type": "e", "i": i}) for i in range(1, 10_101)]
+    for start in range(0, 10_000, 2_500):
+        batch = slice(start, start + 2_500)
+        await backend.commit("a", Commit(record=record(sid), messages=messages[batch], events=events[batch]))
+    read_messages: list[Message] = []
+    read_events: list[Event] = []
+    before: int | None = None
+    after, appended = 0, 10_000
+    for _ in range(200):  # 101 pages: a cursor that does not move fails here, rather than loop
+        page = await backend.messages("a", sid, before, 100)
+        read_messages[:0] = page
+        forward = await backend.events("a", sid, after, 100)
+        read_events += forward
+        after = forward[-1].seq if forward else after
+        if appended < len(messages):  # a commit lands between every two pages
+            grown = slice(appended, appended + 10)
+            await backend.commit("a", Commit(record=record(sid), messages=messages[grown], events=events[grown]))
+            appended += 10
+        if not page:
+            break
+        before = page[0].id
+    assert not page and read_messages == messages[:10_000]
+    while forward := await backend.events("a", sid, after, 100):
+        read_events += forward
+        after = forward[-1].seq
+    assert read_events == events
+
+
 async def test_list_is_per_public_key_newest_activity_first_and_limited(backend: HistoryBackend) -> None:
     key = f"0x{uuid.uuid4().hex}"
     now = utcnow()
@@ -211,6 +265,7 @@ async def test_every_method_is_scoped_by_app(backend: HistoryBackend) -> None:
     assert await backend.get("b", sid) is None
     assert await backend.list("b", "k", 10) == []
     assert await backend.events("b", sid, 0, 10) == []
+    assert await backend.messages("b", sid, None, 10) == []
     assert await backend.last_events("b", sid, 10) == []
     assert not await backend.delete("b", sid)
     with pytest.raises(AppMismatch):
@@ -278,3 +333,5 @@ def test_open_history_names_what_it_cannot_open() -> None:
         open_history("no_such_module:factory")
     with pytest.raises(InvalidInput, match="not a HistoryBackend"):
         open_history("uuid:uuid4")
+    with pytest.raises(InvalidInput, match=r"not a HistoryBackend: it has no messages\.$"):
+        open_history("tests.contracts.test_history_backend:WithoutPages")

@@ -35,6 +35,7 @@ HEADER_ROUTES: list[tuple[str, str, dict[str, str]]] = [
     ("POST", "/api/interrupt", {}),
     ("GET", "/api/updates", {}),
     ("GET", "/api/events", {}),
+    ("GET", "/api/events", {"after": "0", "limit": "10"}),
     ("POST", "/api/system", {"message": "hi"}),
     ("POST", "/api/control/model", {"rig": "scripted"}),
     ("POST", "/api/sessions", {}),
@@ -45,6 +46,7 @@ HEADER_ROUTES: list[tuple[str, str, dict[str, str]]] = [
 # Routes that take it in the path: (method, suffix after /api/sessions/{id}).
 PATH_ROUTES: list[tuple[str, str]] = [
     ("GET", ""),
+    ("GET", "/messages"),
     ("PATCH", ""),
     ("DELETE", ""),
     ("POST", "/archive"),
@@ -584,6 +586,52 @@ async def test_bad_numbers_are_refused(
     assert_error(await client.get(path, params=params, headers={**h(s), **headers}), status)
 
 
+HUGE = "99999999999999999999999"
+PAGES = "/api/sessions/{}/messages"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "word"),
+    [
+        ("/api/events", {"count": "5", "after": "0"}, 400, "count"),
+        ("/api/events", {"count": "5", "limit": "5"}, 400, "count"),
+        ("/api/events", {"after": "-1"}, 422, ""),
+        ("/api/events", {"after": "x"}, 422, ""),
+        ("/api/events", {"after": "1.5"}, 422, ""),
+        ("/api/events", {"after": HUGE}, 422, ""),
+        ("/api/events", {"after": str(2**31)}, 422, ""),
+        ("/api/events", {"limit": "0"}, 422, ""),
+        ("/api/events", {"limit": "-3"}, 422, ""),
+        ("/api/events", {"limit": "1001"}, 422, ""),
+        ("/api/events", {"limit": HUGE}, 422, ""),
+        (PAGES, {"before": "-1"}, 422, ""),
+        (PAGES, {"before": "x"}, 422, ""),
+        (PAGES, {"before": HUGE}, 422, ""),
+        (PAGES, {"limit": "0"}, 422, ""),
+        (PAGES, {"limit": "-1"}, 422, ""),
+        (PAGES, {"limit": "1001"}, 422, ""),
+        (PAGES, {"limit": HUGE}, 422, ""),
+    ],
+)
+async def test_bad_page_parameters_are_refused(
+    client: httpx.AsyncClient, path: str, params: dict[str, str], status: int, word: str
+) -> None:
+    s = sid()
+    await client.post("/api/chat", params={"message": "hi"}, headers=h(s))
+    assert_error(await client.get(path.format(s), params=params, headers=h(s)), status, *([word] if word else []))
+
+
+async def test_pages_of_an_unknown_session_are_404_and_the_ends_of_a_known_one_empty(client: httpx.AsyncClient) -> None:
+    s = sid()
+    assert_error(await client.get(PAGES.format(s)), 404)
+    assert_error(await client.get("/api/events", params={"after": "0"}, headers=h(s)), 404)
+    await client.post("/api/chat", params={"message": "hi"}, headers=h(s))
+    oldest = (await client.get(PAGES.format(s), params={"before": "0"})).json()
+    assert oldest == {"messages": [], "before": None}
+    beyond = (await client.get("/api/events", params={"after": str(2**31 - 1)}, headers=h(s))).json()
+    assert beyond == {"events": [], "after": 2**31 - 1}
+
+
 @pytest.mark.parametrize("where", ["after", "Last-Event-ID"])
 async def test_a_resume_point_beyond_the_stream_replays_it_whole(client: httpx.AsyncClient, where: str) -> None:
     # An id above any this session sent is one from before its id was deleted and used again (`events_after`).
@@ -600,6 +648,7 @@ async def test_a_resume_point_beyond_the_stream_replays_it_whole(client: httpx.A
         ("POST", "/api/chat", {"message": "hi"}),
         ("GET", "/api/state", {}),
         ("GET", "/api/events", {}),
+        ("GET", "/api/events", {"after": "0"}),
         ("POST", "/api/system", {"message": "hi"}),
         ("GET", "/api/sessions", {"public_key": "0xnobody"}),
         ("GET", "/api/control/apps", {}),

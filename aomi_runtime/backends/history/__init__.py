@@ -32,7 +32,13 @@ def open_history(url: str, *, migrate: bool = True) -> HistoryBackend:
         raise InvalidInput(f"Cannot import the history backend {url!r}: {exc}") from exc
     backend = factory()
     if not isinstance(backend, HistoryBackend):
-        raise InvalidInput(f"{url!r} made a {type(backend).__name__}, which is not a HistoryBackend.")
+        # The protocol grows with the runtime (`messages`, for history pages): say what a backend written before lacks.
+        missing = [
+            name for name in dir(HistoryBackend) if not name.startswith("_") and getattr(backend, name, None) is None
+        ]
+        raise InvalidInput(
+            f"{url!r} made a {type(backend).__name__}, which is not a HistoryBackend: it has no {', '.join(missing)}."
+        )
     return backend
 
 

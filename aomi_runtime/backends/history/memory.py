@@ -64,6 +64,13 @@ class InMemoryHistory:
         records.sort(key=lambda r: r.updated_at, reverse=True)
         return [r.model_copy(deep=True) for r in records[:limit]]
 
+    async def messages(self, app: str, session_id: str, before: int | None, limit: int) -> builtins.list[Message]:
+        stored = self._scoped(app, session_id)
+        if stored is None or limit <= 0:
+            return []
+        ids = [i for i in sorted(stored.messages) if before is None or i < before][-limit:]
+        return [stored.messages[i].model_copy(deep=True) for i in ids]
+
     async def events(self, app: str, session_id: str, after: int, limit: int) -> builtins.list[Event]:
         stored = self._scoped(app, session_id)
         if stored is None:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...agent.errors import AppMismatch, StorageError
-from ...agent.records import Commit, Event, SessionRecord, StoredSession
+from ...agent.records import Commit, Event, Message, SessionRecord, StoredSession
 from ..migrations import Schema
 from . import _dialects
 
@@ -169,6 +169,20 @@ class SqlHistory:
             .limit(limit)
         )
         return [SessionRecord.model_validate_json(r.data) for r in await self._read(query)]
+
+    async def messages(self, app: str, session_id: str, before: int | None, limit: int) -> builtins.list[Message]:
+        if limit <= 0:
+            return []
+        query = (
+            select(messages.c.data)
+            .join(sessions, sessions.c.session_id == messages.c.session_id)
+            .where(messages.c.session_id == session_id, sessions.c.app == app)
+        )
+        if before is not None:
+            query = query.where(messages.c.id < before)
+        # Newest first on the primary key (session_id, id), so a page costs its own rows only; turned to message order.
+        rows = await self._read(query.order_by(messages.c.id.desc()).limit(limit))
+        return [Message.model_validate_json(row[0]) for row in reversed(rows)]
 
     async def events(self, app: str, session_id: str, after: int, limit: int) -> builtins.list[Event]:
         query = self._events_of(app, session_id).where(events.c.seq > after).order_by(events.c.seq).limit(limit)

@@ -6,15 +6,27 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
+from pydantic_core import to_json
 
+from ...actors.pages import read_page
 from ...actors.snapshot_copies import etag_of
 from ...agent.errors import InvalidInput, SessionNotFound
 from ...agent.records import EMPTY_SNAPSHOT, Message
 from ...agent.tracing import current_traceparent
 from ...agent.wallet import OUTCOME_TYPES
 from ..auth import ChatApp, OwnApp, RuntimeDep, SystemMaker
-from ..params import ClientId, SessionId, check_id, message_from_body, parse_user_state, system_type
-from ..schema import NOT_MODIFIED, StreamEvent, SystemPosted, answers, snapshot_answers
+from ..params import (
+    DEFAULT_PAGE,
+    MAX_CURSOR,
+    MAX_PAGE,
+    ClientId,
+    SessionId,
+    check_id,
+    message_from_body,
+    parse_user_state,
+    system_type,
+)
+from ..schema import NOT_MODIFIED, EventPage, StreamEvent, SystemPosted, answers, snapshot_answers
 
 router = APIRouter()
 
@@ -119,11 +131,32 @@ async def interrupt(runtime: RuntimeDep, session_id: SessionId, app: OwnApp) -> 
     return session_json(await runtime.call(session_id, "interrupt", app=app))
 
 
-@router.get("/api/events", response_model=None, responses=answers(list[StreamEvent], 404, 422, 503))
+LAST_EVENTS = 100
+COUNT = f"The last N events, as a list (the default: the last {LAST_EVENTS}). Not with `after` or `limit`."
+AFTER = "A page (ours): the events with seq above this, oldest first, as an object with the next page's `after`."
+LIMIT = f"The most events in a page (default {DEFAULT_PAGE}); a page starts after 0 if `after` is not given."
+
+
+@router.get("/api/events", response_model=None, responses=answers(list[StreamEvent] | EventPage, 404, 422, 503))
 async def events(
-    runtime: RuntimeDep, session_id: SessionId, count: Annotated[int, Query(ge=0, le=MAX_EVENTS)] = 100
-) -> list[dict[str, Any]]:
-    return [e.data for e in await runtime.call(session_id, "last_events", count)]
+    runtime: RuntimeDep,
+    session_id: SessionId,
+    count: Annotated[int | None, Query(ge=0, le=MAX_EVENTS, description=COUNT)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_CURSOR, description=AFTER)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE, description=LIMIT)] = None,
+) -> Any:
+    """A page is read from the live session's memory, or from the store (the session is not loaded for it)."""
+    if after is None and limit is None:
+        return [e.data for e in await runtime.call(session_id, "last_events", LAST_EVENTS if count is None else count)]
+    if count is not None:
+        raise InvalidInput(
+            "`count` (the last N events) does not go with `after` or `limit` (a page): send one or the other."
+        )
+    owner = await runtime.session_app(session_id)
+    after = after or 0
+    page = await read_page(runtime, owner, session_id, "events", after, limit or DEFAULT_PAGE)
+    body = {"events": [e.data for e in page], "after": page[-1].seq if page else after}
+    return Response(to_json(body), media_type="application/json")
 
 
 @router.post("/api/system", response_model=None, responses=answers(SystemPosted, 401, 403, 409, 413, 429, 503))

@@ -5,17 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from ...actors.app_actors import AppActors
+from ...actors.pages import read_page
 from ...actors.runtime import Runtime
 from ...agent.apps import utf8_size
 from ...agent.errors import InvalidInput
 from ...agent.records import SessionInfo
 from ..auth import ApiKey, KeysDep, Maker, OwnAppByPath, RuntimeDep, VisibleApps
-from ..params import SESSION_HEADER, PathId, check_session_id, json_content
-from ..schema import NOT_BLANK, SessionArchived, SessionCreated, SessionDeleted, answers
+from ..params import DEFAULT_PAGE, MAX_CURSOR, SESSION_HEADER, PageLimit, PathId, check_session_id, json_content
+from ..schema import NOT_BLANK, MessagePage, SessionArchived, SessionCreated, SessionDeleted, answers
 
 router = APIRouter()
 
@@ -79,6 +81,27 @@ async def create_session(
 @router.get("/api/sessions/{session_id}", response_model=None, responses=answers(SessionInfo, 404, 503))
 async def get_session(runtime: RuntimeDep, session_id: PathId) -> dict[str, Any]:
     return (await runtime.info(check_session_id(session_id))).model_dump(mode="json")
+
+
+BEFORE = "The `before` of the page read last: the page of messages older than it. Absent: the newest page."
+
+
+@router.get("/api/sessions/{session_id}/messages", response_model=None, responses=answers(MessagePage, 404, 503))
+async def messages_page(
+    runtime: RuntimeDep,
+    session_id: PathId,
+    app: OwnAppByPath,
+    before: Annotated[int | None, Query(ge=0, le=MAX_CURSOR, description=BEFORE)] = None,
+    limit: PageLimit = DEFAULT_PAGE,
+) -> Response:
+    """The session's messages a page at a time, newest page first, each in message order (queued messages, with
+    no id yet, are in the snapshot only). Read from the live session's memory, or from the store (the session is
+    not loaded for it)."""
+    page = await read_page(runtime, app, session_id, "messages", before, limit + 1)  # one more: are there older?
+    older = len(page) > limit
+    page = page[-limit:]
+    body = MessagePage(messages=page, before=page[0].id if older else None)
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.patch("/api/sessions/{session_id}", dependencies=JSON_BODY, response_model=None, responses=RENAMED)
