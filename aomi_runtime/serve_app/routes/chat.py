@@ -110,7 +110,7 @@ async def state(
     The answer carries an `ETag`; `If-None-Match` naming it answers 304 while nothing changed."""
     given = parse_user_state(user_state)
     if peek and (given is not None or client_id is not None):
-        raise InvalidInput("peek reads and changes nothing: send it without user_state and client_id.")
+        raise InvalidInput("peek hands out and binds nothing: send it without user_state and client_id.")
     try:
         if given is None:  # changes nothing, or only the client bound: this replica's copy may answer
             copy = await runtime.read_state(session_id, client_id, peek=peek)
