@@ -43,7 +43,7 @@ class Journal:
         self._record_dirty = False
         self._pending: list[Event] = []
         self._commits = 0  # made so far, and what the last one stored: a flush that waited for one is timed as it
-        self._last_commit = {"messages": 0, "events": 0}
+        self._last_commit = (0, 0)  # its messages and events
         self._lock = asyncio.Lock()
 
     def record_changed(self) -> None:
@@ -129,7 +129,8 @@ class Journal:
                 raise SessionClosed(f"The session {self.record.session_id!r} is closed; look it up again.")
             if not (self._record_dirty or self._dirty_messages or self._pending):
                 if timings is not None and self._commits > seen:  # stored by the commit it waited for
-                    timings.record("commit", "commit", started, **self._last_commit)
+                    stored_messages, stored_events = self._last_commit
+                    timings.record("commit", "commit", started, messages=stored_messages, events=stored_events)
                 return
             ids, events = sorted(self._dirty_messages), self._pending
             self._dirty_messages, self._pending, self._record_dirty = set(), [], False
@@ -162,6 +163,6 @@ class Journal:
             finally:
                 self._log.publish(events)
                 self._commits += 1
-                self._last_commit = {"messages": len(ids), "events": len(events)}
+                self._last_commit = (len(ids), len(events))
                 if timings is not None:
-                    timings.record("commit", "commit", started, **self._last_commit)
+                    timings.record("commit", "commit", started, messages=len(ids), events=len(events))
