@@ -332,3 +332,19 @@ def test_db_on_a_database_out_of_reach_says_so(capsys: pytest.CaptureFixture[str
     assert main(["db", "current", "--database-url", f"postgresql://aomi:pw@127.0.0.1:{port}/x"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("aomi-runtime: ") and "Traceback" not in err and "pw" not in err
+
+
+async def test_a_newer_versions_database_is_refused_as_such_without_the_lock(url: str) -> None:
+    """Upgrades on start or not, a revision this version does not know is refused saying so (not "run db upgrade",
+    which cannot help), and before the schema lock: a refused store takes no write lock for each call."""
+    async with engine_of(url) as engine:
+        await migrations.upgrade(engine)
+    await mark_newer(url)
+    sent: list[str] = []
+    for migrate in (True, False):
+        store = SqlHistory.from_url(url, migrate=migrate)
+        event.listen(store._engine.sync_engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+        with pytest.raises(StorageError, match="'ffff', which this version of aomi-runtime does not know") as refused:
+            await setup_of(store)
+        assert "db upgrade" not in str(refused.value)
+    assert sent and not any("BEGIN" in s or "advisory" in s for s in sent), sent

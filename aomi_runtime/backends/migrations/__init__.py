@@ -146,11 +146,8 @@ def _upgrade(conn: Connection, to: str) -> Revision:
     from alembic import command
 
     found = _read(conn)  # again, under the lock: another process may have upgraded since
-    if found.current is not None and not _known(found.current):
-        raise StorageError(
-            f"The database is at revision {found.current!r}, which this version of aomi-runtime does not know "
-            "(a newer version upgraded it); run that version, or one at least as new."
-        )
+    if _newer(found):
+        raise StorageError(behind(found))
     if found.made_before_migrations:
         log.info("Adopting a database made before migrations at the baseline revision, then upgrading to %s.", to)
     command.upgrade(_config(conn), to)
@@ -190,13 +187,23 @@ async def prepare(engine: AsyncEngine, *, migrate: bool) -> None:
     found = await revision(engine)
     if found.at_head:
         return
-    if not migrate:
+    if not migrate or _newer(found):  # a newer version's: refused before the lock, which each call would take
         raise StorageError(behind(found))
     await upgrade(engine)
 
 
+def _newer(found: Revision) -> bool:
+    return found.current is not None and not _known(found.current)
+
+
 def behind(found: Revision) -> str:
-    """Why a database behind the head is refused when the runtime may not upgrade it, and what to do."""
+    """Why a database not at the head is refused (a newer version's revision, or upgrading on start off), and what
+    to do."""
+    if _newer(found):
+        return (
+            f"The database is at revision {found.current!r}, which this version of aomi-runtime does not know "
+            "(a newer version upgraded it); run that version, or one at least as new."
+        )
     return (
         f"The database's schema is at revision {found.describe()}, and upgrading on start is off "
         f"(AOMI_MIGRATE_ON_START=false): run `{UPGRADE_COMMAND}` with the runtime's settings first."
