@@ -296,6 +296,8 @@ async def mark_newer(url: str) -> None:
 
 def test_db_current_and_upgrade(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     head = migrations.head()
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).touch()  # an empty database (no file at all is no database)
     assert main(["db", "current", "--database-url", url]) == 0
     assert capsys.readouterr().out == f"revision none (empty; head is {head})\n"
     assert main(["db", "upgrade", "--to", "nonesuch", "--database-url", url]) == 1
@@ -348,3 +350,11 @@ async def test_a_newer_versions_database_is_refused_as_such_without_the_lock(url
             await setup_of(store)
         assert "db upgrade" not in str(refused.value)
     assert sent and not any("BEGIN" in s or "advisory" in s for s in sent), sent
+
+
+def test_db_current_on_no_sqlite_file_makes_none(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A read: a mistyped path is said to hold no database, not made into an empty one and reported "empty"."""
+    missing = tmp_path / "mistyped.db"
+    assert main(["db", "current", "--database-url", f"sqlite:///{missing}"]) == 1
+    assert f"no database at {missing}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
