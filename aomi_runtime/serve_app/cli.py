@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import get_args
 
 from ..agent.errors import ConfigError, DeploymentError, StorageError
@@ -128,6 +129,10 @@ async def _db(args: argparse.Namespace, settings: Settings) -> int:
     if not _is_sql(settings.database_url):
         print(f"aomi-runtime: {settings.database_url!r} is not an SQL database: it has no schema.", file=sys.stderr)
         return 2
+    if args.db == "current" and (missing := _missing_sqlite_file(settings.database_url)) is not None:
+        # SQLite makes a file it opens: a read would leave an empty database at a mistyped path, reported "empty".
+        print(f"aomi-runtime: no database at {missing} (`db upgrade` makes one).", file=sys.stderr)
+        return 1
     engine = migrations.open_database(settings.database_url)
     try:
         if args.db == "current":
@@ -144,6 +149,19 @@ async def _db(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     finally:
         await engine.dispose()
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names, if it does not exist (None for one that does, in-memory, or another database)."""
+    from sqlalchemy.engine import make_url
+
+    from ..backends.history._dialects import normalize_url
+
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:") or parsed.query.get("uri"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
 
 
 def _is_sql(url: str) -> bool:

@@ -23,9 +23,12 @@ async def start(url: str) -> None:
 
 
 if __name__ == "__main__":
+    from alembic import command  # noqa: F401  (loaded before the gate: the race is the schema step's, not imports')
+    from alembic.script import ScriptDirectory
+
     from aomi_runtime.backends import migrations
 
-    migrations.head()  # the scripts read before the gate: the race is the schema step's, not the imports'
+    ScriptDirectory.from_config(migrations._config()).get_current_head()  # the scripts read, likewise
     print("ready", flush=True)
     sys.stdin.readline()
     asyncio.run(start(sys.argv[1]))

@@ -296,6 +296,8 @@ async def mark_newer(url: str) -> None:
 
 def test_db_current_and_upgrade(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     head = migrations.head()
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).touch()  # an empty database (no file at all is no database)
     assert main(["db", "current", "--database-url", url]) == 0
     assert capsys.readouterr().out == f"revision none (empty; head is {head})\n"
     assert main(["db", "upgrade", "--to", "nonesuch", "--database-url", url]) == 1
@@ -332,3 +334,27 @@ def test_db_on_a_database_out_of_reach_says_so(capsys: pytest.CaptureFixture[str
     assert main(["db", "current", "--database-url", f"postgresql://aomi:pw@127.0.0.1:{port}/x"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("aomi-runtime: ") and "Traceback" not in err and "pw" not in err
+
+
+async def test_a_newer_versions_database_is_refused_as_such_without_the_lock(url: str) -> None:
+    """Upgrades on start or not, a revision this version does not know is refused saying so (not "run db upgrade",
+    which cannot help), and before the schema lock: a refused store takes no write lock for each call."""
+    async with engine_of(url) as engine:
+        await migrations.upgrade(engine)
+    await mark_newer(url)
+    sent: list[str] = []
+    for migrate in (True, False):
+        store = SqlHistory.from_url(url, migrate=migrate)
+        event.listen(store._engine.sync_engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+        with pytest.raises(StorageError, match="'ffff', which this version of aomi-runtime does not know") as refused:
+            await setup_of(store)
+        assert "db upgrade" not in str(refused.value)
+    assert sent and not any("BEGIN" in s or "advisory" in s for s in sent), sent
+
+
+def test_db_current_on_no_sqlite_file_makes_none(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A read: a mistyped path is said to hold no database, not made into an empty one and reported "empty"."""
+    missing = tmp_path / "mistyped.db"
+    assert main(["db", "current", "--database-url", f"sqlite:///{missing}"]) == 1
+    assert f"no database at {missing}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
