@@ -256,9 +256,10 @@ class SessionDirectory:
             log.info(
                 "app %s: found %d live sessions in %d session actors", self._spec.name, len(self._live), len(handles)
             )
-        # Restarted by Ray, it was given the spec it was first started with: a newer version's actors say theirs.
-        if (spec := await self._versions.recovered(self._placement)) is not None:
-            self._spec = spec
+        # Restarted by Ray, it was given the spec and placement it was first started with: a newer version's actors
+        # say theirs.
+        if (newest := await self._versions.recovered()) is not None:
+            self._spec, self._placement = newest
         self._hosts.refill()
         self._sweeper = asyncio.create_task(self._sweep_forever())
         self._versions.drain()
@@ -302,6 +303,9 @@ class SessionDirectory:
 
     async def stats(self) -> dict[str, Any]:
         """Counts and latencies, for /metrics."""
+        # Recovered first: restarted by Ray, it knows neither its actors nor the version they run until it looks
+        # (and its drain of an older version's actors resumes only then).
+        await self._start()
         return {
             **self._counts,
             "live": len(self._live),

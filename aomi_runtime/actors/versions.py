@@ -110,10 +110,11 @@ class Versions:
         self._live.set_bounds(spec, placement)
         return True
 
-    async def recovered(self, placement: SessionPlacement) -> AppSpec | None:
-        """After a restart, the newest version found among the App's actors, taken; its spec, if newer."""
+    async def recovered(self) -> tuple[AppSpec, SessionPlacement] | None:
+        """After a restart, the newest version found among the App's actors, taken; its spec and placement, if
+        newer."""
         newest = await newest_built(self._hosts, self.stamp)
-        return newest[0] if newest is not None and self.take(*newest, placement) else None
+        return (newest[0], newest[3]) if newest is not None and self.take(*newest) else None
 
     def drain(self) -> None:
         self._drain.start()
@@ -151,12 +152,14 @@ class Drain:
             self._task.cancel()
 
 
-async def newest_built(hosts: Hosts, stamp: Stamp) -> tuple[AppSpec, Mapping[str, SecretStr], Stamp] | None:
+async def newest_built(
+    hosts: Hosts, stamp: Stamp
+) -> tuple[AppSpec, Mapping[str, SecretStr], Stamp, SessionPlacement] | None:
     """Of the actors a restarted directory found, what the newest version was built from, if newer than `stamp`
-    (Ray restarts a directory with the spec it was first started with, not the one deployed since)."""
+    (Ray restarts a directory with the spec and placement it was first started with, not those deployed since)."""
     newer = sorted((h.stamp, i, h) for i, h in enumerate(hosts.all()) if h.stamp is not None and h.stamp > stamp)
     for newest, _, host in reversed(newer):
         with contextlib.suppress(Exception):
-            spec, model_keys = await host.handle.built_with.remote()
-            return spec, model_keys, newest
+            spec, model_keys, placement = await host.handle.built_with.remote()
+            return spec, model_keys, newest, placement
     return None
