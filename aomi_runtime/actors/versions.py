@@ -52,13 +52,23 @@ class Stamp:
         return cls(int(millis) / 1000, version) if millis.isdigit() and version else None
 
 
-def app_version(spec: AppSpec, label: str | None = None, placement: SessionPlacement | None = None) -> str:
-    """An App's version: a digest of its spec as built (tools, models, prompt, limits), where its sessions run, the
-    package's version and the operator's `label` (AOMI_VERSION), which names code the spec cannot see (a tool
-    module's new release, a rotated provider key)."""
+def app_version(
+    spec: AppSpec,
+    label: str | None = None,
+    placement: SessionPlacement | None = None,
+    model_keys: Mapping[str, SecretStr] | None = None,
+) -> str:
+    """An App's version: a digest of its spec as built (tools, models, prompt, limits), where its sessions run, its
+    provider keys, the package's version and the operator's `label` (AOMI_VERSION), which names code the spec
+    cannot see (a tool module's new release)."""
     from .. import __version__
 
-    text = "\n".join((spec.model_dump_json(), repr(placement), __version__, label or ""))
+    # A rotated key is a new version: an unchanged one would keep its actors, and start new ones, with the old key.
+    # Each key only as a digest of its own, in a digest: nothing of it reaches an actor's name or a log.
+    keys = sorted(
+        (env, hashlib.sha256(key.get_secret_value().encode()).hexdigest()) for env, key in (model_keys or {}).items()
+    )
+    text = "\n".join((spec.model_dump_json(), repr(placement), repr(keys), __version__, label or ""))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

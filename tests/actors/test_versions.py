@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from aomi_runtime.actors.placement import SessionPlacement
 from aomi_runtime.actors.versions import Stamp, app_version
 from aomi_runtime.agent.apps import AppSpec, Limits
@@ -17,8 +19,11 @@ def test_a_version_changes_with_what_the_sessions_run_and_only_with_it() -> None
         app_version(AppSpec(name="default", tools=("time_now",), limits=Limits(max_tool_rounds=2))),
         app_version(spec, "2026-12-06.1"),  # AOMI_VERSION
         app_version(spec, None, SessionPlacement(sessions_per_actor=256)),
+        app_version(spec, None, None, {"OPENAI_API_KEY": SecretStr("sk-rotated")}),  # a rotated provider key
     ]
     assert app_version(spec) not in changed and len(set(changed)) == len(changed)
+    keys = {"OPENAI_API_KEY": SecretStr("sk-1"), "ANTHROPIC_API_KEY": SecretStr("sk-2")}
+    assert app_version(spec, None, None, keys) == app_version(spec, None, None, dict(reversed(keys.items())))
 
 
 def test_deploys_are_ordered_by_when_they_were_built_and_a_stamp_survives_an_actor_name() -> None:
