@@ -285,6 +285,10 @@ class SessionDirectory:
             if (loading := self._loading.get(session_id)) is not None:  # a load under way lands first
                 with contextlib.suppress(Exception):
                     await asyncio.shield(loading)
+            # A release under way ends first: one refused (the drain's, of a session that runs) puts the session
+            # back in the live set, where this must find it to stop it.
+            while (closing := self._live.closing.get(session_id)) is not None:
+                await asyncio.shield(closing)
             host = self._live.pop(session_id, None)
             if host is not None:
                 await self._live.release(host, session_id)

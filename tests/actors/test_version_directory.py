@@ -1,9 +1,10 @@
-"""A directory restarted by Ray after a deploy changed the App's placement (actors/versions.py): Ray gives it the
-spec and placement it was first started with, and it must run the newest version as deployed, not a mix of the
-newest version's name with the first deploy's placement."""
+"""An App's directory across versions (actors/versions.py), on a real Ray: restarted by Ray after a deploy changed
+the placement, it runs the newest version as deployed (not the newest version's name with the first deploy's
+placement); a delete during the drain's look at a session that runs stops it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,10 +14,11 @@ from typing import Any
 import pytest
 import ray
 
+from aomi_runtime.actors.app_actors import app_namespace
 from aomi_runtime.actors.placement import SessionPlacement
 from aomi_runtime.actors.runtime import Runtime
 from aomi_runtime.agent.apps import AppSpec
-from tests.helpers import eventually
+from tests.helpers import eventually, holders
 
 
 @pytest.fixture
@@ -70,3 +72,30 @@ async def test_a_restarted_directory_keeps_the_newest_versions_placement(
     # The actor it found holds three sessions as its version says, two of them free: the warm floor (two places)
     # needs no new actor. Taken as holding one, it would be full, and a new actor started beside it.
     assert (restarted["actors"], restarted["warm"]) == (1, 2)
+
+
+async def test_a_session_deleted_while_the_drain_looks_at_it_is_gone(runtimes: list[Runtime], tmp_path: Path) -> None:
+    """The drain's release of a session that runs (refused: it finishes on its old actor) takes it out of the live
+    set for a moment; a delete in that moment must not find it absent, delete its rows and leave it running."""
+    database_url = f"sqlite:///{tmp_path / 'versions.db'}"
+    namespace = f"aomi-t{uuid.uuid4().hex[:10]}"
+    specs = [AppSpec(name="default")]
+    old = Runtime(specs, database_url, namespace, deployed_at=time.time())
+    runtimes.append(old)
+    s = str(uuid.uuid4())
+    await old.chat(
+        s, '/tool long_task {"steps": 1200, "pause": 0.05}', app=old.app("default"), user_state=None, public_key=None
+    )
+    runtimes.append(Runtime(specs, database_url, namespace, deployed_at=time.time(), version_label="2"))
+    directory = old.app("default").directory
+
+    async def draining() -> bool:
+        return bool((await directory.stats.remote())["old_actors"])
+
+    await eventually(draining, timeout=30)  # the session runs on (a minute): its old actor drains
+    # Each lookup asks its old actor to let it go (refused while it runs): lookups in a crowd keep it so.
+    lookups = [directory.get.remote(s, False) for _ in range(200)]
+    deleted = directory.delete.remote(s)
+    assert await deleted
+    await asyncio.gather(*lookups)
+    assert holders(app_namespace(namespace, "default"), s) == [], "a deleted session still runs"
