@@ -25,7 +25,7 @@ from tests.helpers import eventually, holders
 async def runtimes(ray_instance: None) -> AsyncIterator[list[Runtime]]:
     made: list[Runtime] = []
     yield made
-    for runtime in made[:1]:  # one namespace: the first stops every actor in it
+    for runtime in made:  # the first stops every actor of the namespace; the others close what is their own
         await runtime.stop()
 
 
