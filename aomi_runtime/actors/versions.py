@@ -113,6 +113,16 @@ class Versions:
             self.stamp = self._hosts.stamp = max(stamp, self.stamp)
             return False
         if stamp < self.stamp:
+            # Said once per replica as it starts: a late replica of an earlier deploy, or a deploy built on a
+            # machine whose clock is behind the previous one's, which would otherwise change nothing unseen.
+            log.warning(
+                "app %s: version %s (a deploy built at %.3f) left: the version running, %s, was built later (%.3f)",
+                spec.name,
+                stamp.version,
+                stamp.deployed_at,
+                self.stamp.version,
+                self.stamp.deployed_at,
+            )
             return False
         log.info("app %s: version %s replaces %s", spec.name, stamp.version, self.stamp.version)
         self.stamp = stamp
