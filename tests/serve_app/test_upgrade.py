@@ -145,7 +145,7 @@ async def test_an_upgrade_mid_turn_loses_no_turn_and_new_turns_run_the_new_versi
                 for s, event in reached.items():
                     upto = await last_seq(client, s)
                     followers[s] = asyncio.create_task(follow(client, s, marks[s], 2, upto, event))
-                await asyncio.gather(*(event.wait() for event in reached.values()))
+                await asyncio.wait_for(asyncio.gather(*(event.wait() for event in reached.values())), 30)
                 started = time.monotonic()
                 await asyncio.to_thread(deploy, settings(database_url, "v2"), name=APP, route_prefix=f"/{APP}")
                 deployed_seconds = time.monotonic() - started
