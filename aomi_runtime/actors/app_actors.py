@@ -53,7 +53,7 @@ class AppActors:
         own_keys = {env: model_keys[env] for m in spec.models if (env := m.api_key_env) and env in model_keys}
         options = {"namespace": namespace, "lifetime": "detached", "get_if_exists": True}
         store = HistoryStore.options(name="store", **options).remote(spec.name, database_url, secrets_key, migrate)  # type: ignore[attr-defined]  # mypy ignores a class decorator's result: @ray.remote made an ActorClass
-        stamp = Stamp(deployed_at, app_version(spec, version_label, placement))
+        stamp = Stamp(deployed_at, app_version(spec, version_label, placement, own_keys))
         directory = SessionDirectory.options(name="directory", **options).remote(  # type: ignore[attr-defined]  # mypy ignores a class decorator's result: @ray.remote made an ActorClass
             spec, store, namespace, own_keys, placement=placement, stamp=stamp
         )

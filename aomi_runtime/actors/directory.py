@@ -256,9 +256,10 @@ class SessionDirectory:
             log.info(
                 "app %s: found %d live sessions in %d session actors", self._spec.name, len(self._live), len(handles)
             )
-        # Restarted by Ray, it was given the spec it was first started with: a newer version's actors say theirs.
-        if (spec := await self._versions.recovered(self._placement)) is not None:
-            self._spec = spec
+        # Restarted by Ray, it was given the spec and placement it was first started with: a newer version's actors
+        # say theirs.
+        if (newest := await self._versions.recovered()) is not None:
+            self._spec, self._placement = newest
         self._hosts.refill()
         self._sweeper = asyncio.create_task(self._sweep_forever())
         self._versions.drain()
@@ -284,6 +285,10 @@ class SessionDirectory:
             if (loading := self._loading.get(session_id)) is not None:  # a load under way lands first
                 with contextlib.suppress(Exception):
                     await asyncio.shield(loading)
+            # A release under way ends first: one refused (the drain's, of a session that runs) puts the session
+            # back in the live set, where this must find it to stop it.
+            while (closing := self._live.closing.get(session_id)) is not None:
+                await asyncio.shield(closing)
             host = self._live.pop(session_id, None)
             if host is not None:
                 await self._live.release(host, session_id)
@@ -302,6 +307,9 @@ class SessionDirectory:
 
     async def stats(self) -> dict[str, Any]:
         """Counts and latencies, for /metrics."""
+        # Recovered first: restarted by Ray, it knows neither its actors nor the version they run until it looks
+        # (and its drain of an older version's actors resumes only then).
+        await self._start()
         return {
             **self._counts,
             "live": len(self._live),

@@ -130,6 +130,9 @@ class Hosts:
         self._spec, self._model_keys, self.stamp, self._placement = spec, model_keys, stamp, placement
         self.capacity = spec.limits.sessions_per_actor or placement.sessions_per_actor
         self.warm = warm_places(self.capacity) if self._warm is None else self._warm
+        for host in self._hosts.values():  # adopted after a restart with another version's capacity
+            if self.is_current(host):
+                host.capacity = self.capacity
 
     # --- placing sessions -------------------------------------------------------------------------
 
@@ -220,7 +223,14 @@ class Hosts:
             namespace=self._namespace,
             lifetime="detached",
             resources=resources,
-        ).remote(self._spec, self._store, self._model_keys, ray.get_runtime_context().current_actor, self.capacity)
+        ).remote(
+            self._spec,
+            self._store,
+            self._model_keys,
+            ray.get_runtime_context().current_actor,
+            self.capacity,
+            self._placement,
+        )
         host = Host(handle, self.capacity, self.stamp)
         self._hosts[host.key] = host
         host.starting = asyncio.create_task(self._await_start(host))

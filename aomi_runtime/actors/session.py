@@ -33,6 +33,7 @@ from ..agent.records import Event, Message, SessionInfo
 from ..agent.session import LiveSession
 from ..backends.models import load_model
 from ..backends.otlp import start_tracing, stop_tracing_within
+from .placement import SessionPlacement
 from .readers import HEARTBEAT_SECONDS, Readers
 from .store_client import StoreClient
 
@@ -75,10 +76,11 @@ class SessionActor:
         model_keys: Mapping[str, SecretStr],
         directory: Any = None,
         capacity: int = 1,
+        placement: SessionPlacement | None = None,
     ) -> None:
         configure_logging()
         start_tracing("session_actor")  # if OTEL_EXPORTER_OTLP_* say where to: else nothing of it is imported
-        self._built_with = (spec, model_keys)
+        self._built_with = (spec, model_keys, placement or SessionPlacement())
         self._history = StoreClient(store)
         self._app = dataclasses.replace(assemble_app(spec, model_keys), secrets=self._history)
         self._directory = directory
@@ -100,8 +102,9 @@ class SessionActor:
             raise SessionClosed("This session actor was stopped.")
         return list(self._sessions)
 
-    async def built_with(self) -> tuple[AppSpec, Mapping[str, SecretStr]]:
-        """The spec and keys its App was built from: a directory restarted with an older spec takes them up."""
+    async def built_with(self) -> tuple[AppSpec, Mapping[str, SecretStr], SessionPlacement]:
+        """The spec, keys and placement its App's version was deployed with: a directory restarted with an older
+        one takes them up."""
         return self._built_with
 
     async def open(self, session_id: str, public_key: str | None, fence: float = 0.0) -> str:

@@ -52,13 +52,23 @@ class Stamp:
         return cls(int(millis) / 1000, version) if millis.isdigit() and version else None
 
 
-def app_version(spec: AppSpec, label: str | None = None, placement: SessionPlacement | None = None) -> str:
-    """An App's version: a digest of its spec as built (tools, models, prompt, limits), where its sessions run, the
-    package's version and the operator's `label` (AOMI_VERSION), which names code the spec cannot see (a tool
-    module's new release, a rotated provider key)."""
+def app_version(
+    spec: AppSpec,
+    label: str | None = None,
+    placement: SessionPlacement | None = None,
+    model_keys: Mapping[str, SecretStr] | None = None,
+) -> str:
+    """An App's version: a digest of its spec as built (tools, models, prompt, limits), where its sessions run, its
+    provider keys, the package's version and the operator's `label` (AOMI_VERSION), which names code the spec
+    cannot see (a tool module's new release)."""
     from .. import __version__
 
-    text = "\n".join((spec.model_dump_json(), repr(placement), __version__, label or ""))
+    # A rotated key is a new version: an unchanged one would keep its actors, and start new ones, with the old key.
+    # Each key only as a digest of its own, in a digest: nothing of it reaches an actor's name or a log.
+    keys = sorted(
+        (env, hashlib.sha256(key.get_secret_value().encode()).hexdigest()) for env, key in (model_keys or {}).items()
+    )
+    text = "\n".join((spec.model_dump_json(), repr(placement), repr(keys), __version__, label or ""))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -103,6 +113,16 @@ class Versions:
             self.stamp = self._hosts.stamp = max(stamp, self.stamp)
             return False
         if stamp < self.stamp:
+            # Said once per replica as it starts: a late replica of an earlier deploy, or a deploy built on a
+            # machine whose clock is behind the previous one's, which would otherwise change nothing unseen.
+            log.warning(
+                "app %s: version %s (a deploy built at %.3f) left: the version running, %s, was built later (%.3f)",
+                spec.name,
+                stamp.version,
+                stamp.deployed_at,
+                self.stamp.version,
+                self.stamp.deployed_at,
+            )
             return False
         log.info("app %s: version %s replaces %s", spec.name, stamp.version, self.stamp.version)
         self.stamp = stamp
@@ -110,10 +130,11 @@ class Versions:
         self._live.set_bounds(spec, placement)
         return True
 
-    async def recovered(self, placement: SessionPlacement) -> AppSpec | None:
-        """After a restart, the newest version found among the App's actors, taken; its spec, if newer."""
+    async def recovered(self) -> tuple[AppSpec, SessionPlacement] | None:
+        """After a restart, the newest version found among the App's actors, taken; its spec and placement, if
+        newer."""
         newest = await newest_built(self._hosts, self.stamp)
-        return newest[0] if newest is not None and self.take(*newest, placement) else None
+        return (newest[0], newest[3]) if newest is not None and self.take(*newest) else None
 
     def drain(self) -> None:
         self._drain.start()
@@ -151,12 +172,14 @@ class Drain:
             self._task.cancel()
 
 
-async def newest_built(hosts: Hosts, stamp: Stamp) -> tuple[AppSpec, Mapping[str, SecretStr], Stamp] | None:
+async def newest_built(
+    hosts: Hosts, stamp: Stamp
+) -> tuple[AppSpec, Mapping[str, SecretStr], Stamp, SessionPlacement] | None:
     """Of the actors a restarted directory found, what the newest version was built from, if newer than `stamp`
-    (Ray restarts a directory with the spec it was first started with, not the one deployed since)."""
+    (Ray restarts a directory with the spec and placement it was first started with, not those deployed since)."""
     newer = sorted((h.stamp, i, h) for i, h in enumerate(hosts.all()) if h.stamp is not None and h.stamp > stamp)
     for newest, _, host in reversed(newer):
         with contextlib.suppress(Exception):
-            spec, model_keys = await host.handle.built_with.remote()
-            return spec, model_keys, newest
+            spec, model_keys, placement = await host.handle.built_with.remote()
+            return spec, model_keys, newest, placement
     return None

@@ -192,7 +192,13 @@ class LiveSession:
             self._journal.record_changed()
         # Always through the flush lock: a commit under way (a turn's end, say) lands before the snapshot shows it,
         # so a client never sees `is_processing: false` for a turn the database does not hold yet.
-        await self._journal.flush()
+        try:
+            await self._journal.flush()
+        except SessionClosed:
+            # Closed while waiting (released): the read is retried where the session loads next, so the events it
+            # took go back, for the release's final commit to store them still to be handed out.
+            self.record.pending_system_events[:0] = events
+            raise
         queued = [
             Message(sender="user", content=q.content, timestamp=q.timestamp, queued=True, request_id=q.request_id)
             for q in self.record.queue

@@ -480,3 +480,25 @@ async def test_a_snapshot_never_shows_a_turn_finished_before_its_end_is_stored(
     assert not (await session.snapshot()).is_processing
     stored = await history.load("default", "slow-store")
     assert stored is not None and not stored.record.is_processing
+
+
+async def test_system_events_a_read_took_as_its_session_closed_stay_for_the_next_holder(
+    session: LiveSession, history: InMemoryHistory
+) -> None:
+    """A read hands out a session's system events as it stores them taken; if the session is released (evicted, or
+    moved by an upgrade's drain) while that read waits for a commit under way, the read fails and is retried where
+    the session loads next: the events must still be there, not stored as taken by the release's final commit."""
+    await session.post_system("maintenance at 5")
+    lock = session._journal._lock  # held as by another call's commit under way
+    await lock.acquire()
+    reading = asyncio.create_task(session.snapshot())
+    await asyncio.sleep(0)  # the read took the events and waits for the commit
+    closing = asyncio.create_task(session.close())
+    await asyncio.sleep(0)
+    lock.release()
+    with pytest.raises(SessionClosed):
+        await reading
+    await closing
+    stored = await history.load(session.app.name, "s1")
+    assert stored is not None
+    assert stored.record.pending_system_events == [{"SystemNotice": "maintenance at 5"}]

@@ -19,7 +19,6 @@ from aomi_runtime.actors.app_actors import app_namespace
 from aomi_runtime.actors.directory import named_actors
 from aomi_runtime.actors.versions import Stamp, app_version
 from aomi_runtime.agent.apps import AppSpec, Limits
-from aomi_runtime.agent.session import CUT_SHORT
 from aomi_runtime.serve_app.settings import Settings
 from tests.helpers import eventually
 from tests.serve_app.conftest import h, sid
@@ -146,7 +145,7 @@ async def test_an_upgrade_mid_turn_loses_no_turn_and_new_turns_run_the_new_versi
                 for s, event in reached.items():
                     upto = await last_seq(client, s)
                     followers[s] = asyncio.create_task(follow(client, s, marks[s], 2, upto, event))
-                await asyncio.gather(*(event.wait() for event in reached.values()))
+                await asyncio.wait_for(asyncio.gather(*(event.wait() for event in reached.values())), 30)
                 started = time.monotonic()
                 await asyncio.to_thread(deploy, settings(database_url, "v2"), name=APP, route_prefix=f"/{APP}")
                 deployed_seconds = time.monotonic() - started
@@ -159,8 +158,9 @@ async def test_an_upgrade_mid_turn_loses_no_turn_and_new_turns_run_the_new_versi
                 turn = messages[len(before[s]) :]
                 assert turn[0]["sender"] == "user" and turn[0]["content"] == slow(lock)
                 answers = tool_answers(turn)
-                cut_short = [m for m in turn if m["sender"] == "system" and CUT_SHORT in m["content"]]
-                assert answers == ["v1"] or (cut_short and not answers), turn
+                # No turn lost: each one running at the deploy finishes on the version it started on. (A turn cut short
+                # says so in a system event, never in `messages`: the check that accepted one here could not match.)
+                assert answers == ["v1"], turn
             # New turns, on every session, run v2.
             marks = {s: await last_seq(client, s) for s in ids}
             for s in ids:
