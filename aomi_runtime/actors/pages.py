@@ -19,13 +19,14 @@ from .runtime import Runtime
 
 async def read_page(runtime: Runtime, owner: AppActors, session_id: str, kind: str, *args: Any) -> list[Any]:
     """`kind` is `messages` or `events`: the session actor's `<kind>_page` and the store's `<kind>`, called with
-    `args` (a cursor and a limit)."""
+    `args` (a cursor and a limit). Raises `SessionNotFound` if the session was deleted since this replica met it."""
     handle = runtime.live_handle(session_id)
     if handle is not None:
         try:
             live: list[Any] = await getattr(handle, f"{kind}_page").remote(session_id, *args)
             return live
-        except (RayActorError, SessionClosed):  # evicted or moved since: the store holds all it showed
+        except (RayActorError, SessionClosed):  # evicted, moved or deleted since: the store holds all it showed
             runtime.forget(session_id)
+            await runtime.session_app(session_id)  # deleted (by another replica): 404, not an empty page
     stored: list[Any] = await getattr(owner.store, kind).remote(owner.spec.name, session_id, *args)
     return stored
