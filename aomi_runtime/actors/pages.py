@@ -1,9 +1,10 @@
 """A page of a session's history (messages or events): from the live session's memory where this replica knows
 the actor holding it, else from the App's store, never loading the session for it.
 
-Both hold the same: every message and event a live session shows was committed first. A session held live
-elsewhere (by an actor this replica has not met) is read from the store, as an evicted one is; a page read
-from memory shows a streaming message's text so far, as a snapshot does.
+Every message and event a live session shows was committed first, so the store holds all a page from memory
+would show, but a streaming message's text so far (stored when the message ends; memory shows it, as a snapshot
+does) and a commit's events a moment before they are published. A session held live elsewhere (by an actor this
+replica has not met) is read from the store, as an evicted one is.
 """
 
 from __future__ import annotations
