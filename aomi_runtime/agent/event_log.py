@@ -40,13 +40,18 @@ class EventLog:
         """Wake every reader waiting now, and let none wait from now on: the session is closing."""
         self._signal.set()
 
-    async def read_after(self, after: int, timeout: float, check_open: Callable[[], None]) -> list[Event]:
+    async def read_after(
+        self, after: int, timeout: float, check_open: Callable[[], None], numbered: int | None = None
+    ) -> list[Event]:
         """Events with seq above `after`, oldest first: at once if there are any, else the first within `timeout`.
 
-        `check_open` is called after a wait, so that a reader woken by the session closing learns it did.
+        `check_open` is called after a wait, so that a reader woken by the session closing learns it did. `numbered`:
+        the seq of the newest event numbered (stored, or being stored), `published` if not given.
         """
-        if after > self.published:
-            after = 0  # an id from before this session's id was deleted and used again: replay this one whole
+        if after > max(self.published, numbered or 0):
+            # An id from before this session's id was deleted and used again: replay this one whole. One above
+            # `published` only is not: a page read from the store shows a commit's events before they are published.
+            after = 0
         if self.published <= after:
             signal = self._signal
             with suppress(TimeoutError):

@@ -296,7 +296,7 @@ class LiveSession:
         self.check_open()
         with self._streams.watching(stream, timeout):
             try:
-                return await self._log.read_after(after, timeout, self.check_open)
+                return await self._log.read_after(after, timeout, self.check_open, self.record.last_seq)
             finally:
                 self.last_active = time.monotonic()
 

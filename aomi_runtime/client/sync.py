@@ -62,7 +62,8 @@ class _Loop:
                 except StopAsyncIteration:
                     return
         finally:
-            self.run(agen.aclose())
+            if not self._loop.is_closed():  # closed: its `shutdown_asyncgens` closed `agen` as the client closed
+                self.run(agen.aclose())
 
     def stop(self) -> None:
         if self._loop.is_closed():

@@ -13,6 +13,8 @@ from ..actors.placement import DEFAULT_PLACEMENT_SECONDS, SessionPlacement
 from ..actors.runtime import Runtime
 from ..actors.snapshot_copies import MAX_BYTES
 from ..agent.apps import DEFAULT_APP_SPEC, AppSpec
+from ..agent.errors import InvalidInput
+from ..backends.history import MEMORY_URL, open_history
 from ..backends.secrets import parse_key
 from .config import load_apps
 from .ingress import DEFAULT_INGRESS, Ingress
@@ -100,6 +102,18 @@ class Settings(BaseSettings):
         for prefix in ("sqlite:///", "sqlite+aiosqlite:///"):
             if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
                 return prefix + str(Path(url[len(prefix) :]).resolve())
+        return url
+
+    @field_validator("database_url")
+    @classmethod
+    def _a_history_backend(cls, url: str) -> str:
+        # A custom backend (`package.module:factory`) is made once here, and dropped, to be refused where the runtime
+        # starts: in the App's store actor, which makes its own, it would fail every request instead.
+        if url != MEMORY_URL and "://" not in url:
+            try:
+                open_history(url)
+            except InvalidInput as exc:
+                raise ValueError(str(exc)) from None
         return url
 
     @field_validator("secrets_key")

@@ -3,6 +3,7 @@ the backend holds either way."""
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import Callable
 
@@ -83,3 +84,31 @@ async def test_message_pages_equal_the_stores_while_the_session_grows(
     session._journal.add_message(Message(id=len(session.messages), sender="user", content="last"))
     newest = await session.messages_page(None, 1)
     assert [m.content for m in newest] == ["last"] and newest == await history.messages("default", "p2", None, 1)
+
+
+async def test_a_cursor_from_a_store_page_read_before_its_event_is_published_is_followed_not_replayed(
+    history: InMemoryHistory, closing: Callable[[LiveSession], LiveSession]
+) -> None:
+    """A replica that does not know the session's actor reads a page from the store, which holds a commit's events
+    before the session publishes them (it waits for the replicas' copies to drop). The stream a client opens from
+    that page's cursor must go on after it, not take it for an id from a deleted session and replay everything."""
+    session = closing(await restored(history, "p3"))
+    landed, go_on = asyncio.Event(), asyncio.Event()
+
+    async def copies_dropping() -> None:
+        landed.set()
+        await go_on.wait()
+
+    session.on_commit(copies_dropping)
+    posting = asyncio.create_task(session.post_system("stored, not yet published"))
+    await landed.wait()
+    stored = await history.events("default", "p3", STORED, 100)  # what the store page shows
+    assert [e.seq for e in stored] == [STORED + 1] and session._log.published == STORED
+    following = asyncio.create_task(session.events_after(stored[-1].seq, 5.0))
+    await asyncio.sleep(0)  # the stream's read has started, on the cursor the session has not published yet
+    go_on.set()
+    await posting
+    assert [e.seq for e in await following] == []  # nothing after the cursor yet: no replay of 1...
+    session.on_commit(lambda: None)
+    await session.post_system("next")
+    assert [e.seq for e in await session.events_after(stored[-1].seq, 5.0)] == [STORED + 2]

@@ -4,6 +4,8 @@ live alike, while messages and events are appended; each item once, none missing
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 from typing import Any
 
 import httpx
@@ -168,3 +170,41 @@ async def test_pages_are_scoped_as_the_sessions_other_reads(
         await client.get("/api/events", headers=h(unknown)),
     ):
         assert_error(r, 404)
+
+
+async def test_pages_of_a_session_deleted_through_another_replica_are_404_as_its_other_reads(
+    client: httpx.AsyncClient, runtime_settings: Settings
+) -> None:
+    """This replica knows the session's actor; another deletes the session. A page then answers 404, as
+    `GET /api/sessions/{id}` and the last events do, not an empty page from the store."""
+    other = runtime_settings.runtime()  # another replica's runtime: its own handle cache
+    for page in (
+        lambda s: client.get(f"/api/sessions/{s}/messages"),
+        lambda s: client.get("/api/events", params={"after": 0}, headers=h(s)),
+    ):
+        s = sid()  # one each: the first read that reaches the actor drops the handle this replica holds
+        assert (await client.post("/api/chat", params={"message": "hi"}, headers=h(s))).status_code == 200
+        assert (await page(s)).status_code == 200
+        assert await other.delete(s)
+        assert_error(await page(s), 404)
+        assert_error(await client.get(f"/api/sessions/{s}"), 404)
+        assert_error(await client.get("/api/events", headers=h(s)), 404)
+
+
+def test_a_sync_page_generator_left_open_past_its_clients_close_is_dropped_quietly(
+    runtime_url: str, runtime_settings: Settings
+) -> None:
+    """Pages are meant to be left midway ("stop when you have read enough"): one kept past the client's close is
+    closed by the client's loop as it stops, and dropping it later raises nothing (it used to try that loop again)."""
+    s = asyncio.run(stored_session(runtime_settings))
+    unraisable: list[BaseException | None] = []
+    hook, sys.unraisablehook = sys.unraisablehook, lambda u: unraisable.append(u.exc_value)
+    try:
+        with Client(runtime_url) as client:
+            pages = client.session(s, create=False).message_pages(page_size=10)
+            assert [m.id for m in next(pages)] == list(range(SIZE - 10, SIZE))
+        del pages
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert unraisable == []

@@ -113,3 +113,13 @@ def test_the_cli_packs_sessions_with_one_flag(monkeypatch: pytest.MonkeyPatch) -
     assert [s.placement.sessions_per_actor for s in started] == [64]
     assert cli.main(["serve", "--sessions-per-actor", "0"]) == 2  # refused, saying why, before anything starts
     assert len(started) == 1
+
+
+def test_a_custom_history_backend_without_a_method_of_the_protocol_is_refused_at_start_naming_it() -> None:
+    # Refused where the runtime starts, not in the App's store actor, where it would fail every request instead.
+    with pytest.raises(ValidationError, match=r"it has no messages\."):
+        Settings(database_url="tests.contracts.test_history_backend:WithoutPages")
+    with pytest.raises(ValidationError, match="Cannot import the history backend"):
+        Settings(database_url="no_such_module:factory")
+    url = "tests.contracts.test_history_backend:custom_backend"
+    assert Settings(database_url=url).database_url == url
