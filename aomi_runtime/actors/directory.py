@@ -20,12 +20,13 @@ from ..agent.apps import AppSpec
 from ..agent.errors import AomiError, AppMismatch
 from ..agent.logs import configure_logging
 from ..agent.stats import Histogram
+from .deletes import Deletes
 from .hosts import WARM_ACTORS, WORKER_PREFIX, Host, Hosts, discard
 from .live_set import LiveSet
 from .named import named_actor_names
 from .named import named_actors as named_actors  # where its callers have imported it from
 from .placement import SessionPlacement
-from .sweep import SWEEP_SECONDS, evict_unused, expire_old
+from .sweep import SWEEP_SECONDS, sweep_forever, sweep_once
 from .versions import Stamp, Versions, app_version, move_if_old
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,7 @@ class SessionDirectory:
         self._live = LiveSet(spec, self._placement, self._hosts)
         self._versions = Versions(spec.name, stamp, self._live, self._hosts)
         self._loading: dict[str, asyncio.Future[Any]] = {}
-        # Sessions being deleted: a lookup waits for the delete, so that no read loads a session back into memory
-        # (whose next commit would store it again) between its release and its rows' deletion.
-        self._deleting: dict[str, asyncio.Future[None]] = {}
+        self._deletes = Deletes(spec.name, store, self._live, self._loading)
         self._appeared = asyncio.Event()
         self._started: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -122,8 +121,7 @@ class SessionDirectory:
 
     async def _find(self, session_id: str, create: bool, public_key: str | None) -> Any:
         while True:
-            if (deleting := self._deleting.get(session_id)) is not None:
-                await asyncio.shield(deleting)
+            if await self._deletes.waited(session_id):
                 continue
             if (closing := self._live.closing.get(session_id)) is not None:
                 await asyncio.shield(closing)
@@ -201,27 +199,7 @@ class SessionDirectory:
     async def sweep(self) -> dict[str, int]:
         """Evict idle sessions and, past the memory budget, the least recently used; delete expired ones."""
         await self._start()
-        evicted_idle, evicted_memory = await evict_unused(self._live, self._spec.limits.idle_seconds)
-        expired = await expire_old(self._spec, self._store, self._live, self.delete)
-        self._counts["evicted"] += evicted_idle + evicted_memory
-        self._counts["expired"] += expired
-        report = {
-            "evicted_idle": evicted_idle,
-            "evicted_memory": evicted_memory,
-            "expired": expired,
-            "live": len(self._live),
-        }
-        if evicted_idle or evicted_memory or expired:
-            log.info("app %s sweep: %s", self._spec.name, " ".join(f"{k}={v}" for k, v in report.items()))
-        return report
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._sweep_seconds)
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("app %s: sweep failed", self._spec.name)
+        return await sweep_once(self._spec, self._store, self._live, self.delete, self._counts)
 
     # --- start, recovery, and the rest ------------------------------------------------------------
 
@@ -261,7 +239,7 @@ class SessionDirectory:
         if (newest := await self._versions.recovered()) is not None:
             self._spec, self._placement = newest
         self._hosts.refill()
-        self._sweeper = asyncio.create_task(self._sweep_forever())
+        self._sweeper = asyncio.create_task(sweep_forever(self._sweep_seconds, self.sweep, self._spec.name))
         self._versions.drain()
 
     async def deploy(
@@ -276,27 +254,9 @@ class SessionDirectory:
         return self._versions.stamp.version
 
     async def delete(self, session_id: str) -> bool:
-        """Stop the session if live, and delete it with its messages and events."""
+        """Stop the session if live, and delete it with its messages and events (deletes.py)."""
         await self._start()
-        while (other := self._deleting.get(session_id)) is not None:  # deleted once at a time
-            await asyncio.shield(other)
-        done = self._deleting[session_id] = asyncio.get_running_loop().create_future()
-        try:
-            if (loading := self._loading.get(session_id)) is not None:  # a load under way lands first
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(loading)
-            # A release under way ends first: one refused (the drain's, of a session that runs) puts the session
-            # back in the live set, where this must find it to stop it.
-            while (closing := self._live.closing.get(session_id)) is not None:
-                await asyncio.shield(closing)
-            host = self._live.pop(session_id, None)
-            if host is not None:
-                await self._live.release(host, session_id)
-            deleted: bool = await self._store.delete.remote(self._spec.name, session_id)
-            return deleted or host is not None
-        finally:
-            del self._deleting[session_id]
-            done.set_result(None)
+        return await self._deletes.delete(session_id)
 
     async def copies_out(self, session_id: str) -> None:
         """The session's actor will hand out copies of its snapshots: if that actor is lost, fence the session."""

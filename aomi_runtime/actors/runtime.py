@@ -1,5 +1,6 @@
 """The runtime as its callers see it (a Serve replica, a driver, a notebook on the cluster): Apps by name,
-sessions by id, each call routed to the session's actor and retried once if that actor went away."""
+sessions by id, each call routed to the session's actor and retried once if that actor went away (an event
+stream's calls: `event_streams.py`; pages of history: `pages.py`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ray.exceptions import RayActorError
 
 from ..agent.apps import AppSpec
 from ..agent.errors import AppMismatch, InvalidInput, SessionClosed, SessionNotFound
-from ..agent.records import Event, SessionInfo, SessionRecord, new_request_id
+from ..agent.records import SessionInfo, SessionRecord, new_request_id
 from ..agent.tracing import current_traceparent
 from .app_actors import DEFAULT_NAMESPACE, AppActors, app_namespace
 from .directory import named_actors
@@ -26,7 +27,7 @@ from .snapshot_copies import MAX_BYTES, Copy, Fetched, SnapshotCopies
 
 HANDLE_CACHE_SIZE = 10_000
 
-_GONE = (RayActorError, SessionClosed)
+GONE = (RayActorError, SessionClosed)  # the session's actor went, or the session left it
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class Runtime:
             raise SessionNotFound(f"No session {session_id!r} exists.")
         return owner
 
-    async def _resolve(
+    async def resolve(
         self,
         session_id: str,
         *,
@@ -114,6 +115,7 @@ class Runtime:
         stale: Any = None,
         wait: float = 0.0,
     ) -> _Found | None:
+        """The session's App and actor, from this replica's cache or its App's directory (`get`), or None."""
         cached = self._handles.get(session_id)
         if cached is not None and stale is None:
             if app is not None and cached.app.spec.name != app.spec.name:
@@ -186,12 +188,12 @@ class Runtime:
     ) -> tuple[Any, _Found]:
         stale = None
         for attempt in range(2):
-            found = await self._resolve(session_id, app=app, create=create, public_key=public_key, stale=stale)
+            found = await self.resolve(session_id, app=app, create=create, public_key=public_key, stale=stale)
             if found is None:
                 raise SessionNotFound(f"No session {session_id!r} exists; send a chat message to start it.")
             try:
                 return await getattr(found.handle, method).remote(session_id, *args), found
-            except _GONE:
+            except GONE:
                 if attempt:
                     raise
                 self._handles.pop(session_id, None)
@@ -226,45 +228,6 @@ class Runtime:
             public_key=public_key,
         )
         return result
-
-    async def open_stream(self, session_id: str, stream: str, max_streams: int) -> int:
-        """Count an event stream on a live or stored session; returns the seq it had published (0 for a session
-        that does not exist yet: its streams are counted from their first wait once it does).
-
-        Raises:
-            LimitReached: the session has `max_streams` open already.
-        """
-        try:
-            # Found again if its actor went: a stream starting at the live position must not take 0 for it.
-            published: int = await self.call(session_id, "open_stream", stream, max_streams)
-        except SessionNotFound:
-            return 0
-        return published
-
-    def close_stream(self, session_id: str, stream: str) -> None:
-        """Stop counting a stream (told, not awaited; a stream never closed runs out its lease)."""
-        if (found := self._handles.get(session_id)) is not None:
-            found.handle.close_stream.remote(session_id, stream)
-
-    async def events_after(self, session_id: str, after: int, timeout: float, stream: str | None = None) -> list[Event]:
-        """The next events of a session, waiting up to `timeout`; a session not created yet is waited for."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        found = await self._resolve(session_id, app=None, create=False, wait=timeout)
-        remaining = deadline - loop.time()  # one wait in all, so the caller can keep its stream alive
-        if found is None or remaining <= 0:
-            return []
-        waiting = found.handle.events_after.remote(session_id, after, remaining, stream)
-        try:
-            events: list[Event] = await waiting
-        except _GONE:
-            self._handles.pop(session_id, None)
-            await self._resolve(session_id, app=None, create=False, stale=found.handle)
-            return []
-        except asyncio.CancelledError:
-            ray.cancel(waiting)  # the stream's client went: end its wait in the session actor now
-            raise
-        return events
 
     async def info(self, session_id: str) -> SessionInfo:
         owner = await self.session_app(session_id)

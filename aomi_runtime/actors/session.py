@@ -14,7 +14,6 @@ milliseconds. A caller holding a handle from before a session left gets `Session
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import os
@@ -33,6 +32,7 @@ from ..agent.records import Event, Message, SessionInfo
 from ..agent.session import LiveSession
 from ..backends.models import load_model
 from ..backends.otlp import start_tracing, stop_tracing_within
+from .copies_out import CopiesOut
 from .placement import SessionPlacement
 from .readers import HEARTBEAT_SECONDS, Readers
 from .store_client import StoreClient
@@ -88,8 +88,7 @@ class SessionActor:
         self._sessions: dict[str, LiveSession] = {}
         self._opening: set[str] = set()
         self._readers = Readers()  # the ingress replicas holding copies of snapshots of these sessions
-        self._noted: set[str] = set()  # sessions the directory knows copies of may be handed out (to fence them)
-        self._noting: dict[str, asyncio.Task[None]] = {}
+        self._copies = CopiesOut(self._readers, directory)
         self._stopped = False
         self._threads_set = False
 
@@ -154,7 +153,7 @@ class SessionActor:
         if (only_if_idle and session.is_busy) or (unless_running and session.is_running):
             return False
         del self._sessions[session_id]
-        self._noted.discard(session_id)
+        self._copies.forget(session_id)
         await self._readers.drop(session_id)  # its next holder does not know who holds copies
         await session.close()
         return True
@@ -237,29 +236,13 @@ class SessionActor:
         session = self._live(session_id)
         snapshot = await session.snapshot(None, client_id, peek=peek)
         bound = session.record.client_id is not None
-        # Not a session that left meanwhile (`release`): the actor that holds it next does not count this copy.
-        here = self._sessions.get(session_id) is session
-        keep = here and session.at_rest and not snapshot.system_events and (client_id is None or bound)
-        hold = None
-        if keep and reader is not None:
-            if session_id in self._noted or self._directory is None:
-                hold = self._readers.hold(reader, session_id)
-            else:  # no copy until the directory knows there may be some: it fences the session if this actor is lost
-                self._note(session_id)
+
+        def here() -> bool:  # not a session that left meanwhile (`release`): its next actor does not count a copy
+            return self._sessions.get(session_id) is session
+
+        keep = here() and session.at_rest and not snapshot.system_events and (client_id is None or bound)
+        hold = self._copies.hold(reader, session_id, here) if keep and reader is not None else None
         return snapshot.model_dump_json().encode(), hold, bound
-
-    def _note(self, session_id: str) -> None:
-        session = self._sessions[session_id]
-
-        async def note() -> None:
-            with contextlib.suppress(Exception):  # the directory gone: no copies, a next read asks again
-                await self._directory.copies_out.remote(session_id)
-                if self._sessions.get(session_id) is session:  # not released meanwhile
-                    self._noted.add(session_id)
-            del self._noting[session_id]
-
-        if session_id not in self._noting:
-            self._noting[session_id] = asyncio.create_task(note())
 
     async def watch(
         self, reader: str, epoch: int, acked: int, released: dict[str, int], touched: list[str]

@@ -8,7 +8,6 @@ of a message or of user_state) are checked at the edge, before a session is foun
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -20,23 +19,13 @@ from .errors import InvalidInput, SessionClosed
 from .event_log import EventLog
 from .journal import Journal
 from .protocols import HistoryBackend
-from .records import (
-    Event,
-    Message,
-    QueuedMessage,
-    SessionRecord,
-    Snapshot,
-    StoredSession,
-    SystemEvent,
-    inline_call,
-    system_notice,
-)
+from .records import Event, Message, QueuedMessage, SessionRecord, Snapshot, StoredSession, SystemEvent
 from .streams import Streams
-from .system_messages import parse_system_message
+from .system_events import SystemEvents
 from .titles import AutoTitle, manual_title
 from .turn_output import TurnOutput
 from .turn_queue import TurnQueue
-from .wallet import OUTCOME_TYPES, WalletDesk
+from .wallet import WalletDesk
 
 CUT_SHORT = (
     "The previous turn was cut short when its session stopped unexpectedly; "
@@ -65,6 +54,7 @@ class LiveSession:
         )
         output = TurnOutput(self._journal, self._wallet, self._background)
         self._turns = TurnQueue(app, self._journal, output, self._title, self.check_open, lambda s: self.on_turn(s))
+        self._system = SystemEvents(self._journal, self._wallet, self._turns.follow_up)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -184,12 +174,7 @@ class LiveSession:
         self.check_open()
         self.bind(client_id=client_id, rebind=False)
         self._journal.set_user_state(user_state)
-        events: list[SystemEvent] = []
-        if not peek:
-            # Taken whole, the empty list too: events added during the flush below stay for the next snapshot.
-            events, self.record.pending_system_events = self.record.pending_system_events, []
-        if events:
-            self._journal.record_changed()
+        events: list[SystemEvent] = [] if peek else self._system.take()
         # Always through the flush lock: a commit under way (a turn's end, say) lands before the snapshot shows it,
         # so a client never sees `is_processing: false` for a turn the database does not hold yet.
         try:
@@ -197,7 +182,7 @@ class LiveSession:
         except SessionClosed:
             # Closed while waiting (released): the read is retried where the session loads next, so the events it
             # took go back, for the release's final commit to store them still to be handed out.
-            self.record.pending_system_events[:0] = events
+            self._system.give_back(events)
             raise
         queued = [
             Message(sender="user", content=q.content, timestamp=q.timestamp, queued=True, request_id=q.request_id)
@@ -221,32 +206,9 @@ class LiveSession:
         return await self.snapshot()
 
     async def post_system(self, message: str, traceparent: str | None = None) -> Message:
-        """Text becomes a `system_notice`; a JSON object is published as-is. The model sees either next turn.
-        Returns the message as a snapshot shows one (sender `system`, the text as posted), as Aomi answers it.
-
-        A wallet outcome (`wallet:tx_complete`, `wallet_eip712_response`) answers its pending request: it becomes
-        the tool call's result and starts a follow-up turn (its spans children of the span `traceparent` names, if
-        it starts at once); a duplicate of an outcome taken has no effect.
-        """
+        """A notice or a JSON event posted to `/api/system`, a wallet's outcome among them (system_events.py)."""
         self.check_open()
-        posted = Message(sender="system", content=message)
-        parsed, type_ = parse_system_message(message)
-        if parsed is not None and type_ is not None:
-            outcome = type_ in OUTCOME_TYPES
-            if outcome and not self._wallet.answer(type_, parsed.get("payload")):
-                return posted  # answered once already
-            self._journal.event(type_, **{k: v for k, v in parsed.items() if k not in ("type", "session_id")})
-            self.record.pending_system_events.append(inline_call(type_, parsed))
-            if outcome:
-                await self._turns.follow_up(traceparent)  # stored with the outcome, in one commit
-                return posted
-            self.record.model_notes.append(json.dumps(parsed, ensure_ascii=False))
-        else:
-            self._journal.event("system_notice", message=message)
-            self.record.pending_system_events.append(system_notice(message))
-            self.record.model_notes.append(message)
-        await self._journal.flush()
-        return posted
+        return await self._system.post(message, traceparent)
 
     async def rename(self, title: str) -> None:
         """Set a title by hand; the automatic title never replaces it."""

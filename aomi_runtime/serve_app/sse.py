@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Gauge
 from pydantic_core import to_json
 
+from ..actors import event_streams
 from ..actors.runtime import Runtime
 from ..agent.records import Event
 
@@ -58,7 +59,7 @@ class EventStream:
 
     async def open(self, max_streams: int) -> None:
         """Raises `LimitReached` before any response has started."""
-        self.live_from = await self.runtime.open_stream(self.session_id, self.id, max_streams)
+        self.live_from = await event_streams.open_stream(self.runtime, self.session_id, self.id, max_streams)
         self.after = self.live_from if self.start is None else self.start
 
     async def frames(self) -> AsyncIterator[bytes]:
@@ -72,7 +73,9 @@ class EventStream:
         try:
             yield KEEP_ALIVE  # sent at once, so the client knows the stream is open
             while True:
-                events = await self.runtime.events_after(self.session_id, self.after, self.keepalive, self.id)
+                events = await event_streams.events_after(
+                    self.runtime, self.session_id, self.after, self.keepalive, self.id
+                )
                 if not events:
                     yield KEEP_ALIVE
                     continue
@@ -86,4 +89,4 @@ class EventStream:
                         return
         finally:
             self.open_streams.dec()
-            self.runtime.close_stream(self.session_id, self.id)
+            event_streams.close_stream(self.runtime, self.session_id, self.id)

@@ -21,6 +21,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from aomi_runtime.actors.directory import WORKER_PREFIX, named_actors
+from aomi_runtime.actors.event_streams import events_after
 from aomi_runtime.actors.hosts import actor_key
 from aomi_runtime.actors.runtime import Runtime
 from aomi_runtime.agent.apps import AppSpec, Limits
@@ -96,7 +97,7 @@ async def follow(runtime: Runtime, session_id: str, after: int) -> list[Event]:
     """A session's event stream from `after` until its next turn is done."""
     events: list[Event] = []
     while not any(e.type == "processing_done" for e in events):
-        events += await runtime.events_after(session_id, events[-1].seq if events else after, 5.0)
+        events += await events_after(runtime, session_id, events[-1].seq if events else after, 5.0)
     return events
 
 
@@ -209,7 +210,7 @@ async def test_idle_sessions_leave_their_actor_and_the_busy_or_watched_ones_stay
     quiet, busy, watched = sessions[:4], sessions[4:6], sessions[6:]
     await asyncio.gather(*(chat(runtime, s, "count to 1000") for s in busy))
     seqs = {s: await last_seq(runtime, s) for s in watched}
-    streams = [asyncio.create_task(runtime.events_after(s, seqs[s], 30.0)) for s in watched]  # nothing new comes
+    streams = [asyncio.create_task(events_after(runtime, s, seqs[s], 30.0)) for s in watched]  # nothing new comes
 
     async def all_idle_long_enough() -> bool:
         # What the sweep decides by: every session idle longer than allowed, and only the quiet ones neither

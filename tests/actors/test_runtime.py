@@ -17,6 +17,7 @@ import pytest
 import ray
 
 from aomi_runtime.actors.directory import WARM_ACTORS, WORKER_PREFIX, named_actors
+from aomi_runtime.actors.event_streams import events_after
 from aomi_runtime.actors.runtime import Runtime
 from aomi_runtime.agent.apps import AppSpec, Limits
 from aomi_runtime.agent.errors import AppMismatch, LimitReached, SessionNotFound
@@ -264,7 +265,7 @@ async def test_idle_sessions_are_evicted_but_not_busy_or_watched_ones(make_runti
         await idle(runtime, s)
     await chat(runtime, busy, "count to 1000")
     last_seq = (await runtime.call(watched, "last_events", 1))[0].seq
-    stream = asyncio.create_task(runtime.events_after(watched, last_seq, 30.0))  # waits: nothing new comes
+    stream = asyncio.create_task(events_after(runtime, watched, last_seq, 30.0))  # waits: nothing new comes
 
     async def all_idle_long_enough() -> bool:
         # What the sweep decides by: each session idle for longer than its App allows, and only the quiet one

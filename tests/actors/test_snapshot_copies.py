@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import ray
 
+from aomi_runtime.actors.event_streams import events_after
 from aomi_runtime.actors.readers import HEARTBEAT_SECONDS, LEASE_SECONDS
 from aomi_runtime.actors.runtime import Runtime
 from aomi_runtime.agent.apps import AppSpec, Limits
@@ -139,7 +140,7 @@ async def test_an_event_seen_on_a_stream_is_in_any_snapshot_read_after_it(pair: 
     await chat(one, s, "hi")
     last = (await at_rest(one, s))["last_event_id"]
     await cached(two, s)
-    waiting = asyncio.create_task(one.events_after(s, last, 10))
+    waiting = asyncio.create_task(events_after(one, s, last, 10))
     await asyncio.sleep(0.2)  # the stream waits in the session before the rename
     renamed = asyncio.create_task(one.call(s, "rename", "seen on the stream"))
     events = await waiting
