@@ -81,9 +81,17 @@ class Load:
     """Drives `sessions` sessions of `turns` turns each through `clients` concurrent clients over HTTP."""
 
     def __init__(
-        self, url: str, sessions: int, turns: int, clients: int, streamed: float, poll_interval: float = 0.05
+        self,
+        url: str,
+        sessions: int,
+        turns: int,
+        clients: int,
+        streamed: float,
+        poll_interval: float = 0.05,
+        timeout: float = TURN_TIMEOUT,
     ) -> None:
         self.url = url
+        self.timeout = timeout  # a request's, a turn's, a stream's: past it, a failure named, not a hang
         self.session_ids = [str(uuid.uuid4()) for _ in range(sessions)]
         self.turns = turns
         self.clients = clients
@@ -93,15 +101,15 @@ class Load:
 
     async def run(self) -> Results:
         limits = httpx.Limits(max_connections=self.clients + len(self.streamed) + 8, max_keepalive_connections=None)
-        async with httpx.AsyncClient(base_url=self.url, timeout=120, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout, limits=limits) as client:
             subscribers = {s: Subscriber(s) for s in self.streamed}
             self.results.subscribers = subscribers
             readers = [asyncio.create_task(self._subscribe(client, sub)) for sub in subscribers.values()]
             for sub in subscribers.values():
                 try:
-                    await asyncio.wait_for(sub.opened.wait(), TURN_TIMEOUT)
+                    await asyncio.wait_for(sub.opened.wait(), self.timeout)
                 except TimeoutError:
-                    self.results.failures.append(f"{sub.session_id}: its stream did not open in {TURN_TIMEOUT:g} s")
+                    self.results.failures.append(f"{sub.session_id}: its stream did not open in {self.timeout:g} s")
             queue: asyncio.Queue[str] = asyncio.Queue()
             for s in self.session_ids:
                 queue.put_nowait(s)
@@ -110,10 +118,10 @@ class Load:
             self.results.seconds = time.perf_counter() - started
             for sub in subscribers.values():
                 sub.stop.set()
-            _, stuck = await asyncio.wait(readers, timeout=TURN_TIMEOUT) if readers else (set(), set())
+            _, stuck = await asyncio.wait(readers, timeout=self.timeout) if readers else (set(), set())
             for reader in stuck:  # a stream that neither ends nor sees its stop: said, not waited for
                 reader.cancel()
-                self.results.failures.append(f"a stream did not stop within {TURN_TIMEOUT:g} s of being told")
+                self.results.failures.append(f"a stream did not stop within {self.timeout:g} s of being told")
         return self.results
 
     async def _request(self, client: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
@@ -146,7 +154,7 @@ class Load:
         self.results.chat_ack.append(time.perf_counter() - started)
         if done is not None:
             try:
-                await asyncio.wait_for(done.wait(), TURN_TIMEOUT)
+                await asyncio.wait_for(done.wait(), self.timeout)
             except TimeoutError:
                 self.results.failures.append(f"{session_id} turn {turn}: no processing_done on its stream")
                 return
@@ -159,7 +167,7 @@ class Load:
                     return
                 if not state["is_processing"]:
                     break
-                if time.perf_counter() - started > TURN_TIMEOUT:
+                if time.perf_counter() - started > self.timeout:
                     last = state["messages"][-1] if state["messages"] else None
                     self.results.failures.append(f"{session_id} turn {turn}: still processing; last message {last}")
                     return
